@@ -1,0 +1,53 @@
+# imgnorm — the README's commands. Every target installs what is missing first (Debian 12, root).
+BUILD     ?= build
+JOBS      ?= $(shell nproc)
+CMAKE_ARGS ?=
+SECONDS   ?= 60
+
+.PHONY: all deps build run test test-unit test-ref test-sanitize test-tsan bench fuzz format clean
+
+all: build
+
+deps:
+	./scripts/install-deps.sh test
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_ARGS)
+
+build: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+## make run: the main job on the bundled sample dataset, examples/flowers
+run: build
+	./$(BUILD)/imgnorm stats examples/flowers --size 224 -o $(BUILD)/stats.json --force
+	@echo
+	@echo "stats.json written to $(BUILD)/stats.json; as torchvision constants:"
+	@./$(BUILD)/imgnorm merge $(BUILD)/stats.json --format torchvision
+
+## make test: every test (GoogleTest through ctest, and the Python reference tests)
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+test-unit: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -L unit
+
+test-ref: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -L ref
+
+## ASan + UBSan build of the whole suite
+test-sanitize: deps
+	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIMGNORM_SANITIZE=ON
+	cmake --build build-asan -j $(JOBS)
+	cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j $(JOBS) -L unit
+
+## ThreadSanitizer run of the parallel pipeline
+test-tsan: deps
+	cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIMGNORM_TSAN=ON
+	cmake --build build-tsan -j $(JOBS)
+	cd build-tsan && ctest --output-on-failure -R 'pipeline' -L unit
+
+format:
+	clang-format -i $$(git ls-files '*.cpp' '*.hpp' '*.h')
+
+clean:
+	rm -rf $(BUILD) build-asan build-tsan build-fuzz

@@ -1,0 +1,98 @@
+#pragma once
+/// \file dataset.hpp
+/// Finding the images of a dataset: a class-folder tree (as torchvision's ImageFolder), a flat folder
+/// (one unnamed class), or a list file. Nothing is dropped silently: every file that is not taken is
+/// listed in `ignored` with the reason. Also deterministic sampling and sharding.
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace imgnorm {
+
+/// One image file of the dataset.
+struct Entry {
+  std::string path;  ///< as found: root joined with the relative path (or the list file's line)
+  int label = 0;     ///< index into Dataset::classes
+};
+
+/// A file (or folder) that was seen but not taken, and why. Reasons from scan_folder: "hidden",
+/// "not an image extension", "root-level file", "not a regular file" (fifo, socket, device),
+/// "symlink loop", "broken symlink", "unreadable folder: <strerror>", "cannot stat: <strerror>".
+struct Ignored {
+  std::string path;
+  std::string reason;
+};
+
+struct Dataset {
+  std::string root;                  ///< the folder (or list file) given
+  std::vector<std::string> classes;  ///< sorted class names; label = index. {""} for a flat folder
+  std::vector<Entry> entries;        ///< sorted by (class, relative path) — bytewise order
+  std::vector<Ignored> ignored;      ///< sorted by path, bytewise
+};
+
+struct ScanOptions {
+  /// Candidate extensions, lower-case without the dot; matched case-insensitively.
+  std::vector<std::string> extensions{"jpg", "jpeg", "png", "webp"};
+};
+
+/// Scans `root`. First-level folders are classes (sorted bytewise → label ids); files inside a class
+/// folder are found recursively (symlinks followed, loops detected and reported). Hidden files and
+/// folders (name starting with '.') are ignored, as are root-level files. A root with no class
+/// folders but with image files directly inside is one unnamed class "". Throws Error(io) when
+/// `root` is missing or not a folder; an empty result is returned as is (the caller decides).
+///
+/// Details:
+/// - Entry paths are `root` as given joined with the relative path by one '/' ("d/" stays "d/a").
+/// - A file is a candidate when the text after its last '.' is in `extensions`, ignoring ASCII
+///   case ("x.JPG", "y.Jpeg"); a folder named "x.jpg" is still a folder and is descended into.
+/// - Unlike torchvision's ImageFolder (which raises), a class folder with no image is kept: its
+///   label stays, so labels match a scan where it has images; the caller reports 0 images.
+///   Unlike ImageFolder, hidden first-level folders (".git") are not classes.
+/// - Symlinks to folders are followed; one leading to a folder already on the current path (by
+///   device and inode) is reported as "symlink loop" and not entered, as is a root-level link to
+///   the root itself. The same folder reached by two different branches is walked twice.
+/// - A hidden folder is reported once and not descended into. A folder that cannot be listed is
+///   reported ("unreadable folder: Permission denied") instead of throwing; only the root throws.
+/// - When there is no class folder, non-image files in the root are "not an image extension"; a
+///   root with neither class folders nor images gives no classes.
+Dataset scan_folder(const std::string& root, const ScanOptions& options = {});
+
+/// Reads a list file: one path per line (blank lines and lines starting with '#' skipped); a
+/// relative path is relative to the list file's folder. The class of a file is the name of its
+/// parent folder; classes sorted as in scan_folder. Entries keep the file's order.
+///
+/// Each line is trimmed of surrounding whitespace (a trailing '\r' included), so a path cannot
+/// begin or end with a space. Entry paths are the list file's folder + "/" + the line (absolute
+/// lines as written). The parent folder is found lexically on the absolute path ("a/../b/x.jpg" is
+/// in "b", "x.jpg" in the list file's folder; "" for a file directly under "/"). Every listed path
+/// is kept, whatever its extension (the user named it; decoding sniffs the bytes anyway), so
+/// `options` is not applied, and duplicates are kept; `ignored` stays empty. Throws Error(io) when
+/// the list file is missing ("<list>: no such file") or a folder, Error(format) for a NUL byte.
+Dataset read_list(const std::string& list_file, const ScanOptions& options = {});
+
+/// Indices of a uniform sample without replacement of `k` out of `n` (k <= n), sorted ascending.
+/// Deterministic for a seed on every platform (own generator, no std:: distributions): xoshiro256**
+/// seeded through splitmix64, Lemire's unbiased bounded integers, Floyd's algorithm (every k-subset
+/// equally likely; O(k) memory, or n bits when k >= n/64). Throws Error(invalid_argument) if k > n.
+std::vector<std::size_t> sample_indices(std::size_t n, std::size_t k, std::uint64_t seed);
+
+/// How many to sample: "500" (a count) or "10%" (a percentage of n, rounded to nearest, at least 1).
+/// Throws Error(invalid_argument) for malformed text, 0, or more than 100%. A count above n gives n.
+///
+/// Grammar: digits, or digits ['.' digits] '%' (no sign, spaces or exponent; at most 9 decimals
+/// after trailing zeros are dropped). The percentage is computed exactly in integers, halves
+/// rounded up ("10%" of 25 is 3). Any percentage of n = 0 is 0.
+std::size_t parse_sample_count(const std::string& text, std::size_t n);
+
+/// Keeps entries index % n == i (0 <= i < n), in order. Throws Error(invalid_argument) otherwise
+/// ("invalid shard 'i/n': ..."). `classes` and `ignored` are left whole, so labels mean the same in
+/// every shard (and every shard reports the same ignored files).
+void keep_shard(Dataset& dataset, int i, int n);
+
+/// Keeps only the entries at `indices` (strictly increasing, each < entries.size()), in order.
+/// Throws Error(invalid_argument), leaving `dataset` unchanged, when they are not.
+void keep_indices(Dataset& dataset, const std::vector<std::size_t>& indices);
+
+}  // namespace imgnorm

@@ -1,0 +1,92 @@
+#pragma once
+/// \file decode.hpp
+/// Decoding of JPEG (libjpeg-turbo), PNG (libspng) and WebP (libwebp) to u8 RGB, BGR or gray.
+/// The format is sniffed from the magic bytes, never from the file name. The result matches
+/// cv2.imread(path, cv2.IMREAD_COLOR) (reordered as asked): gray replicated, alpha dropped (not
+/// composited), CMYK/YCCK converted as OpenCV does, 16-bit samples reduced with >> 8, EXIF
+/// orientation applied.
+///
+///     imgnorm::Decoder dec;
+///     imgnorm::Image img;
+///     dec.decode(bytes.data(), bytes.size(), {}, img);   // RGB, full size
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "imgnorm/image.hpp"
+#include "imgnorm/recipe.hpp"
+
+namespace imgnorm {
+
+enum class Format { unknown, jpeg, png, webp };
+const char* to_string(Format f) noexcept;
+
+/// Format from the first bytes of a file (at least 12 bytes are needed for WebP).
+Format sniff_format(const std::uint8_t* data, std::size_t size) noexcept;
+
+struct DecodeOptions {
+  ChannelOrder channels = ChannelOrder::rgb;
+  /// Refuse images whose header declares more than this many pixels (width × height), before
+  /// allocating anything. Error code too_large.
+  std::uint64_t max_pixels = kDefaultMaxPixels;
+  /// Apply the EXIF orientation tag (JPEG APP1), as cv2.imread does.
+  bool apply_orientation = true;
+  /// A JPEG whose data ends early, or that libjpeg could only partly decode, is an Error(corrupt)
+  /// unless this is true (then the undecoded part is libjpeg's grey fill, as cv2.imread gives).
+  bool allow_truncated = false;
+  /// When set, JPEGs may be decoded at 1/2, 1/4 or 1/8 scale (DCT domain, only these factors).
+  /// Called with the full decoded size *after* orientation; returns the smallest size (after
+  /// orientation) the downstream resize needs. The decoder picks the smallest factor whose result
+  /// is at least that size on both axes.
+  std::function<Size(Size full)> min_size;
+};
+
+/// What decode found out about the file.
+struct DecodeInfo {
+  Format format = Format::unknown;
+  int width = 0;           ///< stored width (before orientation and scaling)
+  int height = 0;          ///< stored height
+  int source_channels = 0; ///< components in the file (1 gray, 2 gray+alpha, 3, 4 RGBA/CMYK)
+  int bit_depth = 8;
+  int orientation = 1;     ///< EXIF orientation 1–8 that was found (1 when none)
+  int scale_denom = 1;     ///< DCT scaling used: 1, 2, 4 or 8
+};
+
+/// A reusable decoder: keeps its libjpeg/libspng state and scratch buffers between images, so that
+/// one worker decodes image after image without allocating. Not thread-safe; one per worker.
+class Decoder {
+ public:
+  Decoder();
+  ~Decoder();
+  Decoder(Decoder&&) noexcept;
+  Decoder& operator=(Decoder&&) noexcept;
+
+  /// Decodes `size` bytes into `out` (reset to the result's shape). Throws Error with code
+  /// unsupported, corrupt or too_large; the message does not name a file (the caller adds it).
+  DecodeInfo decode(const std::uint8_t* data, std::size_t size, const DecodeOptions& options,
+                    Image& out);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+/// Convenience: reads and decodes one file. Errors name the file.
+Image decode_file(const std::string& path, const DecodeOptions& options = {},
+                  DecodeInfo* info = nullptr);
+
+/// Reads a whole file into `out` (resized; its capacity is reused). Throws Error(io) naming the
+/// file: missing, unreadable, a directory, a symlink loop.
+void read_file(const std::string& path, std::vector<std::uint8_t>& out);
+
+namespace detail {
+/// EXIF orientation (1–8) from the payload of a JPEG APP1 segment (starting with "Exif\0\0"), or 1
+/// when absent or malformed. Never reads outside [data, data + size).
+int parse_exif_orientation(const std::uint8_t* data, std::size_t size) noexcept;
+}  // namespace detail
+
+}  // namespace imgnorm

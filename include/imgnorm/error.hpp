@@ -1,0 +1,40 @@
+#pragma once
+/// \file error.hpp
+/// The one exception type imgnorm throws for bad input (a file, a flag value, a stats file).
+/// A broken invariant inside imgnorm is a bug and is an assert, never an imgnorm::Error.
+
+#include <stdexcept>
+#include <string>
+
+namespace imgnorm {
+
+/// What kind of bad input caused an Error; lets callers decide (skip a file, or stop the run).
+enum class ErrorCode {
+  invalid_argument,  ///< a flag or option value is out of range or malformed
+  io,                ///< a file could not be opened, read or written
+  unsupported,       ///< not an image format imgnorm reads (sniffed from the bytes)
+  corrupt,           ///< the bytes claim to be an image but do not decode (truncated, bad data)
+  too_large,         ///< the header declares more pixels than the configured limit
+  format,            ///< a structured file (stats.json, .npy, list file) is malformed
+  empty,             ///< nothing to do: no images found, or every image was skipped
+  interrupted,       ///< SIGINT/SIGTERM arrived; outputs were discarded
+};
+
+/// Short lower-case name of a code ("io", "corrupt", ...), as written to stats.json.
+const char* to_string(ErrorCode code) noexcept;
+
+/// Bad input. what() has the form "path: what went wrong" (or just "what went wrong" when no file is
+/// involved), short enough for one line on stderr.
+class Error : public std::runtime_error {
+ public:
+  Error(ErrorCode code, const std::string& message) : std::runtime_error(message), code_(code) {}
+  ErrorCode code() const noexcept { return code_; }
+
+ private:
+  ErrorCode code_;
+};
+
+/// Returns a copy of `e` whose message is prefixed with `path: ` (unless it already starts with it).
+Error with_path(const Error& e, const std::string& path);
+
+}  // namespace imgnorm

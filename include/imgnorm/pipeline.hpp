@@ -1,0 +1,90 @@
+#pragma once
+/// \file pipeline.hpp
+/// The streaming engine: read → decode → resize every entry of a dataset on all cores (a oneTBB
+/// parallel_pipeline), handing each resized image to a parallel callback and each result, in
+/// dataset order, to a serial callback. Memory is bounded by the images in flight, never by the
+/// dataset size. Also the first job built on it: exact statistics of a dataset.
+
+#include <atomic>
+#include <cstddef>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "imgnorm/dataset.hpp"
+#include "imgnorm/decode.hpp"
+#include "imgnorm/error.hpp"
+#include "imgnorm/image.hpp"
+#include "imgnorm/recipe.hpp"
+#include "imgnorm/stats.hpp"
+
+namespace imgnorm {
+
+struct PipelineOptions {
+  /// Worker threads; 0 means all cores.
+  int threads = 0;
+  /// Images in flight at once; 0 means 4 per thread. Bounds memory.
+  int tokens = 0;
+  /// A truncated JPEG that libjpeg can only partly decode is decoded anyway (grey fill).
+  bool allow_truncated = false;
+  /// Called from the serial stage after each image: (images done, total).
+  std::function<void(std::size_t, std::size_t)> progress;
+  /// When it becomes true, no new image is started and run() throws Error(interrupted).
+  const std::atomic<bool>* cancel = nullptr;
+};
+
+/// An image as the parallel stage sees it.
+struct LoadedImage {
+  std::size_t index = 0;  ///< position in the entry list
+  int slot = 0;           ///< token slot in [0, slots()), for handing data to the serial stage
+  ImageView image;        ///< resized u8 pixels, valid during the callback only
+  const DecodeInfo* info = nullptr;
+};
+
+/// Runs `entries` through the recipe. `process` runs in parallel for every image that loaded;
+/// `in_order` runs serially, in entry order, for every entry, with the error that made it fail
+/// (nullptr when it loaded) and the slot its process() call used. A file that fails is never
+/// fatal here; what to do with it is the caller's decision. Returns the number of slots used.
+/// Throws Error(interrupted) when options.cancel was raised.
+void run_pipeline(const std::vector<Entry>& entries, const Recipe& recipe,
+                  const PipelineOptions& options,
+                  const std::function<void(const LoadedImage&)>& process,
+                  const std::function<void(std::size_t index, int slot, const Error* error)>& in_order);
+
+/// The number of token slots run_pipeline uses for these options (so callers can size per-slot
+/// buffers before calling it).
+int pipeline_slots(const PipelineOptions& options);
+
+/// Effective thread count for options.threads (0 → hardware concurrency).
+int effective_threads(int threads);
+
+/// Decode options that implement `recipe` (channel order, pixel limit, DCT prescale unless
+/// exact_decode).
+DecodeOptions decode_options_for(const Recipe& recipe, bool allow_truncated = false);
+
+/// Loads one file through the recipe (read, decode, resize) — the plain path, used by tools and
+/// tests. `out` receives the resized image.
+void load_image(const std::string& path, const Recipe& recipe, Image& out,
+                DecodeInfo* info = nullptr, bool allow_truncated = false);
+
+/// What `imgnorm stats` computes.
+struct StatsJob {
+  Recipe recipe;
+  int ddof = 0;
+  std::optional<SampleInfo> sample;  ///< filled in by the caller after sampling
+  int shard_index = 0;
+  int shard_count = 1;
+  bool mean_image = false;  ///< also keep per-pixel sums (needs a fixed size: not ResizeMode::none)
+};
+
+/// Computes the statistics of `dataset` (already sampled/sharded by the caller). Files that fail
+/// are listed in StatsFile::skipped with their reason, sorted by path. The result is identical
+/// whatever options.threads is.
+StatsFile compute_stats(const Dataset& dataset, const StatsJob& job, const PipelineOptions& options,
+                        const std::string& tool_version);
+
+/// The version of this library ("0.1.0").
+const char* version() noexcept;
+
+}  // namespace imgnorm

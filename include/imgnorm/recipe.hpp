@@ -1,0 +1,64 @@
+#pragma once
+/// \file recipe.hpp
+/// The preprocessing recipe: everything that decides which u8 pixels statistics and transforms see.
+/// stats.json records it so that `normalize` applies the same steps to training and test data.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace imgnorm {
+
+/// Channel order of decoded pixels. gray has one channel (ITU-R 601 luma, as cv2.IMREAD_GRAYSCALE).
+enum class ChannelOrder { rgb, bgr, gray };
+
+/// How an image is brought to the target size.
+enum class ResizeMode {
+  stretch,  ///< resize to exactly W×H, aspect ratio not kept (the tutorial's cv2.resize)
+  crop,     ///< scale so the image covers W×H (shorter side to size), then center crop
+  pad,      ///< scale so the image fits in W×H, then center it on a pad_value background
+  none,     ///< keep the decoded size (only when every image has the same size)
+};
+
+/// Interpolation, with the meaning of the same-named cv2.INTER_* flag.
+enum class Interp { linear, area, nearest, cubic, lanczos };
+
+/// Target size in pixels.
+struct Size {
+  int width = 0;
+  int height = 0;
+  bool operator==(const Size&) const = default;
+};
+
+/// Number of channels of an order: 3, or 1 for gray.
+inline int channel_count(ChannelOrder order) { return order == ChannelOrder::gray ? 1 : 3; }
+
+const char* to_string(ChannelOrder v) noexcept;
+const char* to_string(ResizeMode v) noexcept;
+const char* to_string(Interp v) noexcept;
+/// Parsers for the names above (the CLI's and stats.json's spelling); throw Error(invalid_argument).
+ChannelOrder parse_channel_order(const std::string& s);
+ResizeMode parse_resize_mode(const std::string& s);
+Interp parse_interp(const std::string& s);
+/// Parses "224" (square) or "320x240" (width x height). Throws Error(invalid_argument).
+Size parse_size(const std::string& s);
+
+/// Default pixel limit: the same as Pillow's decompression-bomb threshold (178,956,970 pixels).
+inline constexpr std::uint64_t kDefaultMaxPixels = 178956970;
+
+/// Everything between a file's bytes and the u8 S×S×C array that statistics or transforms read.
+struct Recipe {
+  ChannelOrder channels = ChannelOrder::rgb;
+  Size size{224, 224};
+  ResizeMode resize = ResizeMode::stretch;
+  Interp interp = Interp::linear;
+  std::uint8_t pad_value = 0;
+  /// Full-size JPEG decode with libjpeg's defaults, as cv2.imread. When false, JPEGs may be decoded
+  /// at 1/2, 1/4 or 1/8 scale in the DCT domain when the result still covers the target size.
+  bool exact_decode = false;
+  /// Images whose header declares more pixels than this are refused before any allocation.
+  std::uint64_t max_pixels = kDefaultMaxPixels;
+  bool operator==(const Recipe&) const = default;
+};
+
+}  // namespace imgnorm

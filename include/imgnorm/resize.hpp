@@ -1,0 +1,26 @@
+#pragma once
+/// \file resize.hpp
+/// Bringing a decoded image to the recipe's size: stretch, crop (shorter side + center crop) or
+/// pad (letterbox), with cv::resize's interpolation (OpenCV imgproc, run on our buffers).
+
+#include "imgnorm/image.hpp"
+#include "imgnorm/recipe.hpp"
+
+namespace imgnorm {
+
+/// Resizes `src` to recipe.size by recipe.resize / recipe.interp / recipe.pad_value into `out`
+/// (reset to size.width × size.height × src.channels). With stretch + linear this is exactly
+/// cv2.resize(src, (W, H)). crop: as torchvision's Resize + CenterCrop: the side that decides the
+/// scale s = max(W/w, H/h) becomes exactly W (or H), the other int(side·s); then the W×H window at
+/// offsets round((w' − W)/2), round((h' − H)/2) (half to even, as Python's round).
+/// pad (letterbox): s = min(W/w, H/h), same rounding, centered at offsets floor((W − w')/2) on a
+/// pad_value canvas. ResizeMode::none copies `src` and
+/// requires it to have the recipe's size (Error(invalid_argument) otherwise).
+/// `scratch` holds the intermediate image of crop and pad (reused between calls).
+void resize(const ImageView& src, const Recipe& recipe, Image& out, Image& scratch);
+
+/// The smallest decoded size (w, h) that resize() needs to avoid upsampling an image whose full
+/// size is `full`: stretch needs (W, H); crop and pad need the scaled size before cropping/padding.
+Size needed_source_size(const Recipe& recipe, Size full);
+
+}  // namespace imgnorm

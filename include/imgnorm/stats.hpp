@@ -1,0 +1,187 @@
+#pragma once
+/// \file stats.hpp
+/// Exact, mergeable per-channel statistics of u8 images (start / scan / merge, as libvips' stats,
+/// but with integer sums so the result never depends on thread count, order or sharding).
+///
+///     imgnorm::Accumulator acc(3);
+///     for (auto& img : images) acc.add(img.view());
+///     imgnorm::Summary s = imgnorm::summarize(acc);
+///     // s.channel[0].mean, s.channel[0].std — population std (ddof 0), as numpy
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "imgnorm/dataset.hpp"
+#include "imgnorm/error.hpp"
+#include "imgnorm/image.hpp"
+#include "imgnorm/recipe.hpp"
+
+namespace imgnorm {
+
+using u128 = unsigned __int128;
+
+/// Per-image ("cluster") sums of one channel, kept so that a sample's confidence interval can be
+/// computed from whole images (pixels inside an image are correlated; the image is the sampling
+/// unit). With n_i pixels, S_i = Σx and Q_i = Σx² of image i, all sums are over images.
+struct ClusterSums {
+  u128 s_s = 0;  ///< Σ S_i²
+  u128 s_n = 0;  ///< Σ S_i·n_i
+  u128 q_q = 0;  ///< Σ Q_i²
+  u128 q_s = 0;  ///< Σ Q_i·S_i
+  u128 q_n = 0;  ///< Σ Q_i·n_i
+  /// Σ over images of round(std_i · 2^32), std_i the image's population std in 0–255 units:
+  /// fixed point, so the mean of per-image std is exact and order-independent.
+  u128 image_std_fixed = 0;
+  bool operator==(const ClusterSums&) const = default;
+};
+
+/// Exact integer accumulator over u8 images with 1 or 3 channels.
+class Accumulator {
+ public:
+  static constexpr int kMaxChannels = 3;
+
+  explicit Accumulator(int channels = 3);
+
+  /// Also keeps per-pixel sums (uint64) for the mean image; every added image must have `size`.
+  void enable_mean_image(Size size);
+
+  /// Adds one image (its channels must equal channels()).
+  void add(const ImageView& image);
+
+  /// Adds another accumulator's sums. Exact: a.merge(b) equals accumulating both sets directly.
+  /// Throws Error(invalid_argument) when channels or mean-image size differ.
+  void merge(const Accumulator& other);
+
+  int channels() const { return channels_; }
+  std::uint64_t images() const { return images_; }
+  /// Pixels per channel over all images.
+  std::uint64_t pixels() const { return pixels_; }
+  /// Σ n_i² over images (n_i = pixels of image i).
+  u128 pixels_squared() const { return n_n_; }
+  /// 256-bin histogram of channel c.
+  const std::array<std::uint64_t, 256>& histogram(int c) const { return hist_[c]; }
+  /// Σx and Σx² of channel c (derived exactly from the histogram).
+  std::uint64_t sum(int c) const;
+  u128 sum_squares(int c) const;
+  /// Σ x_i·x_j over pixels, channels i and j (symmetric).
+  std::uint64_t cross(int i, int j) const { return cross_[i][j]; }
+  const ClusterSums& cluster(int c) const { return cluster_[c]; }
+  /// Per-pixel sums (H×W×C, row-major) when enable_mean_image was called, else empty.
+  const std::vector<std::uint64_t>& pixel_sums() const { return pixel_sums_; }
+  Size mean_image_size() const { return mean_size_; }
+
+  bool operator==(const Accumulator&) const = default;
+
+  // Restoring from a serialized form (stats.json); the caller guarantees consistency.
+  void set_raw(std::uint64_t images, std::uint64_t pixels, u128 pixels_squared,
+               const std::vector<std::array<std::uint64_t, 256>>& histograms,
+               const std::vector<std::vector<std::uint64_t>>& cross,
+               const std::vector<ClusterSums>& clusters);
+
+ private:
+  int channels_;
+  std::uint64_t images_ = 0;
+  std::uint64_t pixels_ = 0;
+  u128 n_n_ = 0;
+  std::array<std::array<std::uint64_t, 256>, kMaxChannels> hist_{};
+  std::array<std::array<std::uint64_t, kMaxChannels>, kMaxChannels> cross_{};
+  std::array<ClusterSums, kMaxChannels> cluster_{};
+  Size mean_size_{};
+  std::vector<std::uint64_t> pixel_sums_;
+};
+
+/// A closed interval [lo, hi].
+struct Interval {
+  double lo = 0;
+  double hi = 0;
+};
+
+/// How a sample was drawn: `sampled` images out of `population`, uniformly without replacement.
+struct SampleInfo {
+  std::uint64_t population = 0;
+  std::uint64_t sampled = 0;
+  std::uint64_t seed = 0;
+  std::string spec;  ///< as the user gave it: "500" or "10%"
+  bool operator==(const SampleInfo&) const = default;
+};
+
+/// Statistics of one channel, in 0–255 units unless the name says unit (0–1).
+struct ChannelSummary {
+  double mean = 0;
+  double std = 0;  ///< sqrt(Σ(x − mean)² / (N − ddof))
+  double variance = 0;
+  double mean_unit = 0;  ///< mean / 255
+  double std_unit = 0;   ///< std / 255
+  int min = 0;
+  int max = 0;
+  double median = 0;  ///< as numpy.median over all values of the channel
+  /// 1st, 5th, 95th and 99th percentiles, numpy's default ('linear') definition.
+  std::array<double, 4> percentiles{};
+  double mean_image_std = 0;  ///< mean over images of each image's own population std
+  /// 95% confidence intervals of mean and std from a sample (per-image sums, ratio estimator,
+  /// finite-population correction); absent when the whole dataset was used.
+  std::optional<Interval> mean_ci;
+  std::optional<Interval> std_ci;
+};
+
+struct Summary {
+  int channels = 0;
+  std::uint64_t images = 0;
+  std::uint64_t pixels = 0;  ///< per channel
+  int ddof = 0;
+  std::vector<ChannelSummary> channel;
+  /// C×C covariance matrix (row-major), same ddof as std.
+  std::vector<double> covariance;
+};
+
+/// Percentile p (0–100) of the values counted by `hist`, numpy's 'linear' method.
+double histogram_percentile(const std::array<std::uint64_t, 256>& hist, double p);
+
+/// Finalizes `acc` into doubles. ddof is 0 (population, numpy's default) or 1. With `sample`, also
+/// computes the 95% confidence intervals. Throws Error(empty) when acc has no pixels.
+Summary summarize(const Accumulator& acc, int ddof = 0, const SampleInfo* sample = nullptr);
+
+/// A file that was found but could not be used.
+struct Skipped {
+  std::string path;
+  ErrorCode code = ErrorCode::corrupt;
+  std::string reason;
+  bool operator==(const Skipped&) const = default;
+};
+
+/// Everything stats.json holds: the recipe, the counts, the exact sums. See docs/stats-json.md.
+struct StatsFile {
+  std::string tool_version;
+  std::string source;  ///< the dataset folder or list file given
+  Recipe recipe;
+  int ddof = 0;
+  std::vector<std::string> classes;
+  std::vector<std::uint64_t> class_images;  ///< images used per class
+  std::uint64_t files_found = 0;            ///< image files this run tried (after sample/shard)
+  std::vector<Skipped> skipped;             ///< in dataset order
+  std::vector<Ignored> ignored;
+  std::optional<SampleInfo> sample;
+  int shard_index = 0;  ///< shard i of n; 0/1 means the whole dataset
+  int shard_count = 1;
+  Accumulator acc;
+};
+
+/// Serializes to the stats.json text (format "imgnorm-stats", version 1), numbers rounded the same
+/// way every time (shortest round-trip representation), so equal inputs give equal bytes.
+std::string to_json(const StatsFile& stats);
+
+/// Parses and validates stats.json text. Error(format) names what is wrong (malformed JSON, wrong
+/// format name, newer version, missing fields, inconsistent sums, NaN or negative std).
+StatsFile stats_from_json(const std::string& text);
+
+/// Reads a stats.json file; errors name the file.
+StatsFile read_stats_file(const std::string& path);
+
+/// Adds b into a: exact sums added, skipped lists concatenated (sorted by path), ignored lists
+/// united. Throws Error(invalid_argument) when recipes, ddof, classes or sampling differ.
+void merge_into(StatsFile& a, const StatsFile& b);
+
+}  // namespace imgnorm

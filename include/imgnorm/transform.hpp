@@ -1,0 +1,200 @@
+#pragma once
+/// \file transform.hpp
+/// Normalization of u8 images into float32/float16 tensors. Every mode is, per image and channel,
+///
+///     y = t + g · ((x / d − m) / s)          (x the u8 value, 0–255; each step in double)
+///
+/// rounded once to the output type; mean-image mode uses a per-pixel m. The exact parameters of
+/// each mode are in docs/normalize.md. For u8 input each channel's map is a 256-entry table, so the
+/// fast kernel gives the same bits as evaluating the formula in double and rounding once.
+///
+///     imgnorm::TransformSpec spec;
+///     spec.mode = imgnorm::Mode::standardize;
+///     spec.mean = {124.0, 116.8, 104.1};  // dataset stats, 0–255 units, input channel order
+///     spec.std = {58.4, 57.1, 57.4};
+///     imgnorm::Normalizer norm(spec, imgnorm::ChannelOrder::rgb, {});
+///     int constant = norm.apply(image.view(), slot);  // slot: H·W·C floats
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "imgnorm/image.hpp"
+#include "imgnorm/recipe.hpp"
+
+namespace imgnorm {
+
+/// Memory order of one output image: NHWC (channels last, as numpy/cv2/TF) or NCHW (planes, as
+/// PyTorch).
+enum class Layout { nhwc, nchw };
+/// Output element type.
+enum class DType { float32, float16 };
+
+/// How pixel values are mapped. Dataset constants (mean, std, min, max, mean image) are in 0–255
+/// units, as in stats.json.
+enum class Mode {
+  scale,              ///< lo + (hi − lo) · x/255; default range [0, 1]
+  center,             ///< x − mean_c (unit 255) or x/255 − mean_c/255 (unit 1)
+  standardize,        ///< (x − mean_c) / std_c in the chosen unit
+  mean_image,         ///< x − M[h,w,c] (optionally / std_c) in the chosen unit
+  minmax,             ///< per image and channel: lo + (hi − lo) · (x − min)/(max − min)
+  minmax_dataset,     ///< the same with the dataset's min and max
+  per_image,          ///< tf.image.per_image_standardization: (x − μ) / max(σ, 1/√(H·W·C))
+  per_image_channel,  ///< per channel: (x − μ_c) / max(σ_c, 1/√(H·W))
+  imagenet,           ///< (x/255 − m) / s, torchvision's ImageNet mean/std (RGB)
+  caffe,              ///< x − m, Caffe/Keras BGR means 103.939, 116.779, 123.68
+  inception,          ///< x/127.5 − 1 (Keras "tf" mode)
+  clip,               ///< (x/255 − m) / s, OpenAI CLIP's mean/std (RGB)
+  custom,             ///< (x − mean_c) / std_c with user constants in the chosen unit
+};
+
+const char* to_string(Layout v) noexcept;
+const char* to_string(DType v) noexcept;
+/// Mode names as the CLI spells them: "scale", "mean-image", "per-image-channel", "imagenet", ...
+const char* to_string(Mode v) noexcept;
+/// Parsers for the names above; '_' is accepted for '-'. Throw Error(invalid_argument).
+Layout parse_layout(const std::string& s);
+DType parse_dtype(const std::string& s);
+Mode parse_mode(const std::string& s);
+/// Bytes per output element: 4 or 2.
+std::size_t dtype_size(DType v) noexcept;
+
+/// True for modes whose map depends on the image itself (minmax, per_image, per_image_channel).
+bool is_per_image(Mode mode) noexcept;
+/// The channel order a preset's network expects: bgr for caffe, rgb for imagenet, inception and
+/// clip; nullopt for the other modes. A caller's default for --channels.
+std::optional<ChannelOrder> preset_channel_order(Mode mode) noexcept;
+
+/// Everything a mode needs besides the pixels.
+struct TransformSpec {
+  Mode mode = Mode::scale;
+  /// Output range [lo, hi] of scale, minmax, minmax_dataset; default [0, 1]. Other modes refuse it.
+  std::optional<std::pair<double, double>> range;
+  /// Unit of the formula for center, standardize, mean_image, minmax_dataset, per_image,
+  /// per_image_channel and custom: 255 (x in 0–255) or 1 (x/255, constants / 255). Other modes have
+  /// fixed formulas and ignore it.
+  int unit = 255;
+  /// Dataset per-channel mean and std (standardize, center, mean_image with mean_image_std) in
+  /// 0–255 units, input channel order. For custom: the user's constants in the chosen unit and in
+  /// the *output* channel order (the order of the tensor); custom std defaults to 1.
+  std::vector<double> mean, std;
+  /// Dataset per-channel min and max (minmax_dataset), 0–255 units, input channel order.
+  std::vector<double> min, max;
+  /// Dataset mean image (mean_image): H×W×C row-major, 0–255 units, input channel order.
+  std::vector<double> mean_image;
+  Size mean_image_size{};
+  /// mean_image: also divide by the dataset std of the channel.
+  bool mean_image_std = false;
+  /// Floor for a dataset std (or max − min) in the chosen unit; without it a zero is an error.
+  std::optional<double> eps;
+};
+
+/// One channel's map, y = t + g · ((x / d − m) / s), evaluated in double in exactly this order.
+struct ChannelMap {
+  double d = 1, m = 0, s = 1, g = 1, t = 0;
+  /// The formula, in double.
+  double operator()(double x) const { return t + g * ((x / d - m) / s); }
+  /// Slope and intercept of the same map (y ≈ a·x + b; for the manifest and inversion).
+  double a() const { return g / (d * s); }
+  double b() const { return t - g * m / s; }
+};
+
+/// The per-channel maps of one image, indexed by *input* channel.
+struct Affine {
+  int channels = 0;
+  std::array<ChannelMap, 3> ch{};
+};
+
+/// Output format of the kernel.
+struct OutputFormat {
+  Layout layout = Layout::nhwc;
+  DType dtype = DType::float32;
+  /// rgb or bgr: order of the output channels (ignored for gray input). Swaps R and B when it
+  /// differs from the input order.
+  ChannelOrder channels = ChannelOrder::rgb;
+};
+
+/// Per-channel lookup tables: entry x of channel c is the map of channel c at x, rounded once from
+/// double to float32 (f32) and to float16 bits (f16).
+struct Table {
+  int channels = 0;
+  float f32[3][256];
+  std::uint16_t f16[3][256];
+};
+/// Builds the tables of an Affine.
+Table make_table(const Affine& affine);
+
+/// Per-channel exact moments of one image (integers; 0–255 units).
+struct ImageMoments {
+  int channels = 0;
+  std::uint64_t n = 0;  ///< pixels per channel
+  std::array<std::uint64_t, 3> sum{}, sum_sq{};
+  std::array<int, 3> min{}, max{};
+};
+ImageMoments image_moments(const ImageView& img);
+
+/// Fast fused kernel: table lookup, channel reorder (swap_rb swaps channels 0 and 2 of a 3-channel
+/// image), layout and dtype, written to `out` (width·height·channels elements, densely packed).
+void apply(const ImageView& src, const Table& table, bool swap_rb, Layout layout, DType dtype,
+           void* out);
+
+/// Inverse map back to u8: x = round(d · (m + s · (y − t) / g)), clamped to 0–255 (NaN → 0).
+/// `in` is in the kernel's output format; `out` receives width·height·channels u8 values in input
+/// channel order, packed. `mean_image` (H×W×C, 0–255, input order) is for mean_image mode and
+/// replaces m by mean_image[i] / d. Throws Error(invalid_argument) when a channel has g = 0.
+void invert(const void* in, Layout layout, DType dtype, bool swap_rb, const Affine& affine,
+            int width, int height, std::uint8_t* out, const double* mean_image = nullptr);
+
+/// A prepared normalization for one run: validated spec, dataset-level tables, the mean image.
+/// Thread-safe: apply() is const.
+class Normalizer {
+ public:
+  /// `input` is the channel order of the u8 images apply() will see (the recipe's). Throws
+  /// Error(invalid_argument) for a bad spec: wrong number of constants, std 0 without eps, NaN,
+  /// range lo >= hi, a preset with 3 constants on gray input, mean image of the wrong size.
+  Normalizer(const TransformSpec& spec, ChannelOrder input, const OutputFormat& format);
+
+  /// Normalizes one image into `out` (width·height·channels elements of the output dtype). Returns
+  /// the number of constant channels that were mapped to a constant (per-image modes; else 0).
+  int apply(const ImageView& img, void* out) const;
+
+  /// The map applied to `img` (for per-image modes computed from its moments); `constant` receives
+  /// the number of constant channels. For mean_image, m is 0 and the mean image is subtracted too.
+  Affine affine_for(const ImageView& img, int* constant = nullptr) const;
+
+  const TransformSpec& spec() const { return spec_; }
+  int channels() const { return channels_; }
+  bool swap_rb() const { return swap_rb_; }
+  const OutputFormat& format() const { return format_; }
+  /// Human-readable formula of the mode in the chosen unit, e.g. "y = (x - mean_c) / std_c".
+  std::string formula() const;
+  /// mean_image mode: the mean image divided by d (the per-pixel m of the formula), else empty.
+  const std::vector<double>& mean_image_scaled() const { return mean_scaled_; }
+
+ private:
+  TransformSpec spec_;
+  ChannelOrder input_;
+  OutputFormat format_;
+  int channels_;
+  bool swap_rb_;
+  Affine fixed_;  // dataset-level modes
+  Table table_;   // dataset-level modes (not mean_image)
+  std::vector<double> mean_scaled_;
+};
+
+namespace detail {
+/// The plain reference: per pixel, the ChannelMap formula in double (m from mean_image / d when
+/// given), rounded once to the output type, written in the output layout.
+void apply_reference(const ImageView& src, const Affine& affine, bool swap_rb, Layout layout,
+                     DType dtype, void* out, const double* mean_image = nullptr);
+/// Per-pixel fast path of mean_image mode; `mean_scaled` is mean_image / d. Same bits as the
+/// reference.
+void apply_mean_image(const ImageView& src, const Affine& affine, const double* mean_scaled,
+                      bool swap_rb, Layout layout, DType dtype, void* out);
+}  // namespace detail
+
+}  // namespace imgnorm

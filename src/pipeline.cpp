@@ -1,0 +1,209 @@
+#include "imgnorm/pipeline.hpp"
+
+#include <tbb/concurrent_queue.h>
+#include <tbb/enumerable_thread_specific.h>
+#include <tbb/parallel_pipeline.h>
+#include <tbb/task_arena.h>
+
+#include <algorithm>
+#include <cassert>
+#include <mutex>
+#include <new>
+#include <opencv2/core/utility.hpp>
+#include <thread>
+
+#include "imgnorm/resize.hpp"
+
+#ifndef IMGNORM_VERSION
+#define IMGNORM_VERSION "0.0.0"
+#endif
+
+namespace imgnorm {
+namespace {
+
+// Everything one worker thread needs, kept between images so the hot path does not allocate.
+struct Worker {
+  Decoder decoder;
+  std::vector<std::uint8_t> bytes;
+  Image decoded;
+  Image resized;
+  Image scratch;
+};
+
+// Reads, decodes and resizes one file with a worker's buffers; returns a view of the result.
+ImageView load_with(Worker& w, const std::string& path, const Recipe& recipe,
+                    const DecodeOptions& decode_options, DecodeInfo& info) {
+  read_file(path, w.bytes);
+  info = w.decoder.decode(w.bytes.data(), w.bytes.size(), decode_options, w.decoded);
+  const Size full{w.decoded.width(), w.decoded.height()};
+  if (recipe.resize == ResizeMode::none && full == recipe.size) return w.decoded.view();
+  resize(w.decoded.view(), recipe, w.resized, w.scratch);
+  return w.resized.view();
+}
+
+// The reason part of an error message: without the "path: " prefix that read errors carry.
+std::string reason_of(const Error& e, const std::string& path) {
+  std::string msg = e.what();
+  if (msg.rfind(path + ": ", 0) == 0) msg.erase(0, path.size() + 2);
+  return msg;
+}
+
+void disable_opencv_threads() {
+  // Our workers are the parallelism; OpenCV's own thread pool would fight them for the cores.
+  static std::once_flag once;
+  std::call_once(once, [] { cv::setNumThreads(0); });
+}
+
+}  // namespace
+
+const char* version() noexcept { return IMGNORM_VERSION; }
+
+int effective_threads(int threads) {
+  if (threads > 0) return threads;
+  unsigned hw = std::thread::hardware_concurrency();
+  return hw == 0 ? 1 : static_cast<int>(hw);
+}
+
+int pipeline_slots(const PipelineOptions& options) {
+  return options.tokens > 0 ? options.tokens : 4 * effective_threads(options.threads);
+}
+
+DecodeOptions decode_options_for(const Recipe& recipe, bool allow_truncated) {
+  DecodeOptions o;
+  o.channels = recipe.channels;
+  o.max_pixels = recipe.max_pixels;
+  o.allow_truncated = allow_truncated;
+  if (!recipe.exact_decode && recipe.resize != ResizeMode::none)
+    o.min_size = [recipe](Size full) { return needed_source_size(recipe, full); };
+  return o;
+}
+
+void load_image(const std::string& path, const Recipe& recipe, Image& out, DecodeInfo* info,
+                bool allow_truncated) {
+  Worker w;
+  DecodeInfo local;
+  ImageView v = load_with(w, path, recipe, decode_options_for(recipe, allow_truncated), local);
+  out.reset(v.width, v.height, v.channels);
+  for (int y = 0; y < v.height; ++y)
+    std::copy(v.row(y), v.row(y) + out.stride(), out.row(y));
+  if (info) *info = local;
+}
+
+void run_pipeline(const std::vector<Entry>& entries, const Recipe& recipe,
+                  const PipelineOptions& options,
+                  const std::function<void(const LoadedImage&)>& process,
+                  const std::function<void(std::size_t, int, const Error*)>& in_order) {
+  disable_opencv_threads();
+  const int threads = effective_threads(options.threads);
+  const int slots = pipeline_slots(options);
+  const DecodeOptions decode_options = decode_options_for(recipe, options.allow_truncated);
+
+  struct Item {
+    std::size_t index = 0;
+    int slot = 0;
+    std::optional<Error> error;
+  };
+  std::vector<Item> items(slots);
+  tbb::concurrent_queue<int> free_slots;
+  for (int i = 0; i < slots; ++i) free_slots.push(i);
+  tbb::enumerable_thread_specific<Worker> workers;
+  std::size_t next = 0;
+  std::size_t done = 0;
+
+  auto source = [&](tbb::flow_control& fc) -> Item* {
+    if (next >= entries.size() || (options.cancel && options.cancel->load())) {
+      fc.stop();
+      return nullptr;
+    }
+    int slot = -1;
+    [[maybe_unused]] bool got = free_slots.try_pop(slot);
+    assert(got && "more items in flight than tokens");
+    Item* item = &items[slot];
+    item->index = next++;
+    item->slot = slot;
+    item->error.reset();
+    return item;
+  };
+  auto work = [&](Item* item) -> Item* {
+    Worker& w = workers.local();
+    const std::string& path = entries[item->index].path;
+    DecodeInfo info;
+    ImageView view;
+    try {
+      view = load_with(w, path, recipe, decode_options, info);
+    } catch (const Error& e) {
+      item->error.emplace(e.code(), reason_of(e, path));
+      return item;
+    } catch (const std::bad_alloc&) {
+      item->error.emplace(ErrorCode::too_large, "out of memory while decoding");
+      return item;
+    }
+    // Errors from process() are not about this file (a full disk, say): they end the run.
+    process(LoadedImage{item->index, item->slot, view, &info});
+    return item;
+  };
+  auto sink = [&](Item* item) {
+    in_order(item->index, item->slot, item->error ? &*item->error : nullptr);
+    ++done;
+    if (options.progress) options.progress(done, entries.size());
+    free_slots.push(item->slot);
+  };
+
+  tbb::task_arena arena(threads);
+  arena.execute([&] {
+    tbb::parallel_pipeline(
+        static_cast<std::size_t>(slots),
+        tbb::make_filter<void, Item*>(tbb::filter_mode::serial_in_order, source) &
+            tbb::make_filter<Item*, Item*>(tbb::filter_mode::parallel, work) &
+            tbb::make_filter<Item*, void>(tbb::filter_mode::serial_in_order, sink));
+  });
+  if (options.cancel && options.cancel->load() && done < entries.size())
+    throw Error(ErrorCode::interrupted, "interrupted");
+}
+
+StatsFile compute_stats(const Dataset& dataset, const StatsJob& job, const PipelineOptions& options,
+                        const std::string& tool_version) {
+  const int channels = channel_count(job.recipe.channels);
+  if (job.mean_image && job.recipe.resize == ResizeMode::none)
+    throw Error(ErrorCode::invalid_argument, "--mean-image needs a fixed --size");
+  tbb::enumerable_thread_specific<Accumulator> accs([&] {
+    Accumulator a(channels);
+    if (job.mean_image) a.enable_mean_image(job.recipe.size);
+    return a;
+  });
+
+  StatsFile out;
+  out.tool_version = tool_version;
+  out.source = dataset.root;
+  out.recipe = job.recipe;
+  out.ddof = job.ddof;
+  out.classes = dataset.classes;
+  out.class_images.assign(dataset.classes.size(), 0);
+  out.files_found = dataset.entries.size();
+  out.ignored = dataset.ignored;
+  out.sample = job.sample;
+  out.shard_index = job.shard_index;
+  out.shard_count = job.shard_count;
+
+  run_pipeline(
+      dataset.entries, job.recipe, options,
+      [&](const LoadedImage& li) { accs.local().add(li.image); },
+      [&](std::size_t index, int, const Error* error) {
+        const Entry& e = dataset.entries[index];
+        if (error)
+          out.skipped.push_back({e.path, error->code(), error->what()});
+        else
+          ++out.class_images[e.label];
+      });
+
+  // Sorted by path, as merge_into sorts them, so merged shards equal a single run byte for byte.
+  std::stable_sort(out.skipped.begin(), out.skipped.end(),
+                   [](const Skipped& a, const Skipped& b) { return a.path < b.path; });
+  Accumulator total(channels);
+  if (job.mean_image) total.enable_mean_image(job.recipe.size);
+  for (const Accumulator& a : accs) total.merge(a);
+  out.acc = std::move(total);
+  return out;
+}
+
+}  // namespace imgnorm

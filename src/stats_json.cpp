@@ -1,0 +1,616 @@
+// stats.json: writing, validating reading, merging. Schema: docs/stats-json.md.
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <iterator>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <string>
+
+#include "imgnorm/stats.hpp"
+#include "stats_ref.hpp"
+
+namespace imgnorm {
+
+namespace {
+
+using ojson = nlohmann::ordered_json;
+
+constexpr const char* kFormatName = "imgnorm-stats";
+constexpr int kFormatVersion = 1;
+
+// ---------------------------------------------------------------------------------------------
+// Writing
+
+std::string u128_to_string(u128 v) {
+  if (v == 0) return "0";
+  std::string s;
+  while (v != 0) {
+    s.push_back(static_cast<char>('0' + static_cast<int>(v % 10)));
+    v /= 10;
+  }
+  std::reverse(s.begin(), s.end());
+  return s;
+}
+
+std::vector<std::string> channel_names(ChannelOrder order) {
+  switch (order) {
+    case ChannelOrder::rgb:
+      return {"R", "G", "B"};
+    case ChannelOrder::bgr:
+      return {"B", "G", "R"};
+    case ChannelOrder::gray:
+      return {"Y"};
+  }
+  return {};
+}
+
+bool is_scalar_array(const ojson& j) {
+  return std::all_of(j.begin(), j.end(), [](const ojson& e) { return e.is_primitive(); });
+}
+
+// Like dump(2), but arrays of scalars stay on one line, so histograms and per-channel lists read as
+// rows. Scalars go through nlohmann's dump: shortest round-trip doubles, escaped strings.
+void write_pretty(const ojson& j, int indent, std::string& out) {
+  const std::string pad(static_cast<std::size_t>(indent) + 2, ' ');
+  if (j.is_object()) {
+    if (j.empty()) {
+      out += "{}";
+      return;
+    }
+    out += "{\n";
+    bool first = true;
+    for (auto it = j.begin(); it != j.end(); ++it) {
+      if (!first) out += ",\n";
+      first = false;
+      out += pad + ojson(it.key()).dump() + ": ";
+      write_pretty(it.value(), indent + 2, out);
+    }
+    out += "\n" + std::string(static_cast<std::size_t>(indent), ' ') + "}";
+  } else if (j.is_array()) {
+    if (j.empty() || is_scalar_array(j)) {
+      out += "[";
+      bool first = true;
+      for (const ojson& e : j) {
+        if (!first) out += ", ";
+        first = false;
+        out += e.dump();
+      }
+      out += "]";
+      return;
+    }
+    out += "[\n";
+    bool first = true;
+    for (const ojson& e : j) {
+      if (!first) out += ",\n";
+      first = false;
+      out += pad;
+      write_pretty(e, indent + 2, out);
+    }
+    out += "\n" + std::string(static_cast<std::size_t>(indent), ' ') + "]";
+  } else {
+    out += j.dump();
+  }
+}
+
+template <typename F>
+ojson per_channel(const Summary* s, F f) {
+  if (s == nullptr) return nullptr;
+  ojson a = ojson::array();
+  for (const ChannelSummary& c : s->channel) a.push_back(f(c));
+  return a;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading: every accessor names the field it complains about.
+
+[[noreturn]] void bad(const std::string& message) { throw Error(ErrorCode::format, message); }
+
+std::string quoted(const std::string& name) { return "'" + name + "'"; }
+
+const ojson& need(const ojson& obj, const char* key, const std::string& name) {
+  auto it = obj.find(key);
+  if (it == obj.end()) bad("missing field " + quoted(name));
+  return *it;
+}
+
+const ojson& need_object(const ojson& obj, const char* key, const std::string& name) {
+  const ojson& j = need(obj, key, name);
+  if (!j.is_object()) bad("field " + quoted(name) + " must be an object");
+  return j;
+}
+
+const ojson& need_array(const ojson& obj, const char* key, const std::string& name,
+                        std::size_t size = SIZE_MAX) {
+  const ojson& j = need(obj, key, name);
+  if (!j.is_array()) bad("field " + quoted(name) + " must be a list");
+  if (size != SIZE_MAX && j.size() != size)
+    bad("field " + quoted(name) + " must have " + std::to_string(size) + " entries, not " +
+        std::to_string(j.size()));
+  return j;
+}
+
+std::uint64_t as_u64(const ojson& j, const std::string& name, std::uint64_t max = UINT64_MAX) {
+  if (!j.is_number_unsigned()) bad("field " + quoted(name) + " must be an unsigned integer");
+  const auto v = j.get<std::uint64_t>();
+  if (v > max) bad("field " + quoted(name) + " is out of range (" + std::to_string(v) + ")");
+  return v;
+}
+
+std::uint64_t need_u64(const ojson& obj, const char* key, const std::string& name,
+                       std::uint64_t max = UINT64_MAX) {
+  return as_u64(need(obj, key, name), name, max);
+}
+
+std::string need_string(const ojson& obj, const char* key, const std::string& name) {
+  const ojson& j = need(obj, key, name);
+  if (!j.is_string()) bad("field " + quoted(name) + " must be a string");
+  return j.get<std::string>();
+}
+
+bool need_bool(const ojson& obj, const char* key, const std::string& name) {
+  const ojson& j = need(obj, key, name);
+  if (!j.is_boolean()) bad("field " + quoted(name) + " must be true or false");
+  return j.get<bool>();
+}
+
+u128 as_u128(const ojson& j, const std::string& name) {
+  const std::string what = "field " + quoted(name) + " must be a decimal integer string";
+  if (!j.is_string()) bad(what);
+  const auto& s = j.get_ref<const std::string&>();
+  if (s.empty() || s.size() > 39) bad(what);
+  u128 v = 0;
+  constexpr u128 kMax = ~u128{0};
+  for (char ch : s) {
+    if (ch < '0' || ch > '9') bad(what);
+    const unsigned d = static_cast<unsigned>(ch - '0');
+    if (v > (kMax - d) / 10) bad("field " + quoted(name) + " is out of range");
+    v = v * 10 + d;
+  }
+  return v;
+}
+
+// Runs a parser that throws Error(invalid_argument) and reports it as a bad field.
+template <typename F>
+auto parse_field(const std::string& name, F f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const Error& e) {
+    bad("field " + quoted(name) + ": " + e.what());
+  }
+}
+
+ErrorCode parse_error_code(const std::string& s, const std::string& name) {
+  static constexpr ErrorCode kAll[] = {ErrorCode::invalid_argument,
+                                       ErrorCode::io,
+                                       ErrorCode::unsupported,
+                                       ErrorCode::corrupt,
+                                       ErrorCode::too_large,
+                                       ErrorCode::format,
+                                       ErrorCode::empty,
+                                       ErrorCode::interrupted};
+  for (ErrorCode c : kAll)
+    if (s == to_string(c)) return c;
+  bad("field " + quoted(name) + " has unknown error code '" + s + "'");
+}
+
+Recipe read_recipe(const ojson& root) {
+  const ojson& r = need_object(root, "recipe", "recipe");
+  Recipe recipe;
+  const std::string channels = need_string(r, "channels", "recipe.channels");
+  recipe.channels = parse_field("recipe.channels", [&] { return parse_channel_order(channels); });
+  const ojson& order = need_array(r, "channel_order", "recipe.channel_order");
+  const std::vector<std::string> names = channel_names(recipe.channels);
+  if (order.size() != names.size() ||
+      !std::equal(order.begin(), order.end(), names.begin(),
+                  [](const ojson& a, const std::string& b) { return a.is_string() && a == b; }))
+    bad("field 'recipe.channel_order' does not match 'recipe.channels' (" + channels + ")");
+  const ojson& size = need_array(r, "size", "recipe.size", 2);
+  recipe.size.width = static_cast<int>(as_u64(size[0], "recipe.size", 65535));
+  recipe.size.height = static_cast<int>(as_u64(size[1], "recipe.size", 65535));
+  const std::string resize = need_string(r, "resize", "recipe.resize");
+  recipe.resize = parse_field("recipe.resize", [&] { return parse_resize_mode(resize); });
+  // ResizeMode::none keeps the decoded size: its size is recorded as 0x0.
+  if (recipe.resize != ResizeMode::none && (recipe.size.width == 0 || recipe.size.height == 0))
+    bad("field 'recipe.size' must be at least 1x1");
+  const std::string interp = need_string(r, "interpolation", "recipe.interpolation");
+  recipe.interp = parse_field("recipe.interpolation", [&] { return parse_interp(interp); });
+  recipe.pad_value = static_cast<std::uint8_t>(need_u64(r, "pad_value", "recipe.pad_value", 255));
+  recipe.exact_decode = need_bool(r, "exact_decode", "recipe.exact_decode");
+  recipe.max_pixels = need_u64(r, "max_pixels", "recipe.max_pixels");
+  if (recipe.max_pixels == 0) bad("field 'recipe.max_pixels' must be at least 1");
+  return recipe;
+}
+
+// Checks a per-channel list of numbers against values recomputed from the sums.
+void check_derived(const ojson& root, const char* key, const std::vector<double>& expected) {
+  const ojson& j = need(root, key, key);
+  if (expected.empty()) {
+    if (!j.is_null()) bad(std::string("field '") + key + "' must be null when there are no pixels");
+    return;
+  }
+  if (!j.is_array() || j.size() != expected.size())
+    bad(std::string("field '") + key + "' must be a list of " + std::to_string(expected.size()) +
+        " numbers");
+  for (std::size_t c = 0; c < expected.size(); ++c) {
+    const ojson& v = j[c];
+    if (std::string(key) == "std" && (v.is_null() || (v.is_number() && !(v.get<double>() >= 0))))
+      bad("field 'std' has a negative or NaN std");
+    if (!v.is_number()) bad(std::string("field '") + key + "' must be a list of numbers");
+    const double x = v.get<double>();
+    if (!(std::fabs(x - expected[c]) <= 1e-9 * std::max(1.0, std::fabs(expected[c]))))
+      bad(std::string("field '") + key + "' does not match 'sums' (channel " + std::to_string(c) +
+          ": " + ojson(x).dump() + " vs " + ojson(expected[c]).dump() + ")");
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+
+std::string to_json(const StatsFile& stats) {
+  const Accumulator& acc = stats.acc;
+  const int C = acc.channels();
+  if (C != channel_count(stats.recipe.channels))
+    throw Error(ErrorCode::invalid_argument, "statistics have " + std::to_string(C) +
+                                                 " channels, recipe is " +
+                                                 to_string(stats.recipe.channels));
+  if (stats.class_images.size() != stats.classes.size())
+    throw Error(ErrorCode::invalid_argument, "class_images and classes differ in length");
+  std::optional<Summary> summary;
+  if (acc.pixels() > 0)
+    summary = summarize(acc, stats.ddof, stats.sample ? &*stats.sample : nullptr);
+  const Summary* s = summary ? &*summary : nullptr;
+
+  ojson j;
+  j["format"] = kFormatName;
+  j["format_version"] = kFormatVersion;
+  j["tool"] = {{"name", "imgnorm"}, {"version", stats.tool_version}};
+  j["source"] = stats.source;
+  const Recipe& r = stats.recipe;
+  ojson recipe;
+  recipe["channels"] = to_string(r.channels);
+  recipe["channel_order"] = channel_names(r.channels);
+  recipe["size"] = {r.size.width, r.size.height};
+  recipe["resize"] = to_string(r.resize);
+  recipe["interpolation"] = to_string(r.interp);
+  recipe["pad_value"] = r.pad_value;
+  recipe["exact_decode"] = r.exact_decode;
+  recipe["max_pixels"] = r.max_pixels;
+  j["recipe"] = std::move(recipe);
+  j["ddof"] = stats.ddof;
+
+  ojson per_class = ojson::object();
+  for (std::size_t i = 0; i < stats.classes.size(); ++i)
+    per_class[stats.classes[i]] = stats.class_images[i];
+  j["counts"] = {{"files_found", stats.files_found},   {"images", acc.images()},
+                 {"pixels_per_channel", acc.pixels()}, {"skipped", stats.skipped.size()},
+                 {"ignored", stats.ignored.size()},    {"per_class", std::move(per_class)}};
+  j["classes"] = stats.classes;
+
+  j["mean"] = per_channel(s, [](const ChannelSummary& c) { return c.mean; });
+  j["std"] = per_channel(s, [](const ChannelSummary& c) { return c.std; });
+  j["mean_unit"] = per_channel(s, [](const ChannelSummary& c) { return c.mean_unit; });
+  j["std_unit"] = per_channel(s, [](const ChannelSummary& c) { return c.std_unit; });
+  j["min"] = per_channel(s, [](const ChannelSummary& c) { return c.min; });
+  j["max"] = per_channel(s, [](const ChannelSummary& c) { return c.max; });
+  j["median"] = per_channel(s, [](const ChannelSummary& c) { return c.median; });
+  if (s != nullptr) {
+    static constexpr const char* kNames[4] = {"1", "5", "95", "99"};
+    ojson p;
+    for (int i = 0; i < 4; ++i)
+      p[kNames[i]] = per_channel(s, [i](const ChannelSummary& c) { return c.percentiles[i]; });
+    j["percentiles"] = std::move(p);
+  } else {
+    j["percentiles"] = nullptr;
+  }
+  j["mean_image_std"] = per_channel(s, [](const ChannelSummary& c) { return c.mean_image_std; });
+  if (s != nullptr) {
+    ojson cov = ojson::array();
+    for (int a = 0; a < C; ++a) {
+      ojson row = ojson::array();
+      for (int b = 0; b < C; ++b) row.push_back(s->covariance[static_cast<std::size_t>(a) * C + b]);
+      cov.push_back(std::move(row));
+    }
+    j["covariance"] = std::move(cov);
+  } else {
+    j["covariance"] = nullptr;
+  }
+
+  if (stats.sample) {
+    const SampleInfo& si = *stats.sample;
+    ojson sample;
+    sample["population"] = si.population;
+    sample["sampled"] = si.sampled;
+    sample["seed"] = si.seed;
+    sample["spec"] = si.spec;
+    sample["fraction"] = si.population > 0
+                             ? static_cast<double>(si.sampled) / static_cast<double>(si.population)
+                             : 0.0;
+    if (s != nullptr && s->channel[0].mean_ci) {
+      ojson mean_ci = ojson::array(), std_ci = ojson::array();
+      for (const ChannelSummary& c : s->channel) {
+        mean_ci.push_back({c.mean_ci->lo, c.mean_ci->hi});
+        std_ci.push_back({c.std_ci->lo, c.std_ci->hi});
+      }
+      sample["mean_ci95"] = std::move(mean_ci);
+      sample["std_ci95"] = std::move(std_ci);
+    }
+    j["sample"] = std::move(sample);
+  }
+  if (stats.shard_count > 1)
+    j["shard"] = {{"index", stats.shard_index}, {"count", stats.shard_count}};
+
+  ojson skipped = ojson::array();
+  for (const Skipped& k : stats.skipped)
+    skipped.push_back({{"path", k.path}, {"code", to_string(k.code)}, {"reason", k.reason}});
+  j["skipped"] = std::move(skipped);
+  ojson ignored = ojson::array();
+  for (const Ignored& k : stats.ignored)
+    ignored.push_back({{"path", k.path}, {"reason", k.reason}});
+  j["ignored"] = std::move(ignored);
+
+  ojson hists = ojson::array();
+  for (int c = 0; c < C; ++c) hists.push_back(acc.histogram(c));
+  j["histograms"] = std::move(hists);
+
+  ojson sums;
+  sums["images"] = acc.images();
+  sums["pixels"] = acc.pixels();
+  sums["pixels_squared"] = u128_to_string(acc.pixels_squared());
+  ojson sum = ojson::array(), sum_sq = ojson::array(), cross = ojson::array(),
+        cluster = ojson::array();
+  for (int c = 0; c < C; ++c) {
+    sum.push_back(acc.sum(c));
+    sum_sq.push_back(u128_to_string(acc.sum_squares(c)));
+    ojson row = ojson::array();
+    for (int d = 0; d < C; ++d) row.push_back(acc.cross(c, d));
+    cross.push_back(std::move(row));
+    const ClusterSums& k = acc.cluster(c);
+    cluster.push_back({{"s_s", u128_to_string(k.s_s)},
+                       {"s_n", u128_to_string(k.s_n)},
+                       {"q_q", u128_to_string(k.q_q)},
+                       {"q_s", u128_to_string(k.q_s)},
+                       {"q_n", u128_to_string(k.q_n)},
+                       {"image_std_fixed", u128_to_string(k.image_std_fixed)}});
+  }
+  sums["sum"] = std::move(sum);
+  sums["sum_squares"] = std::move(sum_sq);
+  sums["cross"] = std::move(cross);
+  sums["cluster"] = std::move(cluster);
+  j["sums"] = std::move(sums);
+
+  std::string out;
+  write_pretty(j, 0, out);
+  out += "\n";
+  return out;
+}
+
+StatsFile stats_from_json(const std::string& text) {
+  ojson root;
+  try {
+    root = ojson::parse(text);
+  } catch (const ojson::parse_error& e) {
+    // Drop nlohmann's "[json.exception.parse_error.101] " tag; keep the position and reason.
+    std::string what = e.what();
+    if (auto p = what.find("] "); p != std::string::npos) what = what.substr(p + 2);
+    bad("not valid JSON: " + what);
+  }
+  if (!root.is_object()) bad("not a stats file: the top level must be a JSON object");
+  const ojson& format = need(root, "format", "format");
+  if (!format.is_string() || format != kFormatName)
+    bad("not a stats file: 'format' is " + format.dump() + ", expected \"" + kFormatName + "\"");
+  const ojson& version = need(root, "format_version", "format_version");
+  if (!version.is_number_unsigned() || version.get<std::uint64_t>() < 1)
+    bad("field 'format_version' must be a positive integer");
+  if (version.get<std::uint64_t>() > kFormatVersion)
+    bad("written by a newer imgnorm (format_version " + version.dump() + "); this one reads " +
+        std::to_string(kFormatVersion));
+
+  StatsFile st;
+  const ojson& tool = need_object(root, "tool", "tool");
+  st.tool_version = need_string(tool, "version", "tool.version");
+  st.source = need_string(root, "source", "source");
+  st.recipe = read_recipe(root);
+  const int C = channel_count(st.recipe.channels);
+  st.ddof = static_cast<int>(need_u64(root, "ddof", "ddof", 1));
+
+  const ojson& classes = need_array(root, "classes", "classes");
+  for (const ojson& c : classes) {
+    if (!c.is_string()) bad("field 'classes' must be a list of strings");
+    st.classes.push_back(c.get<std::string>());
+  }
+
+  // Exact sums first: everything derived is checked against them.
+  const ojson& sums = need_object(root, "sums", "sums");
+  const std::uint64_t images = need_u64(sums, "images", "sums.images");
+  const std::uint64_t pixels =
+      need_u64(sums, "pixels", "sums.pixels", detail::kMaxAccumulatedPixels);
+  const u128 pixels_squared =
+      as_u128(need(sums, "pixels_squared", "sums.pixels_squared"), "sums.pixels_squared");
+  if ((images == 0) != (pixels == 0) || images > pixels)
+    bad("fields 'sums.images' and 'sums.pixels' are inconsistent");
+  // Each image has n_i >= 1 pixels: Σn_i <= Σn_i² <= (Σn_i)².
+  if (pixels_squared < pixels || pixels_squared > static_cast<u128>(pixels) * pixels)
+    bad("field 'sums.pixels_squared' is inconsistent with 'sums.pixels'");
+
+  const ojson& hj = need_array(root, "histograms", "histograms", static_cast<std::size_t>(C));
+  std::vector<std::array<std::uint64_t, 256>> hists(C);
+  for (int c = 0; c < C; ++c) {
+    const std::string name = "histograms[" + std::to_string(c) + "]";
+    if (!hj[c].is_array() || hj[c].size() != 256)
+      bad("field " + quoted(name) + " must be a list of 256 counts");
+    std::uint64_t total = 0;
+    for (int v = 0; v < 256; ++v) {
+      hists[c][v] = as_u64(hj[c][v], name);
+      if (hists[c][v] > pixels - total)
+        bad("field " + quoted(name) + " counts more than 'sums.pixels'");
+      total += hists[c][v];
+    }
+    if (total != pixels)
+      bad("field " + quoted(name) + " counts " + std::to_string(total) +
+          " values, 'sums.pixels' is " + std::to_string(pixels));
+  }
+
+  const ojson& sum = need_array(sums, "sum", "sums.sum", static_cast<std::size_t>(C));
+  const ojson& sum_sq =
+      need_array(sums, "sum_squares", "sums.sum_squares", static_cast<std::size_t>(C));
+  const ojson& cross_j = need_array(sums, "cross", "sums.cross", static_cast<std::size_t>(C));
+  const ojson& cluster_j = need_array(sums, "cluster", "sums.cluster", static_cast<std::size_t>(C));
+  std::vector<std::vector<std::uint64_t>> cross(C, std::vector<std::uint64_t>(C));
+  std::vector<ClusterSums> clusters(C);
+  for (int c = 0; c < C; ++c) {
+    std::uint64_t s = 0;
+    u128 q = 0;
+    for (std::uint64_t v = 0; v < 256; ++v) {
+      s += v * hists[c][v];
+      q += static_cast<u128>(v * v) * hists[c][v];
+    }
+    const std::string idx = "[" + std::to_string(c) + "]";
+    if (as_u64(sum[c], "sums.sum") != s)
+      bad("field 'sums.sum" + idx + "' does not match the histogram");
+    if (as_u128(sum_sq[c], "sums.sum_squares") != q)
+      bad("field 'sums.sum_squares" + idx + "' does not match the histogram");
+    if (!cross_j[c].is_array() || cross_j[c].size() != static_cast<std::size_t>(C))
+      bad("field 'sums.cross' must be a " + std::to_string(C) + "x" + std::to_string(C) +
+          " matrix");
+    for (int d = 0; d < C; ++d) cross[c][d] = as_u64(cross_j[c][d], "sums.cross");
+    if (cross[c][c] != q) bad("field 'sums.cross" + idx + idx + "' does not match the histogram");
+    const ojson& k = cluster_j[c];
+    const std::string name = "sums.cluster" + idx;
+    if (!k.is_object()) bad("field " + quoted(name) + " must be an object");
+    clusters[c].s_s = as_u128(need(k, "s_s", name + ".s_s"), name + ".s_s");
+    clusters[c].s_n = as_u128(need(k, "s_n", name + ".s_n"), name + ".s_n");
+    clusters[c].q_q = as_u128(need(k, "q_q", name + ".q_q"), name + ".q_q");
+    clusters[c].q_s = as_u128(need(k, "q_s", name + ".q_s"), name + ".q_s");
+    clusters[c].q_n = as_u128(need(k, "q_n", name + ".q_n"), name + ".q_n");
+    clusters[c].image_std_fixed =
+        as_u128(need(k, "image_std_fixed", name + ".image_std_fixed"), name + ".image_std_fixed");
+  }
+  for (int c = 0; c < C; ++c)
+    for (int d = 0; d < c; ++d)
+      if (cross[c][d] != cross[d][c]) bad("field 'sums.cross' must be symmetric");
+  st.acc = Accumulator(C);
+  st.acc.set_raw(images, pixels, pixels_squared, hists, cross, clusters);
+
+  const ojson& counts = need_object(root, "counts", "counts");
+  st.files_found = need_u64(counts, "files_found", "counts.files_found");
+  if (need_u64(counts, "images", "counts.images") != images)
+    bad("field 'counts.images' does not match 'sums.images'");
+  if (need_u64(counts, "pixels_per_channel", "counts.pixels_per_channel") != pixels)
+    bad("field 'counts.pixels_per_channel' does not match 'sums.pixels'");
+  const ojson& per_class = need_object(counts, "per_class", "counts.per_class");
+  if (per_class.size() != st.classes.size())
+    bad("field 'counts.per_class' must have one entry per class");
+  std::uint64_t class_total = 0;
+  std::size_t i = 0;
+  for (auto it = per_class.begin(); it != per_class.end(); ++it, ++i) {
+    if (it.key() != st.classes[i])
+      bad("field 'counts.per_class' must list the classes in the order of 'classes'");
+    const std::uint64_t n = as_u64(it.value(), "counts.per_class." + it.key());
+    if (n > images - class_total) bad("field 'counts.per_class' adds up to more than the images");
+    class_total += n;
+    st.class_images.push_back(n);
+  }
+  if (!st.classes.empty() && class_total != images)
+    bad("field 'counts.per_class' does not add up to 'counts.images'");
+
+  for (const ojson& k : need_array(root, "skipped", "skipped")) {
+    if (!k.is_object()) bad("field 'skipped' must be a list of objects");
+    Skipped s;
+    s.path = need_string(k, "path", "skipped.path");
+    s.code = parse_error_code(need_string(k, "code", "skipped.code"), "skipped.code");
+    s.reason = need_string(k, "reason", "skipped.reason");
+    st.skipped.push_back(std::move(s));
+  }
+  for (const ojson& k : need_array(root, "ignored", "ignored")) {
+    if (!k.is_object()) bad("field 'ignored' must be a list of objects");
+    st.ignored.push_back(
+        {need_string(k, "path", "ignored.path"), need_string(k, "reason", "ignored.reason")});
+  }
+  if (need_u64(counts, "skipped", "counts.skipped") != st.skipped.size())
+    bad("field 'counts.skipped' does not match the length of 'skipped'");
+  if (need_u64(counts, "ignored", "counts.ignored") != st.ignored.size())
+    bad("field 'counts.ignored' does not match the length of 'ignored'");
+
+  if (auto it = root.find("sample"); it != root.end()) {
+    if (!it->is_object()) bad("field 'sample' must be an object");
+    SampleInfo si;
+    si.population = need_u64(*it, "population", "sample.population");
+    si.sampled = need_u64(*it, "sampled", "sample.sampled");
+    si.seed = need_u64(*it, "seed", "sample.seed");
+    si.spec = need_string(*it, "spec", "sample.spec");
+    if (si.sampled > si.population)
+      bad("field 'sample.sampled' is larger than 'sample.population'");
+    st.sample = si;
+  }
+  if (auto it = root.find("shard"); it != root.end()) {
+    if (!it->is_object()) bad("field 'shard' must be an object");
+    const std::uint64_t count = need_u64(*it, "count", "shard.count", 1u << 20);
+    const std::uint64_t index = need_u64(*it, "index", "shard.index", 1u << 20);
+    if (count < 1 || index >= count) bad("field 'shard' must have 0 <= index < count");
+    st.shard_index = static_cast<int>(index);
+    st.shard_count = static_cast<int>(count);
+  }
+
+  // The derived numbers are recomputed from the sums; the ones written must agree, so an edited
+  // file is refused rather than silently overridden.
+  std::vector<double> mean, stddev;
+  if (pixels > 0) {
+    if (st.ddof == 1 && pixels < 2) bad("field 'ddof' is 1 but there is only one pixel");
+    const Summary s = summarize(st.acc, st.ddof);
+    for (const ChannelSummary& c : s.channel) {
+      mean.push_back(c.mean);
+      stddev.push_back(c.std);
+    }
+  }
+  check_derived(root, "std", stddev);
+  check_derived(root, "mean", mean);
+  return st;
+}
+
+StatsFile read_stats_file(const std::string& path) {
+  try {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw Error(ErrorCode::io, "cannot open the stats file");
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (in.bad()) throw Error(ErrorCode::io, "cannot read the stats file");
+    return stats_from_json(text);
+  } catch (const Error& e) {
+    throw with_path(e, path);
+  }
+}
+
+void merge_into(StatsFile& a, const StatsFile& b) {
+  auto differ = [](const std::string& what) {
+    throw Error(ErrorCode::invalid_argument, "cannot merge statistics: " + what + " differ");
+  };
+  if (!(a.recipe == b.recipe)) differ("recipes");
+  if (a.ddof != b.ddof) differ("ddof values");
+  if (a.classes != b.classes) differ("classes");
+  if (a.class_images.size() != a.classes.size() || b.class_images.size() != b.classes.size())
+    throw Error(ErrorCode::invalid_argument, "cannot merge statistics: per-class counts missing");
+  if (a.sample.has_value() != b.sample.has_value() || (a.sample && !(*a.sample == *b.sample)))
+    differ("samples");
+  a.acc.merge(b.acc);  // throws before anything in `a` changed when channels or mean image differ
+  a.files_found += b.files_found;
+  for (std::size_t i = 0; i < a.class_images.size(); ++i) a.class_images[i] += b.class_images[i];
+  a.skipped.insert(a.skipped.end(), b.skipped.begin(), b.skipped.end());
+  std::stable_sort(a.skipped.begin(), a.skipped.end(),
+                   [](const Skipped& x, const Skipped& y) { return x.path < y.path; });
+  std::vector<Ignored> ignored = a.ignored;
+  ignored.insert(ignored.end(), b.ignored.begin(), b.ignored.end());
+  std::stable_sort(ignored.begin(), ignored.end(),
+                   [](const Ignored& x, const Ignored& y) { return x.path < y.path; });
+  ignored.erase(std::unique(ignored.begin(), ignored.end(),
+                            [](const Ignored& x, const Ignored& y) { return x.path == y.path; }),
+                ignored.end());
+  a.ignored = std::move(ignored);
+  // The merged result no longer is one shard; the caller sets it if it is still a part.
+  a.shard_index = 0;
+  a.shard_count = 1;
+}
+
+}  // namespace imgnorm

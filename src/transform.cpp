@@ -1,0 +1,582 @@
+#include "imgnorm/transform.hpp"
+
+#include <algorithm>
+#include <cassert>
+#include <cmath>
+#include <cstring>
+
+#include "half.hpp"
+#include "imgnorm/error.hpp"
+
+// Bit-exact agreement between the table, the mean-image path and the reference relies on each
+// evaluating ChannelMap's formula with the same double operations: no FMA contraction (off by
+// default in ISO C++ mode, which the build uses) and no -ffast-math.
+
+namespace imgnorm {
+
+namespace {
+
+[[noreturn]] void invalid(const std::string& what) {
+  throw Error(ErrorCode::invalid_argument, what);
+}
+
+constexpr Mode kModes[] = {Mode::scale,          Mode::center,    Mode::standardize,
+                           Mode::mean_image,     Mode::minmax,    Mode::minmax_dataset,
+                           Mode::per_image,      Mode::per_image_channel, Mode::imagenet,
+                           Mode::caffe,          Mode::inception, Mode::clip,
+                           Mode::custom};
+
+std::string dashes(std::string s) {
+  for (char& c : s)
+    if (c == '_') c = '-';
+  return s;
+}
+
+template <typename E, std::size_t N>
+E parse_name(const std::string& s, const E (&values)[N], const char* what) {
+  std::string names;
+  for (E v : values) {
+    if (dashes(s) == to_string(v)) return v;
+    names += names.empty() ? "" : "|";
+    names += to_string(v);
+  }
+  invalid(std::string("invalid ") + what + " '" + s + "' (expected " + names + ")");
+}
+
+// Name of input channel c, for messages.
+const char* channel_name(ChannelOrder order, int c) {
+  if (order == ChannelOrder::gray) return "gray";
+  static const char* kRgb[] = {"R", "G", "B"};
+  return kRgb[order == ChannelOrder::bgr ? 2 - c : c];
+}
+
+// Output channel k is input channel perm(k).
+inline int perm(bool swap_rb, int k) { return swap_rb ? 2 - k : k; }
+
+template <typename T>
+struct Out;
+template <>
+struct Out<float> {
+  static float from(double v) { return static_cast<float>(v); }
+};
+template <>
+struct Out<std::uint16_t> {
+  static std::uint16_t from(double v) { return detail::double_to_half(v); }
+};
+
+// The fused kernel. `tab[k]` is the table of *output* channel k; `src_c[k]` its input channel.
+template <typename T, int C, bool kPlanar>
+void run_kernel(const ImageView& src, const T* const* tab, const int* src_c, T* out) {
+  const std::size_t w = static_cast<std::size_t>(src.width);
+  const std::size_t plane = w * static_cast<std::size_t>(src.height);
+  if constexpr (C == 1) {
+    const T* t0 = tab[0];
+    for (int y = 0; y < src.height; ++y) {
+      const std::uint8_t* p = src.row(y);
+      T* o = out + y * w;
+      for (std::size_t x = 0; x < w; ++x) o[x] = t0[p[x]];
+    }
+  } else {
+    const T* t0 = tab[0];
+    const T* t1 = tab[1];
+    const T* t2 = tab[2];
+    const int i0 = src_c[0], i2 = src_c[2];
+    for (int y = 0; y < src.height; ++y) {
+      const std::uint8_t* p = src.row(y);
+      if constexpr (kPlanar) {
+        T* o0 = out + y * w;
+        T* o1 = o0 + plane;
+        T* o2 = o1 + plane;
+        for (std::size_t x = 0; x < w; ++x, p += 3) {
+          o0[x] = t0[p[i0]];
+          o1[x] = t1[p[1]];
+          o2[x] = t2[p[i2]];
+        }
+      } else {
+        T* o = out + y * w * 3;
+        for (std::size_t x = 0; x < w; ++x, p += 3, o += 3) {
+          o[0] = t0[p[i0]];
+          o[1] = t1[p[1]];
+          o[2] = t2[p[i2]];
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+void dispatch_kernel(const ImageView& src, const T (*tables)[256], bool swap_rb, Layout layout,
+                     void* out) {
+  const T* tab[3];
+  int src_c[3];
+  for (int k = 0; k < src.channels; ++k) {
+    src_c[k] = src.channels == 3 ? perm(swap_rb, k) : k;
+    tab[k] = tables[src_c[k]];
+  }
+  T* o = static_cast<T*>(out);
+  if (src.channels == 1) return run_kernel<T, 1, false>(src, tab, src_c, o);
+  if (layout == Layout::nchw) return run_kernel<T, 3, true>(src, tab, src_c, o);
+  run_kernel<T, 3, false>(src, tab, src_c, o);
+}
+
+// Index of output element (x, y, output channel k).
+inline std::size_t out_index(Layout layout, int c, std::size_t w, std::size_t h, int x, int y,
+                             int k) {
+  return layout == Layout::nchw ? (static_cast<std::size_t>(k) * h + y) * w + x
+                                : (static_cast<std::size_t>(y) * w + x) * c + k;
+}
+
+template <typename T>
+void mean_image_kernel(const ImageView& src, const Affine& affine, const double* mean_scaled,
+                       bool swap_rb, Layout layout, T* out) {
+  const int c = src.channels;
+  const std::size_t w = static_cast<std::size_t>(src.width), h = static_cast<std::size_t>(src.height);
+  // x / d for every u8 value: the same double the formula computes, looked up instead of divided.
+  double xd[3][256];
+  for (int ch = 0; ch < c; ++ch)
+    for (int v = 0; v < 256; ++v) xd[ch][v] = v / affine.ch[ch].d;
+  for (int y = 0; y < src.height; ++y) {
+    const std::uint8_t* p = src.row(y);
+    const double* m = mean_scaled + static_cast<std::size_t>(y) * w * c;
+    for (int x = 0; x < src.width; ++x, p += c, m += c) {
+      for (int k = 0; k < c; ++k) {
+        int ic = c == 3 ? perm(swap_rb, k) : k;
+        const ChannelMap& f = affine.ch[ic];
+        double v = f.t + f.g * ((xd[ic][p[ic]] - m[ic]) / f.s);
+        out[out_index(layout, c, w, h, x, y, k)] = Out<T>::from(v);
+      }
+    }
+  }
+}
+
+void check_finite(const std::vector<double>& v, const char* what) {
+  for (double x : v)
+    if (!std::isfinite(x)) invalid(std::string(what) + " contains a non-finite value");
+}
+
+// Dataset constant (0–255 units) in the chosen unit.
+double in_unit(double v, int unit) { return unit == 1 ? v / 255.0 : v; }
+
+ChannelMap divisor_map(int unit) {
+  ChannelMap f;
+  f.d = unit == 1 ? 255.0 : 1.0;
+  return f;
+}
+
+}  // namespace
+
+const char* to_string(Layout v) noexcept { return v == Layout::nchw ? "nchw" : "nhwc"; }
+const char* to_string(DType v) noexcept { return v == DType::float16 ? "float16" : "float32"; }
+
+const char* to_string(Mode v) noexcept {
+  switch (v) {
+    case Mode::scale: return "scale";
+    case Mode::center: return "center";
+    case Mode::standardize: return "standardize";
+    case Mode::mean_image: return "mean-image";
+    case Mode::minmax: return "minmax";
+    case Mode::minmax_dataset: return "minmax-dataset";
+    case Mode::per_image: return "per-image";
+    case Mode::per_image_channel: return "per-image-channel";
+    case Mode::imagenet: return "imagenet";
+    case Mode::caffe: return "caffe";
+    case Mode::inception: return "inception";
+    case Mode::clip: return "clip";
+    case Mode::custom: return "custom";
+  }
+  return "?";
+}
+
+Layout parse_layout(const std::string& s) {
+  static constexpr Layout kAll[] = {Layout::nhwc, Layout::nchw};
+  return parse_name(s, kAll, "layout");
+}
+DType parse_dtype(const std::string& s) {
+  static constexpr DType kAll[] = {DType::float32, DType::float16};
+  return parse_name(s, kAll, "dtype");
+}
+Mode parse_mode(const std::string& s) { return parse_name(s, kModes, "mode"); }
+
+std::size_t dtype_size(DType v) noexcept { return v == DType::float16 ? 2 : 4; }
+
+bool is_per_image(Mode mode) noexcept {
+  return mode == Mode::minmax || mode == Mode::per_image || mode == Mode::per_image_channel;
+}
+
+std::optional<ChannelOrder> preset_channel_order(Mode mode) noexcept {
+  switch (mode) {
+    case Mode::caffe: return ChannelOrder::bgr;
+    case Mode::imagenet:
+    case Mode::inception:
+    case Mode::clip: return ChannelOrder::rgb;
+    default: return std::nullopt;
+  }
+}
+
+Table make_table(const Affine& affine) {
+  Table t;
+  t.channels = affine.channels;
+  for (int c = 0; c < affine.channels; ++c) {
+    for (int x = 0; x < 256; ++x) {
+      double v = affine.ch[c](x);
+      t.f32[c][x] = static_cast<float>(v);
+      t.f16[c][x] = detail::double_to_half(v);
+    }
+  }
+  return t;
+}
+
+ImageMoments image_moments(const ImageView& img) {
+  assert(img.channels >= 1 && img.channels <= 3);
+  ImageMoments m;
+  m.channels = img.channels;
+  m.n = static_cast<std::uint64_t>(img.width) * static_cast<std::uint64_t>(img.height);
+  // Histograms: exact, and cheaper than squaring every pixel.
+  std::array<std::array<std::uint64_t, 256>, 3> hist{};
+  for (int y = 0; y < img.height; ++y) {
+    const std::uint8_t* p = img.row(y);
+    std::size_t n = static_cast<std::size_t>(img.width) * img.channels;
+    if (img.channels == 1) {
+      for (std::size_t i = 0; i < n; ++i) ++hist[0][p[i]];
+    } else {
+      for (std::size_t i = 0; i < n; i += 3) {
+        ++hist[0][p[i]];
+        ++hist[1][p[i + 1]];
+        ++hist[2][p[i + 2]];
+      }
+    }
+  }
+  for (int c = 0; c < img.channels; ++c) {
+    m.min[c] = 255;
+    m.max[c] = 0;
+    for (int v = 0; v < 256; ++v) {
+      std::uint64_t k = hist[c][v];
+      if (!k) continue;
+      m.sum[c] += k * v;
+      m.sum_sq[c] += k * v * v;
+      m.min[c] = std::min(m.min[c], v);
+      m.max[c] = std::max(m.max[c], v);
+    }
+  }
+  return m;
+}
+
+void apply(const ImageView& src, const Table& table, bool swap_rb, Layout layout, DType dtype,
+           void* out) {
+  assert(src.channels == table.channels && (src.channels == 1 || src.channels == 3));
+  if (dtype == DType::float32)
+    dispatch_kernel<float>(src, table.f32, swap_rb, layout, out);
+  else
+    dispatch_kernel<std::uint16_t>(src, table.f16, swap_rb, layout, out);
+}
+
+void invert(const void* in, Layout layout, DType dtype, bool swap_rb, const Affine& affine,
+            int width, int height, std::uint8_t* out, const double* mean_image) {
+  const int c = affine.channels;
+  for (int k = 0; k < c; ++k)
+    if (affine.ch[k].g == 0 || affine.ch[k].s == 0 || affine.ch[k].d == 0)
+      invalid("cannot invert: channel " + std::to_string(k) + " maps every value to a constant");
+  const std::size_t w = static_cast<std::size_t>(width), h = static_cast<std::size_t>(height);
+  for (int y = 0; y < height; ++y) {
+    for (int x = 0; x < width; ++x) {
+      for (int k = 0; k < c; ++k) {
+        int ic = c == 3 ? perm(swap_rb, k) : k;
+        std::size_t o = out_index(layout, c, w, h, x, y, k);
+        double v = dtype == DType::float32
+                       ? static_cast<const float*>(in)[o]
+                       : detail::half_to_float(static_cast<const std::uint16_t*>(in)[o]);
+        const ChannelMap& f = affine.ch[ic];
+        std::size_t i = (static_cast<std::size_t>(y) * w + x) * c + ic;
+        double m = mean_image ? mean_image[i] / f.d : f.m;
+        double r = std::nearbyint(f.d * (m + f.s * (v - f.t) / f.g));
+        out[i] = std::isnan(r) ? 0 : static_cast<std::uint8_t>(std::clamp(r, 0.0, 255.0));
+      }
+    }
+  }
+}
+
+namespace detail {
+
+void apply_reference(const ImageView& src, const Affine& affine, bool swap_rb, Layout layout,
+                     DType dtype, void* out, const double* mean_image) {
+  const int c = src.channels;
+  const std::size_t w = static_cast<std::size_t>(src.width), h = static_cast<std::size_t>(src.height);
+  for (int y = 0; y < src.height; ++y) {
+    for (int x = 0; x < src.width; ++x) {
+      for (int k = 0; k < c; ++k) {
+        int ic = c == 3 ? perm(swap_rb, k) : k;
+        ChannelMap f = affine.ch[ic];
+        if (mean_image) f.m = mean_image[(static_cast<std::size_t>(y) * w + x) * c + ic] / f.d;
+        double v = f(src.row(y)[x * c + ic]);
+        std::size_t o = out_index(layout, c, w, h, x, y, k);
+        if (dtype == DType::float32)
+          static_cast<float*>(out)[o] = static_cast<float>(v);
+        else
+          static_cast<std::uint16_t*>(out)[o] = double_to_half(v);
+      }
+    }
+  }
+}
+
+void apply_mean_image(const ImageView& src, const Affine& affine, const double* mean_scaled,
+                      bool swap_rb, Layout layout, DType dtype, void* out) {
+  if (dtype == DType::float32)
+    mean_image_kernel(src, affine, mean_scaled, swap_rb, layout, static_cast<float*>(out));
+  else
+    mean_image_kernel(src, affine, mean_scaled, swap_rb, layout,
+                      static_cast<std::uint16_t*>(out));
+}
+
+}  // namespace detail
+
+Normalizer::Normalizer(const TransformSpec& spec, ChannelOrder input, const OutputFormat& format)
+    : spec_(spec), input_(input), format_(format), channels_(channel_count(input)) {
+  const Mode mode = spec.mode;
+  const int nc = channels_;
+  if (format.channels == ChannelOrder::gray && nc == 3)
+    invalid("output channel order gray needs gray input");
+  swap_rb_ = nc == 3 && format.channels != input;
+  if (spec.unit != 1 && spec.unit != 255) invalid("unit must be 1 or 255");
+  if (spec.eps && !(std::isfinite(*spec.eps) && *spec.eps > 0))
+    invalid("eps must be a positive number");
+  const bool has_range =
+      mode == Mode::scale || mode == Mode::minmax || mode == Mode::minmax_dataset;
+  if (spec.range && !has_range)
+    invalid(std::string("--range applies to scale, minmax and minmax-dataset, not ") +
+            to_string(mode));
+  const double lo = spec.range ? spec.range->first : 0.0;
+  const double hi = spec.range ? spec.range->second : 1.0;
+  if (!(std::isfinite(lo) && std::isfinite(hi) && lo < hi))
+    invalid("range lo,hi must be finite with lo < hi");
+
+  auto need = [&](const std::vector<double>& v, const char* what) {
+    if (static_cast<int>(v.size()) != nc)
+      invalid(std::string(to_string(mode)) + " needs " + std::to_string(nc) + " " + what +
+              " value(s), got " + std::to_string(v.size()));
+    check_finite(v, what);
+  };
+  // A dataset std (or max − min) in the chosen unit, floored by eps; zero without eps is an error.
+  auto divisor = [&](double s, int c, const char* what) {
+    if (s < 0) invalid(std::string(what) + " of channel " + channel_name(input, c) + " is negative");
+    if (spec.eps) return std::max(s, *spec.eps);
+    if (s == 0)
+      invalid(std::string(what) + " of channel " + channel_name(input, c) +
+              " is 0; pass --eps to divide by max(" + what + ", eps)");
+    return s;
+  };
+  auto preset = [&](const double (&m)[3], const double (&s)[3], bool bgr_constants, double d) {
+    if (nc != 3) invalid(std::string("preset ") + to_string(mode) + " needs 3-channel input");
+    bool input_bgr = input == ChannelOrder::bgr;
+    for (int c = 0; c < 3; ++c) {
+      int j = input_bgr == bgr_constants ? c : 2 - c;
+      ChannelMap& f = fixed_.ch[c];
+      f.d = d;
+      f.m = m[j];
+      f.s = s[j];
+    }
+  };
+
+  fixed_.channels = nc;
+  switch (mode) {
+    case Mode::scale:
+      for (int c = 0; c < nc; ++c) fixed_.ch[c] = {255.0, 0.0, 1.0, hi - lo, lo};
+      break;
+    case Mode::center:
+      need(spec.mean, "mean");
+      for (int c = 0; c < nc; ++c) {
+        fixed_.ch[c] = divisor_map(spec.unit);
+        fixed_.ch[c].m = in_unit(spec.mean[c], spec.unit);
+      }
+      break;
+    case Mode::standardize:
+      need(spec.mean, "mean");
+      need(spec.std, "std");
+      for (int c = 0; c < nc; ++c) {
+        fixed_.ch[c] = divisor_map(spec.unit);
+        fixed_.ch[c].m = in_unit(spec.mean[c], spec.unit);
+        fixed_.ch[c].s = divisor(in_unit(spec.std[c], spec.unit), c, "std");
+      }
+      break;
+    case Mode::mean_image: {
+      std::uint64_t n = static_cast<std::uint64_t>(spec.mean_image_size.width) *
+                        static_cast<std::uint64_t>(spec.mean_image_size.height) * nc;
+      if (spec.mean_image_size.width <= 0 || spec.mean_image_size.height <= 0 ||
+          spec.mean_image.size() != n)
+        invalid("mean-image needs a mean image of " + std::to_string(nc) + " channels");
+      check_finite(spec.mean_image, "mean image");
+      if (spec.mean_image_std) need(spec.std, "std");
+      for (int c = 0; c < nc; ++c) {
+        fixed_.ch[c] = divisor_map(spec.unit);
+        if (spec.mean_image_std)
+          fixed_.ch[c].s = divisor(in_unit(spec.std[c], spec.unit), c, "std");
+      }
+      mean_scaled_.resize(spec.mean_image.size());
+      for (std::size_t i = 0; i < spec.mean_image.size(); ++i)
+        mean_scaled_[i] = spec.mean_image[i] / fixed_.ch[i % nc].d;
+      break;
+    }
+    case Mode::minmax_dataset:
+      need(spec.min, "min");
+      need(spec.max, "max");
+      for (int c = 0; c < nc; ++c) {
+        if (spec.min[c] > spec.max[c])
+          invalid(std::string("min > max for channel ") + channel_name(input, c));
+        fixed_.ch[c] = divisor_map(spec.unit);
+        fixed_.ch[c].m = in_unit(spec.min[c], spec.unit);
+        fixed_.ch[c].s =
+            divisor(in_unit(spec.max[c], spec.unit) - in_unit(spec.min[c], spec.unit), c,
+                    "max - min");
+        fixed_.ch[c].g = hi - lo;
+        fixed_.ch[c].t = lo;
+      }
+      break;
+    case Mode::imagenet: {
+      static constexpr double kM[3] = {0.485, 0.456, 0.406}, kS[3] = {0.229, 0.224, 0.225};
+      preset(kM, kS, false, 255.0);
+      break;
+    }
+    case Mode::clip: {
+      static constexpr double kM[3] = {0.48145466, 0.4578275, 0.40821073};
+      static constexpr double kS[3] = {0.26862954, 0.26130258, 0.27577711};
+      preset(kM, kS, false, 255.0);
+      break;
+    }
+    case Mode::caffe: {
+      static constexpr double kM[3] = {103.939, 116.779, 123.68}, kS[3] = {1, 1, 1};
+      preset(kM, kS, true, 1.0);
+      break;
+    }
+    case Mode::inception:
+      for (int c = 0; c < nc; ++c) fixed_.ch[c] = {127.5, 1.0, 1.0, 1.0, 0.0};
+      break;
+    case Mode::custom: {
+      need(spec.mean, "mean");
+      std::vector<double> sd = spec.std.empty() ? std::vector<double>(nc, 1.0) : spec.std;
+      need(sd, "std");
+      // Custom constants are in output channel order.
+      for (int c = 0; c < nc; ++c) {
+        int k = nc == 3 ? perm(swap_rb_, c) : c;
+        fixed_.ch[c] = divisor_map(spec.unit);
+        fixed_.ch[c].m = spec.mean[k];
+        fixed_.ch[c].s = divisor(sd[k], c, "std");
+      }
+      break;
+    }
+    case Mode::minmax:
+    case Mode::per_image:
+    case Mode::per_image_channel: break;
+  }
+  if (!is_per_image(mode) && mode != Mode::mean_image) table_ = make_table(fixed_);
+}
+
+Affine Normalizer::affine_for(const ImageView& img, int* constant) const {
+  if (constant) *constant = 0;
+  const Mode mode = spec_.mode;
+  if (!is_per_image(mode)) return fixed_;
+  ImageMoments mo = image_moments(img);
+  Affine a;
+  a.channels = mo.channels;
+  const double d = spec_.unit == 1 ? 255.0 : 1.0;
+  int flat = 0;
+  if (mode == Mode::minmax) {
+    const double lo = spec_.range ? spec_.range->first : 0.0;
+    const double hi = spec_.range ? spec_.range->second : 1.0;
+    for (int c = 0; c < mo.channels; ++c) {
+      if (mo.max[c] == mo.min[c]) {
+        a.ch[c] = {1.0, 0.0, 1.0, 0.0, lo};  // constant channel: every value maps to lo
+        ++flat;
+      } else {
+        a.ch[c] = {1.0, double(mo.min[c]), double(mo.max[c] - mo.min[c]), hi - lo, lo};
+      }
+    }
+  } else {
+    // Moments over all channels (per_image) or per channel, from exact integer sums.
+    auto set = [&](unsigned __int128 n, unsigned __int128 s, unsigned __int128 q, int c0, int c1,
+                   bool is_flat) {
+      double nd = static_cast<double>(n);
+      double mean = static_cast<double>(s) / nd;
+      double var = static_cast<double>(n * q - s * s) / nd / nd;
+      double sd = std::sqrt(var) / d;
+      double floor = 1.0 / std::sqrt(nd);
+      for (int c = c0; c < c1; ++c) a.ch[c] = {d, mean / d, std::max(sd, floor), 1.0, 0.0};
+      if (is_flat) flat += c1 - c0;
+    };
+    if (mode == Mode::per_image) {
+      unsigned __int128 s = 0, q = 0;
+      bool is_flat = true;
+      for (int c = 0; c < mo.channels; ++c) {
+        s += mo.sum[c];
+        q += mo.sum_sq[c];
+        is_flat = is_flat && mo.min[c] == mo.max[c] && mo.min[c] == mo.min[0];
+      }
+      set(static_cast<unsigned __int128>(mo.n) * mo.channels, s, q, 0, mo.channels, is_flat);
+    } else {
+      for (int c = 0; c < mo.channels; ++c)
+        set(mo.n, mo.sum[c], mo.sum_sq[c], c, c + 1, mo.min[c] == mo.max[c]);
+    }
+  }
+  if (constant) *constant = flat;
+  return a;
+}
+
+int Normalizer::apply(const ImageView& img, void* out) const {
+  if (img.channels != channels_)
+    invalid("image has " + std::to_string(img.channels) + " channels, expected " +
+            std::to_string(channels_));
+  if (img.empty()) return 0;
+  if (spec_.mode == Mode::mean_image) {
+    if (img.width != spec_.mean_image_size.width || img.height != spec_.mean_image_size.height)
+      invalid("image is " + std::to_string(img.width) + "x" + std::to_string(img.height) +
+              " but the mean image is " + std::to_string(spec_.mean_image_size.width) + "x" +
+              std::to_string(spec_.mean_image_size.height));
+    detail::apply_mean_image(img, fixed_, mean_scaled_.data(), swap_rb_, format_.layout,
+                             format_.dtype, out);
+    return 0;
+  }
+  if (!is_per_image(spec_.mode)) {
+    imgnorm::apply(img, table_, swap_rb_, format_.layout, format_.dtype, out);
+    return 0;
+  }
+  int constant = 0;
+  Affine a = affine_for(img, &constant);
+  Table t = make_table(a);
+  imgnorm::apply(img, t, swap_rb_, format_.layout, format_.dtype, out);
+  return constant;
+}
+
+std::string Normalizer::formula() const {
+  const bool u1 = spec_.unit == 1;
+  switch (spec_.mode) {
+    case Mode::scale: return "y = lo + (hi - lo) * (x / 255)";
+    case Mode::center: return u1 ? "y = x / 255 - mean_c / 255" : "y = x - mean_c";
+    case Mode::standardize:
+      return u1 ? "y = (x / 255 - mean_c / 255) / (std_c / 255)" : "y = (x - mean_c) / std_c";
+    case Mode::mean_image: {
+      std::string m = u1 ? "(x / 255 - M[h,w,c] / 255)" : "(x - M[h,w,c])";
+      if (!spec_.mean_image_std) return "y = " + m;
+      return "y = " + m + (u1 ? " / (std_c / 255)" : " / std_c");
+    }
+    case Mode::minmax:
+      return "y = lo + (hi - lo) * ((x - min_c) / (max_c - min_c)), min/max of this image; "
+             "lo for a constant channel";
+    case Mode::minmax_dataset:
+      return u1 ? "y = lo + (hi - lo) * ((x / 255 - min_c / 255) / (max_c / 255 - min_c / 255))"
+                : "y = lo + (hi - lo) * ((x - min_c) / (max_c - min_c))";
+    case Mode::per_image:
+      return u1 ? "y = (x / 255 - mean / 255) / max(std / 255, 1 / sqrt(H * W * C)), "
+                  "mean/std over this image"
+                : "y = (x - mean) / max(std, 1 / sqrt(H * W * C)), mean/std over this image";
+    case Mode::per_image_channel:
+      return u1 ? "y = (x / 255 - mean_c / 255) / max(std_c / 255, 1 / sqrt(H * W)), "
+                  "mean_c/std_c over this image"
+                : "y = (x - mean_c) / max(std_c, 1 / sqrt(H * W)), mean_c/std_c over this image";
+    case Mode::imagenet:
+    case Mode::clip: return "y = (x / 255 - mean_c) / std_c";
+    case Mode::caffe: return "y = x - mean_c";
+    case Mode::inception: return "y = x / 127.5 - 1";
+    case Mode::custom: return u1 ? "y = (x / 255 - mean_c) / std_c" : "y = (x - mean_c) / std_c";
+  }
+  return "";
+}
+
+}  // namespace imgnorm

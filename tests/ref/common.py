@@ -1,0 +1,63 @@
+"""Helpers shared by the Python reference tests (run with /usr/bin/python3)."""
+import os
+import subprocess
+import sys
+
+SOURCE = os.environ.get("IMGNORM_SOURCE_DIR", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+CLI = os.environ.get("IMGNORM_CLI", os.path.join(SOURCE, "build", "imgnorm"))
+DUMP = os.environ.get("IMGNORM_DUMP", os.path.join(SOURCE, "build", "tests", "imgnorm_dump"))
+WORK = os.environ.get("IMGNORM_WORK", os.path.join(SOURCE, "build", "tests", "ref-work"))
+os.makedirs(WORK, exist_ok=True)
+
+_results = {"passed": 0, "failed": 0}
+
+
+def check(cond, what):
+    if cond:
+        _results["passed"] += 1
+    else:
+        _results["failed"] += 1
+        print(f"FAIL: {what}", flush=True)
+
+
+def finish():
+    print(f"{_results['passed']} passed, {_results['failed']} failed")
+    sys.exit(1 if _results["failed"] else 0)
+
+
+def run(*args, expect=0, **kw):
+    p = subprocess.run([CLI, *map(str, args)], capture_output=True, text=True, **kw)
+    if expect is not None and p.returncode != expect:
+        print(f"command {args} exited {p.returncode}, expected {expect}\nstdout: {p.stdout}\nstderr: {p.stderr}")
+        raise SystemExit(1)
+    return p
+
+
+def photos(count=200):
+    """The benchmark-like dataset from ../shared/data/make_photos.py (cached), or the bundled sample."""
+    maker = os.path.join(SOURCE, "..", "shared", "data", "make_photos.py")
+    if not os.path.exists(maker):
+        print("note: ../shared/data/make_photos.py not found; using examples/flowers")
+        return os.path.join(SOURCE, "examples", "flowers")
+    out = os.path.join(WORK, f"photos{count}")
+    done = out + ".done"
+    if not os.path.exists(done):
+        subprocess.run(["/usr/bin/python3", maker, out, "--count", str(count)], check=True)
+        open(done, "w").close()
+    return out
+
+
+def image_files(root):
+    """The files imgnorm takes from a class-folder tree, in its order (class, relative path)."""
+    exts = (".jpg", ".jpeg", ".png", ".webp")
+    classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)) and not d.startswith("."))
+    files = []
+    for c in classes:
+        found = []
+        for dirpath, dirnames, filenames in os.walk(os.path.join(root, c)):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            for f in filenames:
+                if not f.startswith(".") and f.lower().endswith(exts):
+                    found.append(os.path.relpath(os.path.join(dirpath, f), os.path.join(root, c)))
+        files += [os.path.join(root, c, f) for f in sorted(found, key=lambda s: s.encode())]
+    return files

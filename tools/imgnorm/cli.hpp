@@ -1,0 +1,77 @@
+#pragma once
+// Shared pieces of the imgnorm command line: recipe flags, progress bar, signals, atomic writes.
+
+#include <CLI/CLI.hpp>
+
+#include <atomic>
+#include <cstdio>
+#include <functional>
+#include <string>
+
+#include "imgnorm/dataset.hpp"
+#include "imgnorm/pipeline.hpp"
+#include "imgnorm/recipe.hpp"
+
+namespace imgnorm::cli {
+
+/// Exit codes, documented in the README.
+enum Exit : int {
+  kOk = 0,
+  kError = 1,       // bad input, nothing written
+  kUsage = 2,       // bad flag or flag value
+  kSkipped = 3,     // --strict and some files were skipped
+  kInterrupted = 130,
+};
+
+/// Raised by SIGINT/SIGTERM; the pipeline stops starting new images when it is set.
+extern std::atomic<bool> g_cancel;
+void install_signal_handlers();
+
+/// Recipe flags as the user typed them; `given` tells which were given explicitly.
+struct RecipeFlags {
+  std::string size = "224";
+  std::string resize = "stretch";
+  std::string interp = "linear";
+  std::string channels = "rgb";
+  int pad_value = 0;
+  bool exact_decode = false;
+  std::uint64_t max_pixels = kDefaultMaxPixels;
+  void add_to(CLI::App& app);
+  /// Parses into a Recipe starting from `base`, overriding only what was given on the command line
+  /// (all of it when base is the default recipe).
+  Recipe to_recipe(const CLI::App& app, Recipe base = {}) const;
+};
+
+/// Run flags shared by the commands that read a dataset.
+struct RunFlags {
+  int threads = 0;
+  bool quiet = false;
+  bool progress = false;
+  bool allow_truncated = false;
+  void add_to(CLI::App& app);
+  PipelineOptions options(const char* label) const;
+};
+
+/// Dataset selection: a folder, or --list FILE.
+Dataset load_dataset(const std::string& input, const std::string& list_file);
+
+/// Writes `text` to `path` through a temporary file in the same folder and a rename, so that an
+/// interrupted run never leaves a half-written file. Refuses to replace an existing file unless
+/// `force`. Errors name the path.
+void write_file_atomic(const std::string& path, const std::string& text, bool force);
+
+/// Refuses early (before any work) when `path` exists and !force, or its folder is missing.
+void check_output_path(const std::string& path, bool force);
+
+/// Prints "imgnorm: message" on stderr.
+void print_error(const std::string& message);
+
+/// A subcommand: registered on the app, run after parsing when it was chosen.
+struct Command {
+  CLI::App* app = nullptr;
+  std::function<int()> run;
+};
+Command add_stats_command(CLI::App& app);
+Command add_merge_command(CLI::App& app);
+
+}  // namespace imgnorm::cli
