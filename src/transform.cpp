@@ -295,6 +295,8 @@ void invert(const void* in, Layout layout, DType dtype, bool swap_rb, const Affi
   }
 }
 
+float half_to_float(std::uint16_t bits) noexcept { return detail::half_to_float(bits); }
+
 namespace detail {
 
 void apply_reference(const ImageView& src, const Affine& affine, bool swap_rb, Layout layout,

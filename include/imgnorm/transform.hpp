@@ -186,6 +186,9 @@ class Normalizer {
   std::vector<double> mean_scaled_;
 };
 
+/// IEEE binary16 bits to float (exact), for reading float16 tensors.
+float half_to_float(std::uint16_t bits) noexcept;
+
 namespace detail {
 /// The plain reference: per pixel, the ChannelMap formula in double (m from mean_image / d when
 /// given), rounded once to the output type, written in the output layout.

@@ -33,18 +33,23 @@ void install_signal_handlers() {
   sigaction(SIGTERM, &sa, nullptr);
 }
 
-void print_error(const std::string& message) { std::fprintf(stderr, "imgnorm: %s\n", message.c_str()); }
+void print_error(const std::string& message) {
+  std::fprintf(stderr, "imgnorm: %s\n", message.c_str());
+}
 
 void RecipeFlags::add_to(CLI::App& app) {
-  app.add_option("--size", size, "Target size: N (square) or WxH, in pixels")->capture_default_str();
-  app.add_option("--resize", resize, "stretch | crop (shorter side, center crop) | pad (letterbox) | none")
+  app.add_option("--size", size, "Target size: N (square) or WxH, in pixels")
+      ->capture_default_str();
+  app.add_option("--resize", resize,
+                 "stretch | crop (shorter side, center crop) | pad (letterbox) | none")
       ->capture_default_str();
   app.add_option("--interp", interp, "linear (= cv2.resize) | area | nearest | cubic | lanczos")
       ->capture_default_str();
   app.add_option("--pad-value", pad_value, "Background of --resize pad, 0-255")
       ->check(CLI::Range(0, 255))
       ->capture_default_str();
-  app.add_option("--channels", channels, "rgb | bgr | gray")->capture_default_str();
+  if (channels_flag)
+    app.add_option("--channels", channels, "rgb | bgr | gray")->capture_default_str();
   app.add_flag("--exact-decode", exact_decode,
                "Decode JPEGs at full size as cv2.imread does (no DCT-domain downscaling)");
   app.add_option("--max-pixels", max_pixels,
@@ -59,7 +64,7 @@ Recipe RecipeFlags::to_recipe(const CLI::App& app, Recipe r) const {
   if (all || given("--size")) r.size = parse_size(size);
   if (all || given("--resize")) r.resize = parse_resize_mode(resize);
   if (all || given("--interp")) r.interp = parse_interp(interp);
-  if (all || given("--channels")) r.channels = parse_channel_order(channels);
+  if (channels_flag && (all || given("--channels"))) r.channels = parse_channel_order(channels);
   if (all || given("--pad-value")) r.pad_value = static_cast<std::uint8_t>(pad_value);
   if (all || given("--exact-decode")) r.exact_decode = exact_decode;
   if (all || given("--max-pixels")) r.max_pixels = max_pixels;
@@ -119,6 +124,16 @@ void check_output_path(const std::string& path, bool force) {
     throw Error(ErrorCode::io, path + ": folder " + dir + " does not exist");
   if (::access(dir.c_str(), W_OK) != 0)
     throw Error(ErrorCode::io, path + ": folder " + dir + " is not writable");
+}
+
+void ensure_folder(const std::string& dir) {
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) == 0) {
+    if (!S_ISDIR(st.st_mode)) throw Error(ErrorCode::io, dir + ": exists and is not a folder");
+    return;
+  }
+  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST)
+    throw Error(ErrorCode::io, dir + ": cannot create folder: " + std::strerror(errno));
 }
 
 void write_file_atomic(const std::string& path, const std::string& text, bool force) {

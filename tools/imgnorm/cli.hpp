@@ -11,15 +11,16 @@
 #include "imgnorm/dataset.hpp"
 #include "imgnorm/pipeline.hpp"
 #include "imgnorm/recipe.hpp"
+#include "imgnorm/stats.hpp"
 
 namespace imgnorm::cli {
 
 /// Exit codes, documented in the README.
 enum Exit : int {
   kOk = 0,
-  kError = 1,       // bad input, nothing written
-  kUsage = 2,       // bad flag or flag value
-  kSkipped = 3,     // --strict and some files were skipped
+  kError = 1,    // bad input, nothing written
+  kUsage = 2,    // bad flag or flag value
+  kSkipped = 3,  // --strict and some files were skipped
   kInterrupted = 130,
 };
 
@@ -36,6 +37,8 @@ struct RecipeFlags {
   int pad_value = 0;
   bool exact_decode = false;
   std::uint64_t max_pixels = kDefaultMaxPixels;
+  /// normalize has its own --channels (the output order): it sets this to false.
+  bool channels_flag = true;
   void add_to(CLI::App& app);
   /// Parses into a Recipe starting from `base`, overriding only what was given on the command line
   /// (all of it when base is the default recipe).
@@ -73,5 +76,15 @@ struct Command {
 };
 Command add_stats_command(CLI::App& app);
 Command add_merge_command(CLI::App& app);
+Command add_normalize_command(CLI::App& app);
+Command add_denormalize_command(CLI::App& app);
+Command add_inspect_command(CLI::App& app);
+
+/// Prints a stats file on stdout as `format`: table | json | torchvision | keras.
+void print_summary(const StatsFile& stats, const std::string& format);
+
+/// Creates `dir` (one level) when it is missing; Error(io) naming it when that fails or it is not
+/// a folder.
+void ensure_folder(const std::string& dir);
 
 }  // namespace imgnorm::cli

@@ -17,6 +17,9 @@ int main(int argc, char** argv) {
   std::vector<Command> commands;
   commands.push_back(add_stats_command(app));
   commands.push_back(add_merge_command(app));
+  commands.push_back(add_normalize_command(app));
+  commands.push_back(add_denormalize_command(app));
+  commands.push_back(add_inspect_command(app));
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

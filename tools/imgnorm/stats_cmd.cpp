@@ -15,9 +15,12 @@ namespace {
 
 std::vector<std::string> channel_names(ChannelOrder order) {
   switch (order) {
-    case ChannelOrder::rgb: return {"R", "G", "B"};
-    case ChannelOrder::bgr: return {"B", "G", "R"};
-    case ChannelOrder::gray: return {"Y"};
+    case ChannelOrder::rgb:
+      return {"R", "G", "B"};
+    case ChannelOrder::bgr:
+      return {"B", "G", "R"};
+    case ChannelOrder::gray:
+      return {"Y"};
   }
   return {};
 }
@@ -44,8 +47,8 @@ void print_table(const StatsFile& st, const Summary& s) {
              st.classes.size(), st.recipe.size.width, st.recipe.size.height,
              to_string(st.recipe.channels), to_string(st.recipe.resize),
              to_string(st.recipe.interp), s.ddof);
-  fmt::print("{:<8}{:>11}{:>11}{:>6}{:>6}{:>9}{:>11}{:>11}{:>14}\n", "channel", "mean", "std", "min",
-             "max", "median", "mean(0-1)", "std(0-1)", "mean img std");
+  fmt::print("{:<8}{:>11}{:>11}{:>6}{:>6}{:>9}{:>11}{:>11}{:>14}\n", "channel", "mean", "std",
+             "min", "max", "median", "mean(0-1)", "std(0-1)", "mean img std");
   for (int c = 0; c < s.channels; ++c) {
     const auto& ch = s.channel[c];
     fmt::print("{:<8}{:>11.4f}{:>11.4f}{:>6}{:>6}{:>9.1f}{:>11.6f}{:>11.6f}{:>14.4f}\n", names[c],
@@ -67,6 +70,8 @@ void print_table(const StatsFile& st, const Summary& s) {
   for (const auto& k : st.skipped) fmt::print("  skipped {}: {}\n", k.path, k.reason);
 }
 
+}  // namespace
+
 void print_summary(const StatsFile& st, const std::string& format) {
   Summary s = summarize(st.acc, st.ddof, st.sample ? &*st.sample : nullptr);
   if (format == "table") {
@@ -84,6 +89,8 @@ void print_summary(const StatsFile& st, const std::string& format) {
                to_string(st.recipe.channels));
   }
 }
+
+namespace {
 
 void warn_skipped(const StatsFile& st, bool quiet) {
   if (quiet) return;
@@ -193,7 +200,8 @@ Command add_stats_command(CLI::App& app) {
   sub->add_option("--ddof", f->ddof, "Delta degrees of freedom of std: 0 (numpy) or 1")
       ->check(CLI::Range(0, 1))
       ->capture_default_str();
-  sub->add_option("--mean-image", f->mean_image, "Also write the per-pixel mean image (.npy, float64, HxWxC)");
+  sub->add_option("--mean-image", f->mean_image,
+                  "Also write the per-pixel mean image (.npy, float64, HxWxC)");
   sub->add_flag("--strict", f->strict, "Exit with status 3 when any file was skipped");
   sub->add_flag("--force", f->force, "Replace existing output files");
   f->run.add_to(*sub);
