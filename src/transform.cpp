@@ -1,6 +1,7 @@
 #include "imgnorm/transform.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cassert>
 #include <cmath>
 #include <cstring>
@@ -20,11 +21,11 @@ namespace {
   throw Error(ErrorCode::invalid_argument, what);
 }
 
-constexpr Mode kModes[] = {Mode::scale,          Mode::center,    Mode::standardize,
-                           Mode::mean_image,     Mode::minmax,    Mode::minmax_dataset,
-                           Mode::per_image,      Mode::per_image_channel, Mode::imagenet,
-                           Mode::caffe,          Mode::inception, Mode::clip,
-                           Mode::custom};
+constexpr Mode kModes[] = {
+    Mode::scale,    Mode::center,         Mode::standardize, Mode::mean_image,
+    Mode::minmax,   Mode::minmax_dataset, Mode::per_image,   Mode::per_image_channel,
+    Mode::imagenet, Mode::caffe,          Mode::inception,   Mode::clip,
+    Mode::custom};
 
 std::string dashes(std::string s) {
   for (char& c : s)
@@ -130,7 +131,8 @@ template <typename T>
 void mean_image_kernel(const ImageView& src, const Affine& affine, const double* mean_scaled,
                        bool swap_rb, Layout layout, T* out) {
   const int c = src.channels;
-  const std::size_t w = static_cast<std::size_t>(src.width), h = static_cast<std::size_t>(src.height);
+  const std::size_t w = static_cast<std::size_t>(src.width),
+                    h = static_cast<std::size_t>(src.height);
   // x / d for every u8 value: the same double the formula computes, looked up instead of divided.
   double xd[3][256];
   for (int ch = 0; ch < c; ++ch)
@@ -170,19 +172,32 @@ const char* to_string(DType v) noexcept { return v == DType::float16 ? "float16"
 
 const char* to_string(Mode v) noexcept {
   switch (v) {
-    case Mode::scale: return "scale";
-    case Mode::center: return "center";
-    case Mode::standardize: return "standardize";
-    case Mode::mean_image: return "mean-image";
-    case Mode::minmax: return "minmax";
-    case Mode::minmax_dataset: return "minmax-dataset";
-    case Mode::per_image: return "per-image";
-    case Mode::per_image_channel: return "per-image-channel";
-    case Mode::imagenet: return "imagenet";
-    case Mode::caffe: return "caffe";
-    case Mode::inception: return "inception";
-    case Mode::clip: return "clip";
-    case Mode::custom: return "custom";
+    case Mode::scale:
+      return "scale";
+    case Mode::center:
+      return "center";
+    case Mode::standardize:
+      return "standardize";
+    case Mode::mean_image:
+      return "mean-image";
+    case Mode::minmax:
+      return "minmax";
+    case Mode::minmax_dataset:
+      return "minmax-dataset";
+    case Mode::per_image:
+      return "per-image";
+    case Mode::per_image_channel:
+      return "per-image-channel";
+    case Mode::imagenet:
+      return "imagenet";
+    case Mode::caffe:
+      return "caffe";
+    case Mode::inception:
+      return "inception";
+    case Mode::clip:
+      return "clip";
+    case Mode::custom:
+      return "custom";
   }
   return "?";
 }
@@ -205,11 +220,14 @@ bool is_per_image(Mode mode) noexcept {
 
 std::optional<ChannelOrder> preset_channel_order(Mode mode) noexcept {
   switch (mode) {
-    case Mode::caffe: return ChannelOrder::bgr;
+    case Mode::caffe:
+      return ChannelOrder::bgr;
     case Mode::imagenet:
     case Mode::inception:
-    case Mode::clip: return ChannelOrder::rgb;
-    default: return std::nullopt;
+    case Mode::clip:
+      return ChannelOrder::rgb;
+    default:
+      return std::nullopt;
   }
 }
 
@@ -302,7 +320,8 @@ namespace detail {
 void apply_reference(const ImageView& src, const Affine& affine, bool swap_rb, Layout layout,
                      DType dtype, void* out, const double* mean_image) {
   const int c = src.channels;
-  const std::size_t w = static_cast<std::size_t>(src.width), h = static_cast<std::size_t>(src.height);
+  const std::size_t w = static_cast<std::size_t>(src.width),
+                    h = static_cast<std::size_t>(src.height);
   for (int y = 0; y < src.height; ++y) {
     for (int x = 0; x < src.width; ++x) {
       for (int k = 0; k < c; ++k) {
@@ -325,8 +344,7 @@ void apply_mean_image(const ImageView& src, const Affine& affine, const double* 
   if (dtype == DType::float32)
     mean_image_kernel(src, affine, mean_scaled, swap_rb, layout, static_cast<float*>(out));
   else
-    mean_image_kernel(src, affine, mean_scaled, swap_rb, layout,
-                      static_cast<std::uint16_t*>(out));
+    mean_image_kernel(src, affine, mean_scaled, swap_rb, layout, static_cast<std::uint16_t*>(out));
 }
 
 }  // namespace detail
@@ -359,14 +377,15 @@ Normalizer::Normalizer(const TransformSpec& spec, ChannelOrder input, const Outp
   };
   // A dataset std (or max − min) in the chosen unit, floored by eps; zero without eps is an error.
   auto divisor = [&](double s, int c, const char* what) {
-    if (s < 0) invalid(std::string(what) + " of channel " + channel_name(input, c) + " is negative");
+    if (s < 0)
+      invalid(std::string(what) + " of channel " + channel_name(input, c) + " is negative");
     if (spec.eps) return std::max(s, *spec.eps);
     if (s == 0)
       invalid(std::string(what) + " of channel " + channel_name(input, c) +
               " is 0; pass --eps to divide by max(" + what + ", eps)");
     return s;
   };
-  auto preset = [&](const double (&m)[3], const double (&s)[3], bool bgr_constants, double d) {
+  auto preset = [&](const double(&m)[3], const double(&s)[3], bool bgr_constants, double d) {
     if (nc != 3) invalid(std::string("preset ") + to_string(mode) + " needs 3-channel input");
     bool input_bgr = input == ChannelOrder::bgr;
     for (int c = 0; c < 3; ++c) {
@@ -425,9 +444,8 @@ Normalizer::Normalizer(const TransformSpec& spec, ChannelOrder input, const Outp
           invalid(std::string("min > max for channel ") + channel_name(input, c));
         fixed_.ch[c] = divisor_map(spec.unit);
         fixed_.ch[c].m = in_unit(spec.min[c], spec.unit);
-        fixed_.ch[c].s =
-            divisor(in_unit(spec.max[c], spec.unit) - in_unit(spec.min[c], spec.unit), c,
-                    "max - min");
+        fixed_.ch[c].s = divisor(in_unit(spec.max[c], spec.unit) - in_unit(spec.min[c], spec.unit),
+                                 c, "max - min");
         fixed_.ch[c].g = hi - lo;
         fixed_.ch[c].t = lo;
       }
@@ -466,7 +484,8 @@ Normalizer::Normalizer(const TransformSpec& spec, ChannelOrder input, const Outp
     }
     case Mode::minmax:
     case Mode::per_image:
-    case Mode::per_image_channel: break;
+    case Mode::per_image_channel:
+      break;
   }
   if (!is_per_image(mode) && mode != Mode::mean_image) table_ = make_table(fixed_);
 }
@@ -546,11 +565,95 @@ int Normalizer::apply(const ImageView& img, void* out) const {
   return constant;
 }
 
+int Normalizer::apply_values(const double* values, int width, int height, void* out,
+                             Affine* used) const {
+  const int nc = channels_;
+  const std::size_t w = static_cast<std::size_t>(width), h = static_cast<std::size_t>(height);
+  const std::size_t pixels = w * h;
+  const Mode mode = spec_.mode;
+  if (mode == Mode::mean_image &&
+      (width != spec_.mean_image_size.width || height != spec_.mean_image_size.height))
+    invalid("image is " + std::to_string(width) + "x" + std::to_string(height) +
+            " but the mean image is " + std::to_string(spec_.mean_image_size.width) + "x" +
+            std::to_string(spec_.mean_image_size.height));
+  std::array<long double, 3> sum{}, sq{};
+  std::array<double, 3> lo{INFINITY, INFINITY, INFINITY}, hi{-INFINITY, -INFINITY, -INFINITY};
+  for (std::size_t i = 0; i < pixels * nc; ++i) {
+    const double x = values[i];
+    if (!std::isfinite(x)) invalid("input value " + std::to_string(x) + " is not finite");
+    const int c = static_cast<int>(i % nc);
+    sum[c] += x;
+    sq[c] += static_cast<long double>(x) * x;
+    lo[c] = std::min(lo[c], x);
+    hi[c] = std::max(hi[c], x);
+  }
+  Affine a = fixed_;
+  int flat = 0;
+  if (is_per_image(mode)) {
+    a.channels = nc;
+    const double d = spec_.unit == 1 ? 255.0 : 1.0;
+    if (mode == Mode::minmax) {
+      const double rlo = spec_.range ? spec_.range->first : 0.0;
+      const double rhi = spec_.range ? spec_.range->second : 1.0;
+      for (int c = 0; c < nc; ++c) {
+        if (hi[c] == lo[c]) {
+          a.ch[c] = {1.0, 0.0, 1.0, 0.0, rlo};
+          ++flat;
+        } else {
+          a.ch[c] = {1.0, lo[c], hi[c] - lo[c], rhi - rlo, rlo};
+        }
+      }
+    } else {
+      // Moments in long double; the variance is clamped at 0 against cancellation.
+      auto set = [&](long double n, long double s, long double q, int c0, int c1, bool is_flat) {
+        const double mean = static_cast<double>(s / n);
+        const double var = static_cast<double>(std::max<long double>(q / n - (s / n) * (s / n), 0));
+        const double sd = is_flat ? 0.0 : std::sqrt(var) / d;
+        const double floor = 1.0 / std::sqrt(static_cast<double>(n));
+        for (int c = c0; c < c1; ++c) a.ch[c] = {d, mean / d, std::max(sd, floor), 1.0, 0.0};
+        if (is_flat) flat += c1 - c0;
+      };
+      if (mode == Mode::per_image) {
+        long double s = 0, q = 0;
+        bool is_flat = true;
+        for (int c = 0; c < nc; ++c) {
+          s += sum[c];
+          q += sq[c];
+          is_flat = is_flat && lo[c] == hi[c] && lo[c] == lo[0];
+        }
+        set(static_cast<long double>(pixels) * nc, s, q, 0, nc, is_flat);
+      } else {
+        for (int c = 0; c < nc; ++c)
+          set(static_cast<long double>(pixels), sum[c], sq[c], c, c + 1, lo[c] == hi[c]);
+      }
+    }
+  }
+  for (std::size_t y = 0; y < h; ++y)
+    for (std::size_t x = 0; x < w; ++x)
+      for (int k = 0; k < nc; ++k) {
+        const int ic = nc == 3 ? perm(swap_rb_, k) : k;
+        const std::size_t i = (y * w + x) * nc + ic;
+        ChannelMap f = a.ch[ic];
+        if (mode == Mode::mean_image) f.m = mean_scaled_[i];
+        const double v = f(values[i]);
+        const std::size_t o =
+            out_index(format_.layout, nc, w, h, static_cast<int>(x), static_cast<int>(y), k);
+        if (format_.dtype == DType::float32)
+          static_cast<float*>(out)[o] = static_cast<float>(v);
+        else
+          static_cast<std::uint16_t*>(out)[o] = detail::double_to_half(v);
+      }
+  if (used) *used = a;
+  return flat;
+}
+
 std::string Normalizer::formula() const {
   const bool u1 = spec_.unit == 1;
   switch (spec_.mode) {
-    case Mode::scale: return "y = lo + (hi - lo) * (x / 255)";
-    case Mode::center: return u1 ? "y = x / 255 - mean_c / 255" : "y = x - mean_c";
+    case Mode::scale:
+      return "y = lo + (hi - lo) * (x / 255)";
+    case Mode::center:
+      return u1 ? "y = x / 255 - mean_c / 255" : "y = x - mean_c";
     case Mode::standardize:
       return u1 ? "y = (x / 255 - mean_c / 255) / (std_c / 255)" : "y = (x - mean_c) / std_c";
     case Mode::mean_image: {
@@ -573,10 +676,14 @@ std::string Normalizer::formula() const {
                   "mean_c/std_c over this image"
                 : "y = (x - mean_c) / max(std_c, 1 / sqrt(H * W)), mean_c/std_c over this image";
     case Mode::imagenet:
-    case Mode::clip: return "y = (x / 255 - mean_c) / std_c";
-    case Mode::caffe: return "y = x - mean_c";
-    case Mode::inception: return "y = x / 127.5 - 1";
-    case Mode::custom: return u1 ? "y = (x / 255 - mean_c) / std_c" : "y = (x - mean_c) / std_c";
+    case Mode::clip:
+      return "y = (x / 255 - mean_c) / std_c";
+    case Mode::caffe:
+      return "y = x - mean_c";
+    case Mode::inception:
+      return "y = x / 127.5 - 1";
+    case Mode::custom:
+      return u1 ? "y = (x / 255 - mean_c) / std_c" : "y = (x - mean_c) / std_c";
   }
   return "";
 }

@@ -91,13 +91,14 @@ void write_image_npy(const std::string& path, const TestImage& img) {
   for (int y = 0; y < img.height; ++y)
     packed.insert(packed.end(), img.bytes.begin() + y * img.stride,
                   img.bytes.begin() + y * img.stride + img.width * img.channels);
-  imgnorm::write_npy(path, imgnorm::NpyDtype::uint8,
-                     {std::uint64_t(img.height), std::uint64_t(img.width),
-                      std::uint64_t(img.channels)},
-                     packed.data());
+  imgnorm::write_npy(
+      path, imgnorm::NpyDtype::uint8,
+      {std::uint64_t(img.height), std::uint64_t(img.width), std::uint64_t(img.channels)},
+      packed.data());
 }
 
-std::vector<float> run(const imgnorm::Normalizer& n, const TestImage& img, int* constant = nullptr) {
+std::vector<float> run(const imgnorm::Normalizer& n, const TestImage& img,
+                       int* constant = nullptr) {
   std::vector<float> out(std::size_t(img.width) * img.height * img.channels);
   int k = n.apply(img.view(), out.data());
   if (constant) *constant = k;
@@ -136,7 +137,8 @@ TEST(transform, half_f16c_agrees_with_reference) {
   if (all) {
     for (std::uint64_t hi = 0; hi < (1u << 16); ++hi) {
       bits.clear();
-      for (std::uint32_t lo = 0; lo < (1u << 16); ++lo) bits.push_back(std::uint32_t(hi << 16) | lo);
+      for (std::uint32_t lo = 0; lo < (1u << 16); ++lo)
+        bits.push_back(std::uint32_t(hi << 16) | lo);
       check();
     }
   } else {
@@ -157,14 +159,16 @@ TEST(transform, half_conversions_match_numpy) {
     double v = half_to_float(static_cast<std::uint16_t>(h));
     double next = h + 1 < 0x7c00 ? half_to_float(static_cast<std::uint16_t>(h + 1)) : 65536.0;
     double mid = (v + next) / 2;
-    for (double x : {v, mid, std::nextafter(mid, 0.0), std::nextafter(mid, 1e9),
-                     double(std::nextafter(float(mid), 0.0f)), double(std::nextafter(float(mid), 1e9f))}) {
+    for (double x :
+         {v, mid, std::nextafter(mid, 0.0), std::nextafter(mid, 1e9),
+          double(std::nextafter(float(mid), 0.0f)), double(std::nextafter(float(mid), 1e9f))}) {
       d.push_back(x);
       d.push_back(-x);
     }
   }
-  for (double x : std::initializer_list<double>{65519.99, 65520.0, 65536.0, 1e300, 5e-324, 1e-30, 0x1p-25, 0x1.0000000000001p-25,
-                   0x1.8p-25, INFINITY, -INFINITY, NAN})
+  for (double x :
+       std::initializer_list<double>{65519.99, 65520.0, 65536.0, 1e300, 5e-324, 1e-30, 0x1p-25,
+                                     0x1.0000000000001p-25, 0x1.8p-25, INFINITY, -INFINITY, NAN})
     d.push_back(x);
   std::vector<float> f(d.size());
   for (std::size_t i = 0; i < d.size(); ++i) f[i] = static_cast<float>(d[i]);
@@ -215,7 +219,9 @@ TEST(transform, table_matches_formula_for_every_mode) {
   };
   std::vector<Case> cases;
   auto add = [&](std::string name, imgnorm::TransformSpec s, auto f,
-                 ChannelOrder in = ChannelOrder::rgb) { cases.push_back({name, s, in, f}); };
+                 ChannelOrder in = ChannelOrder::rgb) {
+    cases.push_back({name, s, in, f});
+  };
 
   add("scale", spec_of(Mode::scale), [](int, double x, auto&) { return x / 255; });
   {
@@ -248,7 +254,8 @@ TEST(transform, table_matches_formula_for_every_mode) {
   const double in_m[] = {0.485, 0.456, 0.406}, in_s[] = {0.229, 0.224, 0.225};
   add("imagenet", spec_of(Mode::imagenet),
       [&](int c, double x, auto&) { return (x / 255 - in_m[c]) / in_s[c]; });
-  add("imagenet bgr input", spec_of(Mode::imagenet),
+  add(
+      "imagenet bgr input", spec_of(Mode::imagenet),
       [&](int c, double x, auto&) { return (x / 255 - in_m[2 - c]) / in_s[2 - c]; },
       ChannelOrder::bgr);
   const double cl_m[] = {0.48145466, 0.4578275, 0.40821073};
@@ -278,9 +285,8 @@ TEST(transform, table_matches_formula_for_every_mode) {
       imin[x % 3] = std::min(imin[x % 3], v);
       imax[x % 3] = std::max(imax[x % 3], v);
     }
-  add("minmax", spec_of(Mode::minmax), [&](int c, double x, auto&) {
-    return 0 + 1 * ((x - imin[c]) / (imax[c] - imin[c]));
-  });
+  add("minmax", spec_of(Mode::minmax),
+      [&](int c, double x, auto&) { return 0 + 1 * ((x - imin[c]) / (imax[c] - imin[c])); });
 
   add("per-image", spec_of(Mode::per_image),
       [](int c, double x, const imgnorm::Affine& a) { return (x - a.ch[c].m) / a.ch[c].s; });
@@ -454,7 +460,8 @@ TEST(transform, zero_dataset_std_needs_eps) {
     FAIL();
   } catch (const imgnorm::Error& e) {
     EXPECT_EQ(e.code(), imgnorm::ErrorCode::invalid_argument);
-    EXPECT_EQ(std::string(e.what()), "std of channel G is 0; pass --eps to divide by max(std, eps)");
+    EXPECT_EQ(std::string(e.what()),
+              "std of channel G is 0; pass --eps to divide by max(std, eps)");
   }
   s.eps = 1e-3;
   imgnorm::Normalizer n(s, ChannelOrder::rgb, {});
@@ -590,8 +597,8 @@ TEST(transform, per_image_matches_tensorflow_formula) {
                        "np.save(d + 'all.npy', std(x, (0, 1, 2), x.size))\n"
                        "np.save(d + 'chan.npy', std(x, (0, 1), x.shape[0] * x.shape[1]))\n"),
             0);
-  for (auto [mode, file] : {std::pair{Mode::per_image, "all.npy"},
-                            std::pair{Mode::per_image_channel, "chan.npy"}}) {
+  for (auto [mode, file] :
+       {std::pair{Mode::per_image, "all.npy"}, std::pair{Mode::per_image_channel, "chan.npy"}}) {
     SCOPED_TRACE(file);
     auto ref = imgnorm::read_npy(dir.file(file));
     imgnorm::Normalizer n(spec_of(mode), ChannelOrder::rgb, {});
@@ -644,9 +651,9 @@ TEST(transform, invert_recovers_the_pixels) {
     for (Layout layout : {Layout::nhwc, Layout::nchw}) {
       for (DType dt : {DType::float32, DType::float16}) {
         for (ChannelOrder out_order : {ChannelOrder::rgb, ChannelOrder::bgr}) {
-          SCOPED_TRACE(std::string(imgnorm::to_string(s.mode)) + " unit " +
-                       std::to_string(s.unit) + " " + imgnorm::to_string(layout) + " " +
-                       imgnorm::to_string(dt) + " " + imgnorm::to_string(out_order));
+          SCOPED_TRACE(std::string(imgnorm::to_string(s.mode)) + " unit " + std::to_string(s.unit) +
+                       " " + imgnorm::to_string(layout) + " " + imgnorm::to_string(dt) + " " +
+                       imgnorm::to_string(out_order));
           imgnorm::Normalizer n(s, ChannelOrder::rgb, {layout, dt, out_order});
           std::vector<std::uint8_t> y(17 * 5 * 3 * imgnorm::dtype_size(dt));
           n.apply(img.view(), y.data());
@@ -666,4 +673,54 @@ TEST(transform, invert_recovers_the_pixels) {
   std::uint8_t x;
   EXPECT_THROW(imgnorm::invert(&y, Layout::nhwc, DType::float32, false, flat, 1, 1, &x),
                imgnorm::Error);
+}
+
+// Float input (apply_values) against the u8 table path: the same bits for dataset-level modes on
+// whole values, within 1 ulp for per-image modes (moments in long double instead of integers), and
+// the formula in double for fractional values.
+TEST(transform, apply_values_agrees_with_the_u8_path) {
+  const int w = 13, h = 7;
+  TestImage img = random_image(w, h, 3, 99);
+  std::vector<double> values(std::size_t(w) * h * 3);
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w * 3; ++x)
+      values[std::size_t(y) * w * 3 + x] = img.bytes[y * img.stride + x];
+  std::vector<double> mean_image(values.size());
+  for (std::size_t i = 0; i < mean_image.size(); ++i) mean_image[i] = (i * 53 % 256) + 0.5;
+  for (Mode mode : {Mode::scale, Mode::standardize, Mode::mean_image, Mode::minmax, Mode::per_image,
+                    Mode::per_image_channel, Mode::imagenet, Mode::caffe}) {
+    for (Layout layout : {Layout::nhwc, Layout::nchw}) {
+      imgnorm::TransformSpec spec;
+      spec.mode = mode;
+      spec.mean = {120.5, 110.25, 100.0};
+      spec.std = {60.0, 55.5, 50.125};
+      spec.mean_image = mean_image;
+      spec.mean_image_size = {w, h};
+      spec.mean_image_std = true;
+      imgnorm::Normalizer norm(spec, ChannelOrder::rgb,
+                               {layout, DType::float32, ChannelOrder::bgr});
+      std::vector<float> a(values.size()), b(values.size());
+      norm.apply(img.view(), a.data());
+      norm.apply_values(values.data(), w, h, b.data());
+      for (std::size_t i = 0; i < a.size(); ++i) {
+        if (imgnorm::is_per_image(mode))
+          ASSERT_LE(ulp_distance(a[i], b[i]), 1) << imgnorm::to_string(mode) << " at " << i;
+        else
+          ASSERT_EQ(a[i], b[i]) << imgnorm::to_string(mode) << " at " << i;
+      }
+    }
+  }
+  // Fractional values: y = (x - mean_c) / std_c in double, rounded once; NaN is refused.
+  imgnorm::TransformSpec spec;
+  spec.mode = Mode::standardize;
+  spec.mean = {100.0};
+  spec.std = {3.0};
+  imgnorm::Normalizer norm(spec, ChannelOrder::gray,
+                           {Layout::nhwc, DType::float32, ChannelOrder::gray});
+  std::vector<double> v = {0.5, 100.25, 254.75, -3.0};
+  std::vector<float> out(4);
+  norm.apply_values(v.data(), 2, 2, out.data());
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(out[i], static_cast<float>((v[i] - 100.0) / 3.0));
+  v[2] = NAN;
+  EXPECT_THROW(norm.apply_values(v.data(), 2, 2, out.data()), imgnorm::Error);
 }

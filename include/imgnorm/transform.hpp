@@ -162,6 +162,15 @@ class Normalizer {
   /// the number of constant channels that were mapped to a constant (per-image modes; else 0).
   int apply(const ImageView& img, void* out) const;
 
+  /// Normalizes one image given as doubles in 0–255 units (H×W×C, input channel order, e.g. a
+  /// float .npy input): the same maps as apply(), evaluated per element in double and rounded once
+  /// (for whole values and dataset-level modes the result equals apply() bit for bit). Per-image
+  /// modes take the moments of these values, in long double. `used` receives the map applied.
+  /// Throws Error(invalid_argument) for a non-finite value. Returns the number of constant
+  /// channels, as apply().
+  int apply_values(const double* values, int width, int height, void* out,
+                   Affine* used = nullptr) const;
+
   /// The map applied to `img` (for per-image modes computed from its moments); `constant` receives
   /// the number of constant channels. For mean_image, m is 0 and the mean image is subtracted too.
   Affine affine_for(const ImageView& img, int* constant = nullptr) const;

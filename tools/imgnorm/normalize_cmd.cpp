@@ -243,40 +243,52 @@ NpyInput open_npy_input(const std::string& path) {
   return in;
 }
 
-// Float input values must be whole numbers in 0–255 (u8 pixels stored as float): the transforms
-// are defined on u8 pixels, and this keeps one exact code path.
-void float_row_to_u8(const NpyInput& in, const std::vector<std::uint8_t>& raw, std::uint64_t row,
-                     const std::string& path, std::uint8_t* out) {
-  const std::size_t n = static_cast<std::size_t>(in.width) * in.height * in.channels;
-  const bool f32 = in.reader->header().dtype == NpyDtype::float32;
+// One row of a .npy input: u8 pixels, or (float input) doubles in 0–255 units.
+struct NpyRow {
+  ImageView u8;                    // valid for uint8 input
+  const double* values = nullptr;  // valid for float input
+};
+
+// Whole values 0–255 of a float row as u8 (for --fit, whose exact sums are defined on u8 pixels).
+void values_to_u8(const double* v, std::size_t n, std::uint64_t row, const std::string& path,
+                  std::uint8_t* out) {
   for (std::size_t i = 0; i < n; ++i) {
-    double v = f32 ? reinterpret_cast<const float*>(raw.data())[i]
-                   : reinterpret_cast<const double*>(raw.data())[i];
-    if (!(v >= 0 && v <= 255) || v != std::floor(v))
-      throw Error(ErrorCode::format,
-                  fmt::format("{}: row {}: value {} is not a whole number in 0-255 (float input "
-                              "must hold u8 pixel values)",
-                              path, row, v));
-    out[i] = static_cast<std::uint8_t>(v);
+    if (!(v[i] >= 0 && v[i] <= 255) || v[i] != std::floor(v[i]))
+      throw Error(ErrorCode::invalid_argument,
+                  fmt::format("{}: row {}: value {} is not a whole number in 0-255; --fit needs u8 "
+                              "pixel values (compute the statistics elsewhere and use --stats)",
+                              path, row, v[i]));
+    out[i] = static_cast<std::uint8_t>(v[i]);
   }
 }
 
-// Calls f(row, ImageView) for every row of a .npy input, in order.
+// Calls f(row, NpyRow) for every row of a .npy input, in order.
 template <typename F>
-void for_each_npy_row(const NpyInput& in, const std::string& path, F f) {
+void for_each_npy_row(const NpyInput& in, F f) {
   const std::size_t n = static_cast<std::size_t>(in.width) * in.height * in.channels;
-  std::vector<std::uint8_t> raw(n * npy_itemsize(in.reader->header().dtype));
-  std::vector<std::uint8_t> px(n);
+  const NpyDtype dt = in.reader->header().dtype;
+  std::vector<std::uint8_t> raw(n * npy_itemsize(dt));
+  std::vector<double> values(in.is_float ? n : 0);
   for (std::uint64_t r = 0; r < in.rows; ++r) {
     if (g_cancel.load()) throw Error(ErrorCode::interrupted, "interrupted");
     in.reader->read_rows(r, 1, raw.data());
-    const std::uint8_t* data = raw.data();
+    NpyRow row;
     if (in.is_float) {
-      float_row_to_u8(in, raw, r, path, px.data());
-      data = px.data();
+      for (std::size_t i = 0; i < n; ++i) {
+        if (dt == NpyDtype::float32) {
+          float x;
+          std::memcpy(&x, raw.data() + 4 * i, 4);
+          values[i] = x;
+        } else {
+          std::memcpy(&values[i], raw.data() + 8 * i, 8);
+        }
+      }
+      row.values = values.data();
+    } else {
+      row.u8 = ImageView{raw.data(), in.width, in.height, in.channels,
+                         static_cast<std::size_t>(in.width) * in.channels};
     }
-    f(r, ImageView{data, in.width, in.height, in.channels,
-                   static_cast<std::size_t>(in.width) * in.channels});
+    f(r, row);
   }
 }
 
@@ -408,7 +420,13 @@ int normalize_main(const CLI::App& app, NormalizeFlags& f) {
     if (npy) {
       Accumulator acc(nc);
       if (job.mean_image) acc.enable_mean_image(recipe.size);
-      for_each_npy_row(*npy, f.input, [&](std::uint64_t, const ImageView& v) { acc.add(v); });
+      std::vector<std::uint8_t> px(npy->is_float ? std::size_t(npy->width) * npy->height * nc : 0);
+      for_each_npy_row(*npy, [&](std::uint64_t r, const NpyRow& row) {
+        if (!row.values) return acc.add(row.u8);
+        values_to_u8(row.values, px.size(), r, f.input, px.data());
+        acc.add(ImageView{px.data(), npy->width, npy->height, nc,
+                          static_cast<std::size_t>(npy->width) * nc});
+      });
       StatsFile st;
       st.recipe = recipe;
       st.acc = std::move(acc);
@@ -476,15 +494,25 @@ int normalize_main(const CLI::App& app, NormalizeFlags& f) {
 
   if (npy) {
     std::vector<std::uint8_t> buf(row_bytes);
-    for_each_npy_row(*npy, f.input, [&](std::uint64_t r, const ImageView& v) {
-      if (per_image) {
+    for_each_npy_row(*npy, [&](std::uint64_t r, const NpyRow& row) {
+      if (row.values) {
+        Affine a;
+        try {
+          constant_channels += static_cast<std::uint64_t>(
+              norm.apply_values(row.values, npy->width, npy->height, buf.data(), &a));
+        } catch (const Error& e) {
+          throw Error(e.code(), f.input + ": row " + std::to_string(r) + ": " + e.what());
+        }
+        if (per_image) per_image_maps.push_back(affine_json(a));
+      } else if (per_image) {
+        const ImageView& v = row.u8;
         int constant = 0;
         Affine a = norm.affine_for(v, &constant);
         apply(v, make_table(a), norm.swap_rb(), format.layout, format.dtype, buf.data());
         constant_channels += static_cast<std::uint64_t>(constant);
         per_image_maps.push_back(affine_json(a));
       } else {
-        norm.apply(v, buf.data());
+        norm.apply(row.u8, buf.data());
       }
       images.write_rows(r, buf.data(), 1);
       ++rows;
