@@ -3,7 +3,9 @@
 #include <fmt/format.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <set>
 
 #include "cli.hpp"
 #include "imgnorm/error.hpp"
@@ -226,13 +228,39 @@ Command add_merge_command(CLI::App& app) {
   return {sub, [f] {
             if (!f->output.empty()) check_output_path(f->output, f->force);
             StatsFile all = read_stats_file(f->inputs[0]);
+            // The same shard of the same source twice would be counted twice: refuse it.
+            std::map<std::pair<std::string, int>, std::string> seen;
+            std::map<std::string, std::set<int>> shards_of;
+            int count = all.shard_count;
+            auto note_shard = [&](const StatsFile& st, const std::string& path) {
+              if (st.shard_count != count) count = -1;
+              auto key = std::make_pair(st.source, st.shard_count > 1 ? st.shard_index : -1);
+              auto [it, fresh] = seen.emplace(key, path);
+              if (!fresh)
+                throw Error(ErrorCode::invalid_argument,
+                            path + ": the same data as " + it->second + " (source " + st.source +
+                                (st.shard_count > 1
+                                     ? fmt::format(", shard {}/{}", st.shard_index, st.shard_count)
+                                     : std::string()) +
+                                "); merging would count it twice");
+              if (st.shard_count > 1) shards_of[st.source].insert(st.shard_index);
+            };
+            note_shard(all, f->inputs[0]);
             for (std::size_t i = 1; i < f->inputs.size(); ++i) {
               try {
-                merge_into(all, read_stats_file(f->inputs[i]));
+                StatsFile next = read_stats_file(f->inputs[i]);
+                note_shard(next, f->inputs[i]);
+                merge_into(all, next);
               } catch (const Error& e) {
                 throw with_path(e, f->inputs[i]);
               }
             }
+            if (count > 1)
+              for (const auto& [source, got] : shards_of)
+                if (static_cast<int>(got.size()) != count)
+                  std::fprintf(stderr, "imgnorm: warning: %zu of %d shards of %s merged\n",
+                               got.size(), count, source.c_str());
+            all.tool_version = version();
             all.shard_index = 0;
             all.shard_count = 1;
             if (!f->output.empty()) write_file_atomic(f->output, to_json(all), f->force);
