@@ -17,12 +17,15 @@ $(BUILD)/CMakeCache.txt:
 build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
-## make run: the main job on the bundled sample dataset, examples/flowers
+## make run: the main job on the bundled sample dataset, examples/flowers: stats, then normalize
 run: build
 	./$(BUILD)/imgnorm stats examples/flowers --size 224 -o $(BUILD)/stats.json --force
 	@echo
 	@echo "stats.json written to $(BUILD)/stats.json; as torchvision constants:"
 	@./$(BUILD)/imgnorm merge $(BUILD)/stats.json --format torchvision
+	@echo
+	./$(BUILD)/imgnorm normalize examples/flowers --stats $(BUILD)/stats.json --mode standardize -o $(BUILD)/flowers-normalized --force -q
+	./$(BUILD)/imgnorm inspect $(BUILD)/flowers-normalized/images.npy
 
 ## make test: every test (GoogleTest through ctest, and the Python reference tests)
 test: build
