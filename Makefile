@@ -52,5 +52,15 @@ test-tsan: deps
 format:
 	clang-format -i $$(git ls-files '*.cpp' '*.hpp' '*.h')
 
+## make bench: imgnorm against its peers on the 3,670-image dataset, then the kernel
+## micro-benchmarks (bench/README.md). QUICK=1: 1,000 images, 1 run. RUNS=N runs per command
+## (default 3). SCALING=1: also 1,000 to 20,000 images. SAVE=1: write bench/results/<date>.md.
+bench: deps
+	cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DIMGNORM_BUILD_BENCH=ON
+	cmake --build build-bench -j $(JOBS) --target imgnorm_cli imgnorm_bench decode_only
+	/usr/bin/python3 bench/run.py --build build-bench $(if $(filter-out 0,$(QUICK)),--quick) \
+	  $(if $(RUNS),--runs $(RUNS)) $(if $(filter-out 0,$(SCALING)),--scaling) \
+	  $(if $(filter-out 0,$(SAVE)),--save)
+
 clean:
 	rm -rf $(BUILD) build-asan build-tsan build-fuzz

@@ -1,10 +1,15 @@
 // Peer (c), the limit: read and decode every image of a folder tree on all cores and do nothing
-// else. Written directly on TurboJPEG and libspng (not on imgnorm), so it measures the decoders.
+// else. Written directly on TurboJPEG and libspng (not on imgnorm), so it measures the decoders,
+// not our code: one decoder handle and reusable buffers per thread, one pread per file.
 //
 //   decode_only DIR [--min-size N] [--threads T]
+//   decode_only --write FILE --bytes B
 //
 // --min-size N: decode JPEGs at the smallest DCT scale (1/2, 1/4, 1/8) whose result is still at
-// least N×N, as imgnorm does for --size N without --exact-decode.
+// least N×N, the factor imgnorm picks for `--size N` without --exact-decode.
+// --write FILE --bytes B: no decoding; writes B bytes from one memory buffer to FILE (8 MiB
+// writes, no fsync, as imgnorm normalize writes its output): the disk half of the limit of
+// `normalize`.
 
 #include <fcntl.h>
 #include <spng.h>
@@ -14,39 +19,86 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
 namespace fs = std::filesystem;
 
-static bool read_all(const std::string& path, std::vector<unsigned char>& buf) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+namespace {
+
+// A grow-only buffer that is never value-initialised (std::vector::resize would zero it).
+struct Buffer {
+  std::unique_ptr<unsigned char[]> data;
+  std::size_t capacity = 0;
+  unsigned char* get(std::size_t n) {
+    if (n > capacity) {
+      data.reset(new unsigned char[n]);
+      capacity = n;
+    }
+    return data.get();
+  }
+};
+
+// The whole file with one pread (a loop only if the kernel returns less).
+bool read_all(const std::string& path, Buffer& buf, std::size_t& size) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return false;
   struct stat st {};
-  if (fstat(fd, &st) != 0) {
+  if (::fstat(fd, &st) != 0) {
     ::close(fd);
     return false;
   }
-  buf.resize(static_cast<std::size_t>(st.st_size));
+  const std::size_t want = static_cast<std::size_t>(st.st_size);
+  unsigned char* p = buf.get(want);
   std::size_t off = 0;
-  while (off < buf.size()) {
-    ssize_t n = ::pread(fd, buf.data() + off, buf.size() - off, static_cast<off_t>(off));
+  while (off < want) {
+    const ssize_t n = ::pread(fd, p + off, want - off, static_cast<off_t>(off));
     if (n <= 0) break;
     off += static_cast<std::size_t>(n);
   }
   ::close(fd);
-  buf.resize(off);
+  size = off;
   return true;
 }
 
+int write_only(const char* path, std::uint64_t bytes) {
+  const int fd = ::open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    std::perror(path);
+    return 1;
+  }
+  constexpr std::size_t kChunk = std::size_t{8} << 20;
+  std::vector<unsigned char> chunk(kChunk, 0x3f);
+  for (std::uint64_t done = 0; done < bytes;) {
+    const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(kChunk, bytes - done));
+    const ssize_t w = ::pwrite(fd, chunk.data(), n, static_cast<off_t>(done));
+    if (w <= 0) {
+      std::perror(path);
+      return 1;
+    }
+    done += static_cast<std::uint64_t>(w);
+  }
+  ::close(fd);
+  std::printf("%llu bytes written\n", static_cast<unsigned long long>(bytes));
+  return 0;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
-  if (argc < 2) {
-    std::fprintf(stderr, "usage: decode_only DIR [--min-size N] [--threads T]\n");
+  if (argc >= 5 && !std::strcmp(argv[1], "--write") && !std::strcmp(argv[3], "--bytes"))
+    return write_only(argv[2], std::strtoull(argv[4], nullptr, 10));
+  if (argc < 2 || argv[1][0] == '-') {
+    std::fprintf(stderr,
+                 "usage: decode_only DIR [--min-size N] [--threads T]\n"
+                 "       decode_only --write FILE --bytes B\n");
     return 2;
   }
   int min_size = 0;
@@ -55,67 +107,95 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--min-size")) min_size = std::atoi(argv[i + 1]);
     if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
   }
+  threads = std::max(threads, 1);
   std::vector<std::string> files;
   for (auto& e : fs::recursive_directory_iterator(argv[1])) {
     if (!e.is_regular_file()) continue;
     std::string ext = e.path().extension().string();
-    std::transform(ext.begin(), ext.end(), ext.begin(), ::tolower);
+    std::transform(ext.begin(), ext.end(), ext.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
     if (ext == ".jpg" || ext == ".jpeg" || ext == ".png") files.push_back(e.path().string());
   }
   std::sort(files.begin(), files.end());
+
+  int nsf = 0;
+  const tjscalingfactor* sf = tjGetScalingFactors(&nsf);
+  auto has_factor = [&](int denom) {
+    for (int k = 0; k < nsf; ++k)
+      if (sf[k].num == 1 && sf[k].denom == denom) return true;
+    return false;
+  };
+
   std::atomic<std::size_t> next{0};
   std::atomic<std::uint64_t> pixels{0}, failed{0};
+  std::atomic<std::uint64_t> by_denom[9] = {};
   auto work = [&] {
     tjhandle tj = tjInitDecompress();
-    std::vector<unsigned char> bytes, out;
-    int nsf = 0;
-    tjscalingfactor* sf = tjGetScalingFactors(&nsf);
+    Buffer bytes, out;
+    std::uint64_t my_pixels = 0, my_failed = 0;
+    std::uint64_t my_denom[9] = {};
     for (std::size_t i; (i = next++) < files.size();) {
-      if (!read_all(files[i], bytes) || bytes.size() < 8) {
-        ++failed;
+      std::size_t size = 0;
+      if (!read_all(files[i], bytes, size) || size < 8) {
+        ++my_failed;
         continue;
       }
-      if (bytes[0] == 0xFF && bytes[1] == 0xD8) {
+      const unsigned char* b = bytes.data.get();
+      if (b[0] == 0xFF && b[1] == 0xD8) {
         int w, h, sub, cs;
-        if (tjDecompressHeader3(tj, bytes.data(), bytes.size(), &w, &h, &sub, &cs) != 0) {
-          ++failed;
+        if (tjDecompressHeader3(tj, b, size, &w, &h, &sub, &cs) != 0) {
+          ++my_failed;
           continue;
         }
-        int sw = w, sh = h;
+        // ceil(size / d), as libjpeg-turbo scales; the largest d whose result covers min_size.
+        int denom = 1;
         if (min_size > 0) {
           for (int d : {8, 4, 2}) {
-            for (int k = 0; k < nsf; ++k) {
-              if (sf[k].num != 1 || sf[k].denom != d) continue;
-              int tw = TJSCALED(w, sf[k]), th = TJSCALED(h, sf[k]);
-              if (tw >= min_size && th >= min_size && sw == w) sw = tw, sh = th;
+            if (!has_factor(d)) continue;
+            if ((w + d - 1) / d >= min_size && (h + d - 1) / d >= min_size) {
+              denom = d;
+              break;
             }
           }
         }
-        out.resize(static_cast<std::size_t>(sw) * sh * 3);
-        if (tjDecompress2(tj, bytes.data(), bytes.size(), out.data(), sw, 0, sh, TJPF_RGB, 0) != 0)
-          ++failed;
-        pixels += static_cast<std::uint64_t>(sw) * sh;
+        const int sw = (w + denom - 1) / denom, sh = (h + denom - 1) / denom;
+        unsigned char* o = out.get(static_cast<std::size_t>(sw) * sh * 3);
+        if (tjDecompress2(tj, b, size, o, sw, 0, sh, TJPF_RGB, 0) != 0) {
+          ++my_failed;
+          continue;
+        }
+        my_pixels += static_cast<std::uint64_t>(sw) * sh;
+        ++my_denom[denom];
       } else {
         spng_ctx* ctx = spng_ctx_new(0);
-        spng_set_png_buffer(ctx, bytes.data(), bytes.size());
+        spng_set_png_buffer(ctx, b, size);
         std::size_t n = 0;
-        if (spng_decoded_image_size(ctx, SPNG_FMT_RGB8, &n) == 0) {
-          out.resize(n);
-          if (spng_decode_image(ctx, out.data(), n, SPNG_FMT_RGB8, 0) != 0) ++failed;
-          pixels += n / 3;
+        if (spng_decoded_image_size(ctx, SPNG_FMT_RGB8, &n) == 0 &&
+            spng_decode_image(ctx, out.get(n), n, SPNG_FMT_RGB8, 0) == 0) {
+          my_pixels += n / 3;
+          ++my_denom[1];
         } else {
-          ++failed;
+          ++my_failed;
         }
         spng_ctx_free(ctx);
       }
     }
     tjDestroy(tj);
+    pixels += my_pixels;
+    failed += my_failed;
+    for (int d = 0; d < 9; ++d) by_denom[d] += my_denom[d];
   };
   std::vector<std::thread> pool;
   for (int t = 0; t < threads; ++t) pool.emplace_back(work);
   for (auto& t : pool) t.join();
-  std::printf("%zu files, %llu decoded pixels, %llu failed\n", files.size(),
-              static_cast<unsigned long long>(pixels.load()),
-              static_cast<unsigned long long>(failed.load()));
-  return 0;
+  std::printf(
+      "%zu files, %llu decoded pixels, %llu failed; scale 1/1: %llu, 1/2: %llu, "
+      "1/4: %llu, 1/8: %llu\n",
+      files.size(), static_cast<unsigned long long>(pixels.load()),
+      static_cast<unsigned long long>(failed.load()),
+      static_cast<unsigned long long>(by_denom[1].load()),
+      static_cast<unsigned long long>(by_denom[2].load()),
+      static_cast<unsigned long long>(by_denom[4].load()),
+      static_cast<unsigned long long>(by_denom[8].load()));
+  return failed.load() == 0 ? 0 : 1;
 }

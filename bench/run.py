@@ -1,0 +1,428 @@
+#!/usr/bin/env python3
+"""The benchmark harness behind `make bench`: imgnorm against its peers, on the same files, in the
+same run. See bench/README.md.
+
+    /usr/bin/python3 bench/run.py [--build build-bench] [--runs 3] [--quick] [--scaling] [--save]
+
+Whole-program rows: wall time (median of --runs runs; the commands alternate, one round after
+another, so a slow spell of the machine hits all of them) and peak RSS (getrusage of the finished
+child: the largest single process, as /usr/bin/time -v reports it). Ratios are taken between
+medians of this run only. Kernel rows: Google Benchmark (bench/kernels_bench.cpp) and an
+in-process Python timer (bench/peers/kernels.py) on the same in-memory batch, on one core.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+PY = "/usr/bin/python3"
+MAKE_PHOTOS = os.path.join(ROOT, "..", "shared", "data", "make_photos.py")
+DATA = os.path.join(HERE, "data")
+WORK = os.path.join(HERE, "work")
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# Datasets
+
+
+def dataset(name, count, seed):
+    """bench/data/NAME, made once with make_photos.py (deterministic for a seed)."""
+    path = os.path.join(DATA, name)
+    stamp = path + ".complete"
+    want = f"count={count} seed={seed}\n"
+    if os.path.isdir(path) and os.path.exists(stamp) and open(stamp).read() == want:
+        return path
+    if not os.path.exists(MAKE_PHOTOS):
+        sys.exit(f"bench: {MAKE_PHOTOS} not found (the shared data folder next to the repository)")
+    log(f"bench: generating {count} images in {path} (make_photos.py --seed {seed}, once) ...")
+    tmp = path + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(path, ignore_errors=True)
+    subprocess.run([PY, MAKE_PHOTOS, tmp, "--count", str(count), "--seed", str(seed)], check=True)
+    os.rename(tmp, path)
+    with open(stamp, "w") as f:
+        f.write(want)
+    return path
+
+
+def image_files(root):
+    out = []
+    for d, _, names in os.walk(root):
+        out += [os.path.join(d, n) for n in names if n.lower().endswith((".jpg", ".jpeg", ".png"))]
+    return sorted(out)
+
+
+def list_file(root, n):
+    """A --list file naming the first n images of root (sorted), next to root."""
+    path = f"{root}.first{n}.list"
+    files = image_files(root)[:n]
+    base = os.path.dirname(root)
+    with open(path, "w") as f:
+        for p in files:
+            f.write(os.path.relpath(p, base) + "\n")
+    return path
+
+
+# ------------------------------------------------------------------------------------------------
+# Running and measuring
+
+
+class Cmd:
+    def __init__(self, key, label, argv, before=None, group="main", env=None):
+        self.key, self.label, self.argv, self.before, self.group = key, label, argv, before, group
+        self.env = env
+        self.wall, self.cpu, self.rss_kb = [], [], []
+
+    def run_once(self):
+        if self.before:
+            self.before()
+        out_path = os.path.join(WORK, f"{self.key}.out")
+        with open(out_path, "w") as out:
+            t0 = time.perf_counter()
+            p = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT,
+                                 env=dict(os.environ, **(self.env or {})))
+            _, status, ru = os.wait4(p.pid, 0)
+            t1 = time.perf_counter()
+            p.returncode = os.waitstatus_to_exitcode(status)
+        if p.returncode != 0:
+            sys.exit(f"bench: `{' '.join(self.argv)}` failed (exit {p.returncode}); "
+                     f"output in {out_path}:\n" + open(out_path).read()[-2000:])
+        self.wall.append(t1 - t0)
+        self.cpu.append(ru.ru_utime + ru.ru_stime)
+        self.rss_kb.append(ru.ru_maxrss)
+        return t1 - t0
+
+    @property
+    def median(self):
+        return statistics.median(self.wall)
+
+    @property
+    def cpu_median(self):
+        return statistics.median(self.cpu)
+
+    @property
+    def peak_mb(self):
+        return max(self.rss_kb) / 1024
+
+
+def measure(cmds, runs):
+    """Runs every command `runs` times, round after round (A B C A B C ...)."""
+    for r in range(runs):
+        for c in cmds:
+            t = c.run_once()
+            log(f"  [{r + 1}/{runs}] {c.label}: {t:.2f} s")
+            if c.group == "write":
+                os.sync()  # the next command must not pay for this one's writeback
+
+
+def rm(path):
+    def go():
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
+    return go
+
+
+# ------------------------------------------------------------------------------------------------
+# Kernel micro-benchmarks
+
+
+def kernels(build, data, quick):
+    batch = os.path.join(WORK, "batch-224x64.npy")
+    if not os.path.exists(batch):
+        subprocess.run([PY, os.path.join(HERE, "peers", "kernels.py"), "make-batch", data, "224", "64",
+                        batch], check=True, stdout=subprocess.DEVNULL)
+    reps = "3" if quick else "5"
+    gb_json = os.path.join(WORK, "kernels_bench.json")
+    log("bench: kernel micro-benchmarks (Google Benchmark) ...")
+    subprocess.run([os.path.join(build, "bench", "imgnorm_bench"), f"--benchmark_repetitions={reps}",
+                    "--benchmark_report_aggregates_only=true", f"--benchmark_out={gb_json}",
+                    "--benchmark_out_format=json"], check=True, stdout=subprocess.DEVNULL,
+                   env=dict(os.environ, IMGNORM_BENCH_BATCH=batch))
+    log("bench: kernel peers (numpy, cv2.dnn) ...")
+    py = subprocess.run([PY, os.path.join(HERE, "peers", "kernels.py"), "time", batch, "--repeat", reps],
+                        check=True, capture_output=True, text=True)
+    peers = json.loads(py.stdout.strip().splitlines()[-1])
+    res = {}
+    for b in json.load(open(gb_json))["benchmarks"]:
+        if b.get("aggregate_name") != "median":
+            continue
+        name = b["run_name"].replace("/real_time", "")
+        scale = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}[b["time_unit"]]
+        res[name] = {"cpu_s": b["cpu_time"] * scale, "wall_s": b["real_time"] * scale,
+                     "bytes": b.get("bytes_per_second", 0) * b["real_time"] * scale}
+    for k in ("numpy_nhwc", "numpy_nchw", "cv2_blob"):
+        res[k] = peers[k]
+    res["_batch"] = f"{peers['images']}×{peers['height']}×{peers['width']}×3"
+    return res
+
+
+# ------------------------------------------------------------------------------------------------
+# Report
+
+
+def fmt_s(x):
+    return f"{x:.3f}" if x < 10 else f"{x:.1f}"
+
+
+def check(ok):
+    return "met" if ok else "**not met**"
+
+
+def machine():
+    cpu = "?"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, Linux {platform.release()}"
+
+
+def git_rev():
+    try:
+        rev = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True).stdout.strip()
+        return rev + (" (+ uncommitted changes)" if dirty else "")
+    except OSError:
+        return "?"
+
+
+def report(args, n_images, cmds, by, kern, scaling, notes):
+    L = []
+    L.append(f"# imgnorm benchmark, {datetime.date.today().isoformat()}")
+    L.append("")
+    L.append(f"- machine: {machine()}")
+    L.append(f"- commit: {git_rev()}")
+    L.append(f"- dataset: {n_images} images (make_photos.py{' --count 1000' if args.quick else ''}), "
+             f"page cache warm; {args.runs} runs per command, alternating; wall time median (min–max)")
+    L.append("- peak RSS: getrusage of the finished command (the largest single process)")
+    L.append("")
+    L.append("| command | wall s | min–max | CPU s | peak RSS MB |")
+    L.append("|---|---:|---:|---:|---:|")
+    for c in cmds:
+        L.append(f"| {c.label} | {fmt_s(c.median)} | {fmt_s(min(c.wall))}–{fmt_s(max(c.wall))} | "
+                 f"{fmt_s(c.cpu_median)} | {c.peak_mb:.0f} |")
+    L.append("")
+
+    rows = []  # (what, value text, target text, ok)
+
+    def ratio(a, b):
+        return by[a].median / by[b].median
+
+    if "stats224" in by:
+        r = ratio("stats224", "decode_full")
+        rows.append(("`stats --size 224` / decode-only full size", f"{r:.2f}×", "≤ 1.25×", r <= 1.25))
+        rc = by["stats224"].cpu_median / by["decode_full"].cpu_median
+        rows.append(("… same, CPU time", f"{rc:.2f}×", "(info)", None))
+        r = ratio("stats224", "decode_224")
+        rows.append(("`stats --size 224` / decode-only at its DCT scale", f"{r:.2f}×", "(info)", None))
+        if "tutorial" in by:
+            r = ratio("tutorial", "stats224")
+            rows.append(("tutorial pipeline / `stats --size 224`", f"{r:.1f}× faster", "≥ 25×", r >= 25))
+        if "torch" in by:
+            r = ratio("torch", "stats224")
+            rows.append(("PyTorch recipe / `stats --size 224`", f"{r:.1f}× faster", "≥ 8×", r >= 8))
+    if "stats64" in by:
+        r = ratio("stats64", "decode_64")
+        rows.append(("`stats --size 64` / decode-only at the DCT scale used", f"{r:.2f}×", "≤ 1.3×",
+                     r <= 1.3))
+        rc = by["stats64"].cpu_median / by["decode_64"].cpu_median
+        rows.append(("… same, CPU time", f"{rc:.2f}×", "(info)", None))
+    if "normalize" in by:
+        limit = by["decode_full"].median + by["write"].median
+        r = by["normalize"].median / limit
+        rows.append(("`normalize --size 224` / (decode-only full size + write same bytes)", f"{r:.2f}×",
+                     "≤ 1.5×", r <= 1.5))
+    if "stats224_t1" in by:
+        r = ratio("stats224_t1", "stats224")
+        rows.append(("`stats --size 224`: 2 threads vs 1 thread", f"{r:.2f}× faster", "≥ 1.8×", r >= 1.8))
+    stats_peaks = [by[k].peak_mb for k in ("stats224", "stats64", "stats224_t1") if k in by]
+    if stats_peaks:
+        p = max(stats_peaks)
+        rows.append(("peak RSS of `stats`", f"{p:.0f} MB", "≤ 300 MB", p <= 300))
+
+    if kern:
+        L.append(f"Kernels, one core, batch {kern['_batch']} u8 → float32 "
+                 f"({kern['BM_memcpy_output_bytes']['bytes'] / 1e6:.1f} MB out); "
+                 "median of repetitions, CPU time (wall in brackets)")
+        L.append("")
+        L.append("| kernel | ms/batch | GB/s out |")
+        L.append("|---|---:|---:|")
+        names = [("BM_memcpy_output_bytes", "memcpy of the output bytes"),
+                 ("BM_normalize/nchw:0/bgr:0", "imgnorm normalize NHWC RGB"),
+                 ("BM_normalize/nchw:0/bgr:1", "imgnorm normalize NHWC BGR"),
+                 ("BM_normalize/nchw:1/bgr:0", "imgnorm normalize NCHW RGB"),
+                 ("BM_normalize/nchw:1/bgr:1", "imgnorm normalize NCHW BGR"),
+                 ("BM_normalize_reference", "imgnorm reference path (formula per pixel), NCHW"),
+                 ("numpy_nhwc", "numpy ((x/255-m)/s).astype(float32), NHWC"),
+                 ("numpy_nchw", "numpy, same + transpose to NCHW"),
+                 ("cv2_blob", "cv2.dnn.blobFromImages (NCHW)"),
+                 ("BM_accumulate", "imgnorm Accumulator::add (exact stats)"),
+                 ("BM_accumulate_reference", "exact stats, plain reference loop")]
+        out_bytes = kern["BM_memcpy_output_bytes"]["bytes"]
+        for k, label in names:
+            if k not in kern:
+                continue
+            v = kern[k]
+            gbs = out_bytes / v["cpu_s"] / 1e9 if "accumulate" not in k else float("nan")
+            gbs_text = f"{gbs:.2f}" if gbs == gbs else "–"
+            L.append(f"| {label} | {v['cpu_s'] * 1e3:.2f} ({v['wall_s'] * 1e3:.2f}) | {gbs_text} |")
+        L.append("")
+        k = kern.get("BM_normalize/nchw:1/bgr:0")
+        if k:
+            r = kern["BM_memcpy_output_bytes"]["cpu_s"] / k["cpu_s"]
+            rows.append(("normalize kernel NCHW: bandwidth / memcpy bandwidth", f"{r * 100:.0f} %",
+                         "≥ 70 %", r >= 0.7))
+            r = kern["numpy_nchw"]["cpu_s"] / k["cpu_s"]
+            rows.append(("normalize kernel NCHW vs numpy", f"{r:.1f}× faster", "≥ 3×", r >= 3))
+            r = kern["cv2_blob"]["cpu_s"] / k["cpu_s"]
+            rows.append(("normalize kernel NCHW vs cv2.dnn.blobFromImages", f"{r:.1f}× faster", "≥ 1.5×",
+                         r >= 1.5))
+
+    if scaling:
+        L.append("Scaling: `stats --size 224` on the first N images of a 20,000-image set (seed 11)")
+        L.append("")
+        L.append("| images | wall s | ms/image | peak RSS MB |")
+        L.append("|---:|---:|---:|---:|")
+        per = []
+        for n, c in scaling:
+            per.append(c.median / n * 1e3)
+            L.append(f"| {n} | {fmt_s(c.median)} | {per[-1]:.3f} | {c.peak_mb:.0f} |")
+        L.append("")
+        spread = max(per) / min(per) - 1
+        rows.append(("time per image, 1,000 → 20,000 images", f"±{spread * 100 / 2:.0f} % "
+                     f"(max/min {max(per) / min(per):.2f})", "flat ± 15 %", max(per) / min(per) <= 1.15))
+        peaks = [c.peak_mb for _, c in scaling]
+        rows.append(("peak RSS of `stats`, 1,000 vs 20,000 images", f"{peaks[0]:.0f} / {peaks[-1]:.0f} MB",
+                     "the same", peaks[-1] <= peaks[0] * 1.1 + 5))
+
+    L.append("| ratio | measured | target | |")
+    L.append("|---|---:|---:|---|")
+    for what, val, target, ok in rows:
+        L.append(f"| {what} | {val} | {target} | {'' if ok is None else check(ok)} |")
+    L.append("")
+    for n in notes:
+        L.append(f"- {n}")
+    return "\n".join(L) + "\n"
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build", default=os.path.join(ROOT, "build-bench"))
+    ap.add_argument("--runs", type=int, default=0, help="runs per command (default 3; 1 with --quick)")
+    ap.add_argument("--quick", action="store_true", help="1,000 images, 1 run")
+    ap.add_argument("--scaling", action="store_true", help="also 1,000 → 20,000 images (generates 20,000)")
+    ap.add_argument("--save", action="store_true", help="write bench/results/<date>.md")
+    ap.add_argument("--no-peers", action="store_true", help="skip the Python pipeline peers")
+    ap.add_argument("--no-kernels", action="store_true", help="skip the kernel micro-benchmarks")
+    args = ap.parse_args()
+    args.runs = args.runs or (1 if args.quick else 3)
+    build = os.path.abspath(args.build)
+    imgnorm = os.path.join(build, "imgnorm")
+    decode_only = os.path.join(build, "bench", "decode_only")
+    for exe in (imgnorm, decode_only):
+        if not os.access(exe, os.X_OK):
+            sys.exit(f"bench: {exe} missing: build with -DIMGNORM_BUILD_BENCH=ON (make bench does)")
+    os.makedirs(WORK, exist_ok=True)
+    notes = []
+
+    data = dataset("photos-1000", 1000, 7) if args.quick else dataset("photos", 3670, 7)
+    n_images = len(image_files(data))
+    w = lambda name: os.path.join(WORK, name)  # noqa: E731
+    stats_json = w("stats224.json")
+    log(f"bench: {n_images} images in {data}; warming the page cache ...")
+    subprocess.run([imgnorm, "stats", data, "--size", "224", "-q", "-o", stats_json, "--force"], check=True,
+                   stdout=subprocess.DEVNULL)
+
+    cmds = [
+        Cmd("stats224", "imgnorm stats --size 224", [imgnorm, "stats", data, "--size", "224", "-q", "-o",
+                                                      w("s224.json"), "--force"]),
+        Cmd("stats64", "imgnorm stats --size 64", [imgnorm, "stats", data, "--size", "64", "-q", "-o",
+                                                    w("s64.json"), "--force"]),
+        Cmd("stats224_t1", "imgnorm stats --size 224 --threads 1",
+            [imgnorm, "stats", data, "--size", "224", "--threads", "1", "-q", "-o", w("s224t1.json"), "--force"]),
+        Cmd("decode_full", "decode-only, full size", [decode_only, data]),
+        Cmd("decode_224", "decode-only, DCT scale of --size 224", [decode_only, data, "--min-size", "224"]),
+        Cmd("decode_64", "decode-only, DCT scale of --size 64", [decode_only, data, "--min-size", "64"]),
+    ]
+    has_normalize = subprocess.run([imgnorm, "normalize", "--help"], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL).returncode == 0
+    if has_normalize:
+        out_dir = w("normalize-out")
+        out_bytes = n_images * 224 * 224 * 3 * 4
+        cmds.append(Cmd("normalize", "imgnorm normalize --mode standardize --size 224 (float32)",
+                        [imgnorm, "normalize", data, "--stats", stats_json, "--mode", "standardize", "-o",
+                         out_dir, "--force", "-q"], before=rm(out_dir), group="write"))
+        cmds.append(Cmd("write", f"write {out_bytes / 1e9:.2f} GB from memory (same disk)",
+                        [decode_only, "--write", w("write.bin"), "--bytes", str(out_bytes)],
+                        before=rm(w("write.bin")), group="write"))
+    else:
+        notes.append("`imgnorm normalize` is not available in this build (`imgnorm normalize --help` "
+                     "failed): its row is skipped.")
+    if not args.no_peers:
+        cmds.append(Cmd("tutorial", "tutorial: cv2.imread + resize, float64 array, numpy (224)",
+                        [PY, os.path.join(HERE, "peers", "tutorial.py"), data, "224"]))
+        cmds.append(Cmd("torch", "PyTorch: ImageFolder + Resize + ToTensor, DataLoader 2 workers (224)",
+                        [PY, os.path.join(HERE, "peers", "torch_recipe.py"), data, "224"]))
+
+    log(f"bench: {len(cmds)} commands × {args.runs} runs, alternating ...")
+    measure(cmds, args.runs)
+    for c in cmds:
+        if c.group == "write":
+            c.before()  # remove the 2.2 GB outputs
+    by = {c.key: c for c in cmds}
+
+    kern = None if args.no_kernels else kernels(build, data, args.quick)
+
+    scaling = []
+    if args.scaling:
+        big = dataset("photos-20000", 20000, 11)
+        sc = []
+        for n in (1000, 5000, 20000):
+            lst = list_file(big, n)
+            sc.append((n, Cmd(f"scale{n}", f"stats --size 224, {n} images",
+                              [imgnorm, "stats", "--list", lst, "--size", "224", "-q", "-o", w(f"sc{n}.json"),
+                               "--force"])))
+        log("bench: scaling runs ...")
+        subprocess.run(sc[-1][1].argv, check=True, stdout=subprocess.DEVNULL)  # page cache
+        measure([c for _, c in sc], args.runs)
+        scaling = sc
+
+    text = report(args, n_images, cmds, by, kern, scaling, notes)
+    print(text)
+    if args.save:
+        os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
+        base = os.path.join(HERE, "results", datetime.date.today().isoformat())
+        path, k = base + ".md", 2
+        while os.path.exists(path):
+            path, k = f"{base}-{k}.md", k + 1
+        with open(path, "w") as f:
+            f.write(text)
+        log(f"bench: saved {os.path.relpath(path, ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
