@@ -298,6 +298,24 @@ np.save(os.path.join(OUT, "nan.npy"), frac)
 p, _, _, _ = normalize("npy-nan", os.path.join(OUT, "nan.npy"), "--stats", train_stats, "--mode", "standardize", expect=None)
 check(p.returncode not in (0, 130) and "nan" in p.stderr.lower() and not os.path.exists(os.path.join(outdir("npy-nan"), "images.npy")),
       f"a NaN float pixel is refused: exit {p.returncode} {p.stderr!r}")
+frac = train_u8[:4].astype(np.float32)
+frac[2, 5, 6, 1] = 17.5
+frac[3, 0, 0, 0] = 0.25
+np.save(os.path.join(OUT, "frac2.npy"), frac)
+fx = frac.astype(np.float64)
+for unit in (255, 1):  # per-image moments of float input: within 1 float32 ulp of the float64 formula
+    _, img, _, _ = normalize(f"npy-frac-pi{unit}", os.path.join(OUT, "frac2.npy"), "--mode", "per-image", "--unit", unit)
+    ref_pi = []
+    for im in fx:
+        mu, sd, floor = im.mean(), im.std(), 1 / np.sqrt(im.size)
+        ref_pi.append((im - mu) / max(sd, floor) if unit == 255 else (im / 255 - mu / 255) / max(sd / 255, floor))
+    ref_pi = np.stack(ref_pi)
+    ok = img is not None and img.shape == ref_pi.shape
+    d = float(np.max(np.abs(img.astype(np.float64) - ref_pi) / np.spacing(np.abs(ref_pi).astype(np.float32)))) if ok else -1
+    check(ok and d <= 1.0, f"float .npy, per-image --unit {unit}: within 1 float32 ulp of the float64 formula ({d:.2f})")
+p, _, _, _ = normalize("npy-frac-fit", os.path.join(OUT, "frac2.npy"), "--fit", "--mode", "standardize", expect=None)
+check(p.returncode not in (0, 130) and not os.path.exists(os.path.join(outdir("npy-frac-fit"), "images.npy")),
+      f"--fit on non-whole float input is refused (docs/normalize.md): exit {p.returncode} {p.stderr!r}")
 gray = cv2_pixels(train_files)[..., 0]  # any (N, H, W) u8 array
 np.save(os.path.join(OUT, "gray.npy"), gray)
 _, img, _, man = normalize("npy-gray", os.path.join(OUT, "gray.npy"), "--mode", "scale", "--size", S)
