@@ -49,6 +49,15 @@ test-tsan: deps
 	cmake --build build-tsan -j $(JOBS)
 	cd build-tsan && ctest --output-on-failure -R 'pipeline' -L unit
 
+## libFuzzer targets (clang, ASan + UBSan), each run for SECONDS seconds; crashers go to
+## tests/data/crashers/ (replayed by `make test`). See fuzz/run.sh.
+fuzz:
+	./scripts/install-deps.sh fuzz
+	CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DIMGNORM_BUILD_FUZZ=ON -DIMGNORM_BUILD_TESTS=OFF
+	cmake --build build-fuzz -j $(JOBS) --target imgnorm_fuzzers
+	./fuzz/run.sh build-fuzz $(SECONDS)
+
 format:
 	clang-format -i $$(git ls-files '*.cpp' '*.hpp' '*.h')
 

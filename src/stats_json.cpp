@@ -392,7 +392,8 @@ StatsFile stats_from_json(const std::string& text) {
   ojson root;
   try {
     root = ojson::parse(text);
-  } catch (const ojson::parse_error& e) {
+  } catch (const ojson::exception& e) {
+    // parse_error, or out_of_range for a number too large for a double ("1e999").
     // Drop nlohmann's "[json.exception.parse_error.101] " tag; keep the position and reason.
     std::string what = e.what();
     if (auto p = what.find("] "); p != std::string::npos) what = what.substr(p + 2);
