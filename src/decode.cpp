@@ -589,6 +589,9 @@ DecodeInfo Decoder::Impl::decode_png(const std::uint8_t* data, std::size_t size,
       }
     }
   }
+  // Read on to IEND, as libpng's png_read_end in cv2.imread: a file cut after the image data
+  // (last IDAT CRC or IEND missing) is truncated, not complete.
+  if (int r = spng_decode_chunks(ctx)) png_fail(r);
   if (orientation != 1) apply_orientation(dst, w, h, ch, orientation, out.data());
   return info;
 }

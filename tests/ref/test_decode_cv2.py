@@ -112,8 +112,57 @@ def main():
     else:
         print(f"note: {photos} not found, full-size photos skipped")
 
+    unusual_names_and_small_images()
+
     print(f"{passed} passed, {failed} failed")
     sys.exit(1 if failed else 0)
+
+
+def unusual_names_and_small_images():
+    """Names with spaces and non-ASCII characters, and images smaller than the target size (upscaled),
+    through the CLI: with one image, --mean-image is that image after the recipe, so it must equal
+    cv2.resize(cv2.imread(path), (S, S)) for every interpolation."""
+    cli = os.environ.get("IMGNORM_CLI", os.path.join(os.path.dirname(DUMP), "..", "imgnorm"))
+    if not os.access(cli, os.X_OK):
+        print(f"note: imgnorm CLI not found at {cli} (set IMGNORM_CLI): names and upscaling skipped")
+        return
+    interps = {"linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA, "nearest": cv2.INTER_NEAREST,
+               "cubic": cv2.INTER_CUBIC, "lanczos": cv2.INTER_LANCZOS4}
+    small = ["jpeg_1x1.jpg", "png_1x1.png", "webp_1x1.webp", "png_gray1.png", "png_palette_trns.png",
+             "jpeg_cmyk.jpg", "exif_6.jpg"]
+    names = ["with space.jpg", "naïve ünïcödé 写真.png", "tab\tand 'quote'.webp", "UPPER CASE.JPG",
+             "x" * 200 + ".jpg", "-leading-dash.png"]
+    with tempfile.TemporaryDirectory() as tmp:
+        for k, src in enumerate(small):
+            path = os.path.join(DATA, src)
+            ref_img = cv_read(path, cv2.IMREAD_COLOR)
+            if ref_img is None:
+                check(False, f"{src}: cv2 reads it")
+                continue
+            name = names[k % len(names)]
+            ext = os.path.splitext(src)[1]
+            name = os.path.splitext(name)[0] + (ext.upper() if k % 2 else ext)  # the bytes decide the format anyway
+            folder = os.path.join(tmp, f"set{k}", "só lo")
+            os.makedirs(folder)
+            target = os.path.join(folder, name)
+            with open(path, "rb") as fi, open(target, "wb") as fo:
+                fo.write(fi.read())
+            got, err = dump(target)
+            check(got is not None and np.array_equal(got, ref_img[:, :, ::-1]), f"{name!r} ({src}) decodes: {err}")
+            size = 37 if ref_img.shape[0] * ref_img.shape[1] < 37 * 37 else 2 * max(ref_img.shape[:2])
+            for interp, flag in interps.items():
+                mean_npy = os.path.join(tmp, f"mean{k}_{interp}.npy")
+                p = subprocess.run([cli, "stats", os.path.join(tmp, f"set{k}"), "--size", str(size), "--interp", interp,
+                                    "--exact-decode", "--mean-image", mean_npy, "--format", "json"],
+                                   capture_output=True, text=True)
+                if p.returncode != 0:
+                    check(False, f"{name!r} ({src}) --interp {interp}: {p.stderr.strip()}")
+                    continue
+                want = cv2.resize(ref_img, (size, size), interpolation=flag)[:, :, ::-1]
+                got = np.load(mean_npy)
+                ok = got.shape == want.shape and np.array_equal(got, want.astype(np.float64))
+                check(ok, f"{src} ({ref_img.shape[1]}x{ref_img.shape[0]}) upscaled to {size} --interp {interp}: "
+                          f"{describe(got, want) if got.shape == want.shape else got.shape}")
 
 
 if __name__ == "__main__":
