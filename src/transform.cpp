@@ -292,8 +292,8 @@ void invert(const void* in, Layout layout, DType dtype, bool swap_rb, const Affi
             int width, int height, std::uint8_t* out, const double* mean_image) {
   const int c = affine.channels;
   for (int k = 0; k < c; ++k)
-    if (affine.ch[k].g == 0 || affine.ch[k].s == 0 || affine.ch[k].d == 0)
-      invalid("cannot invert: channel " + std::to_string(k) + " maps every value to a constant");
+    if (affine.ch[k].s == 0 || affine.ch[k].d == 0 || !std::isfinite(affine.ch[k].g))
+      invalid("cannot invert: channel " + std::to_string(k) + " has d, s = 0 or g not finite");
   const std::size_t w = static_cast<std::size_t>(width), h = static_cast<std::size_t>(height);
   for (int y = 0; y < height; ++y) {
     for (int x = 0; x < width; ++x) {
@@ -306,7 +306,9 @@ void invert(const void* in, Layout layout, DType dtype, bool swap_rb, const Affi
         const ChannelMap& f = affine.ch[ic];
         std::size_t i = (static_cast<std::size_t>(y) * w + x) * c + ic;
         double m = mean_image ? mean_image[i] / f.d : f.m;
-        double r = std::nearbyint(f.d * (m + f.s * (v - f.t) / f.g));
+        // g = 0: a constant channel, whose map keeps the constant value in m.
+        double r =
+            f.g == 0 ? std::nearbyint(f.d * m) : std::nearbyint(f.d * (m + f.s * (v - f.t) / f.g));
         out[i] = std::isnan(r) ? 0 : static_cast<std::uint8_t>(std::clamp(r, 0.0, 255.0));
       }
     }
@@ -504,7 +506,8 @@ Affine Normalizer::affine_for(const ImageView& img, int* constant) const {
     const double hi = spec_.range ? spec_.range->second : 1.0;
     for (int c = 0; c < mo.channels; ++c) {
       if (mo.max[c] == mo.min[c]) {
-        a.ch[c] = {1.0, 0.0, 1.0, 0.0, lo};  // constant channel: every value maps to lo
+        // Constant channel: every value maps to lo; m keeps the value, so invert() recovers it.
+        a.ch[c] = {1.0, double(mo.min[c]), 1.0, 0.0, lo};
         ++flat;
       } else {
         a.ch[c] = {1.0, double(mo.min[c]), double(mo.max[c] - mo.min[c]), hi - lo, lo};
@@ -597,7 +600,7 @@ int Normalizer::apply_values(const double* values, int width, int height, void* 
       const double rhi = spec_.range ? spec_.range->second : 1.0;
       for (int c = 0; c < nc; ++c) {
         if (hi[c] == lo[c]) {
-          a.ch[c] = {1.0, 0.0, 1.0, 0.0, rlo};
+          a.ch[c] = {1.0, lo[c], 1.0, 0.0, rlo};
           ++flat;
         } else {
           a.ch[c] = {1.0, lo[c], hi[c] - lo[c], rhi - rlo, rlo};

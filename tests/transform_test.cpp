@@ -665,13 +665,30 @@ TEST(transform, invert_recovers_the_pixels) {
       }
     }
   }
-  // A constant channel cannot be inverted.
-  imgnorm::Affine flat;
-  flat.channels = 1;
-  flat.ch[0] = {1.0, 0.0, 1.0, 0.0, 0.0};
-  float y = 0;
-  std::uint8_t x;
-  EXPECT_THROW(imgnorm::invert(&y, Layout::nhwc, DType::float32, false, flat, 1, 1, &x),
+  // A constant channel of minmax maps to lo and inverts to the value it had.
+  TestImage flat_img = random_image(4, 3, 3, 5);
+  for (int y = 0; y < 3; ++y)
+    for (int x = 0; x < 4; ++x) flat_img.bytes[y * flat_img.stride + x * 3 + 1] = 77;
+  imgnorm::TransformSpec mm;
+  mm.mode = Mode::minmax;
+  mm.range = std::make_pair(-1.0, 1.0);
+  imgnorm::Normalizer n(mm, ChannelOrder::rgb, {});
+  int constant = 0;
+  imgnorm::Affine a = n.affine_for(flat_img.view(), &constant);
+  EXPECT_EQ(constant, 1);
+  std::vector<float> y(4 * 3 * 3);
+  n.apply(flat_img.view(), y.data());
+  for (int i = 0; i < 12; ++i) EXPECT_EQ(y[i * 3 + 1], -1.0f);
+  std::vector<std::uint8_t> back(y.size());
+  imgnorm::invert(y.data(), Layout::nhwc, DType::float32, false, a, 4, 3, back.data());
+  EXPECT_EQ(back, flat_img.bytes);
+  // A map with s = 0 cannot be inverted.
+  imgnorm::Affine bad;
+  bad.channels = 1;
+  bad.ch[0] = {1.0, 0.0, 0.0, 1.0, 0.0};
+  float y0 = 0;
+  std::uint8_t x0;
+  EXPECT_THROW(imgnorm::invert(&y0, Layout::nhwc, DType::float32, false, bad, 1, 1, &x0),
                imgnorm::Error);
 }
 

@@ -145,7 +145,8 @@ void apply(const ImageView& src, const Table& table, bool swap_rb, Layout layout
 /// Inverse map back to u8: x = round(d · (m + s · (y − t) / g)), clamped to 0–255 (NaN → 0).
 /// `in` is in the kernel's output format; `out` receives width·height·channels u8 values in input
 /// channel order, packed. `mean_image` (H×W×C, 0–255, input order) is for mean_image mode and
-/// replaces m by mean_image[i] / d. Throws Error(invalid_argument) when a channel has g = 0.
+/// replaces m by mean_image[i] / d. A channel with g = 0 (a constant channel of minmax, whose map
+/// keeps the constant in m) gives round(d · m). Throws Error(invalid_argument) when d or s is 0.
 void invert(const void* in, Layout layout, DType dtype, bool swap_rb, const Affine& affine,
             int width, int height, std::uint8_t* out, const double* mean_image = nullptr);
 

@@ -1,4 +1,5 @@
 """Helpers shared by the Python reference tests (run with /usr/bin/python3)."""
+import fcntl
 import os
 import subprocess
 import sys
@@ -41,9 +42,12 @@ def photos(count=200):
         return os.path.join(SOURCE, "examples", "flowers")
     out = os.path.join(WORK, f"photos{count}")
     done = out + ".done"
-    if not os.path.exists(done):
-        subprocess.run(["/usr/bin/python3", maker, out, "--count", str(count)], check=True)
-        open(done, "w").close()
+    # ctest runs several reference tests at once: one builds the dataset, the others wait for it.
+    with open(out + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not os.path.exists(done):
+            subprocess.run(["/usr/bin/python3", maker, out, "--count", str(count)], check=True)
+            open(done, "w").close()
     return out
 
 
