@@ -72,8 +72,8 @@ Recipe RecipeFlags::to_recipe(const CLI::App& app, Recipe r) const {
 }
 
 void RunFlags::add_to(CLI::App& app) {
-  app.add_option("--threads,-j", threads, "Worker threads (default: all cores)")
-      ->check(CLI::NonNegativeNumber);
+  app.add_option("--threads,-j", threads, "Worker threads, 1-1024 (default: all cores)")
+      ->check(CLI::Range(0, 1024));
   app.add_flag("--quiet,-q", quiet, "No progress bar, no per-file warnings on stderr");
   app.add_flag("--progress", progress, "Progress bar on stderr even when it is not a terminal");
   app.add_flag("--allow-truncated", allow_truncated,

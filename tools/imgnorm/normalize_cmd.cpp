@@ -8,10 +8,13 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+
+#include <unistd.h>
 
 #include "cli.hpp"
 #include "imgnorm/error.hpp"
@@ -197,15 +200,16 @@ ojson slopes_json(const Affine& a, bool swap_rb) {
 
 // A mean image from `stats --mean-image` (float64 H×W×C, 0–255).
 std::vector<double> load_mean_image(const std::string& path, int channels, Size& size) {
-  NpyArray a = read_npy(path);
-  const auto& sh = a.header.shape;
-  if (a.header.dtype != NpyDtype::float64 || sh.size() != 3 ||
+  const NpyHeader hd = read_npy_header(path);  // checked before reading the data
+  const auto& sh = hd.shape;
+  if (hd.dtype != NpyDtype::float64 || sh.size() != 3 ||
       sh[2] != static_cast<std::uint64_t>(channels) || sh[0] == 0 || sh[1] == 0 || sh[0] > 65535 ||
       sh[1] > 65535)
     throw Error(ErrorCode::format, path + ": not a mean image (expected float64 H x W x " +
                                        std::to_string(channels) +
                                        ", as written by imgnorm stats --mean-image)");
   size = {static_cast<int>(sh[1]), static_cast<int>(sh[0])};
+  NpyArray a = read_npy(path);
   const double* d = a.as<double>();
   return std::vector<double>(d, d + a.header.count);
 }
@@ -225,6 +229,13 @@ NpyInput open_npy_input(const std::string& path) {
   const auto& sh = h.shape;
   if (sh.size() != 3 && sh.size() != 4)
     throw Error(ErrorCode::format, path + ": expected an NHWC array (N,H,W,C) or (N,H,W)");
+  if (sh.size() == 3 && (sh[2] == 3 || sh[2] == 4))
+    throw Error(
+        ErrorCode::format,
+        path + ": shape (" + std::to_string(sh[0]) + "," + std::to_string(sh[1]) + "," +
+            std::to_string(sh[2]) +
+            ") looks like one HxWxC image, not N gray images; save it as x[None] (1,H,W,C)");
+  if (sh[0] == 0) throw Error(ErrorCode::empty, path + ": the array has no rows");
   std::uint64_t c = sh.size() == 4 ? sh[3] : 1;
   if (c != 1 && c != 3)
     throw Error(
@@ -292,6 +303,48 @@ void for_each_npy_row(const NpyInput& in, F f) {
   }
 }
 
+std::string absolute_path(const std::string& p) {
+  std::error_code ec;
+  auto a = std::filesystem::absolute(p, ec);
+  return ec ? p : a.lexically_normal().string();
+}
+
+// True when `dir` exists (a folder); false when it is missing but can be created (its parent is a
+// folder). Error(io) naming it otherwise.
+bool check_output_folder(const std::string& dir) {
+  std::error_code ec;
+  auto st = std::filesystem::status(dir, ec);
+  if (std::filesystem::exists(st)) {
+    if (!std::filesystem::is_directory(st))
+      throw Error(ErrorCode::io, dir + ": exists and is not a folder");
+    return true;
+  }
+  auto parent = std::filesystem::absolute(dir, ec).lexically_normal().parent_path();
+  if (!std::filesystem::is_directory(parent, ec))
+    throw Error(ErrorCode::io,
+                dir + ": cannot create it: folder " + parent.string() + " does not exist");
+  return false;
+}
+
+void create_output_folder(const std::string& dir) {
+  if (g_cancel.load()) throw Error(ErrorCode::interrupted, "interrupted");
+  ensure_folder(dir);
+}
+
+// An output folder inside the dataset folder would become a class folder of the next scan.
+void check_not_inside(const std::string& output, const std::string& input) {
+  std::error_code ec;
+  auto in = std::filesystem::weakly_canonical(input, ec);
+  if (ec) return;
+  auto out = std::filesystem::weakly_canonical(output, ec);
+  if (ec || out == in) return;
+  auto rel = out.lexically_relative(in);
+  if (!rel.empty() && *rel.begin() != "..")
+    throw Error(ErrorCode::invalid_argument,
+                output + ": the output folder is inside the dataset folder " + input +
+                    " (it would be scanned as a class folder next time); write it elsewhere");
+}
+
 struct Outputs {
   std::string images, labels, manifest;
 };
@@ -344,6 +397,11 @@ int normalize_main(const CLI::App& app, NormalizeFlags& f) {
                    f.stats.c_str(), diff.c_str());
   }
 
+  // --channels is the output order; without statistics, gray also decodes gray.
+  if (f.channels == "gray" && !stats) recipe.channels = ChannelOrder::gray;
+  if (recipe.resize == ResizeMode::none && !npy_input)
+    throw Error(ErrorCode::invalid_argument, "normalize needs a fixed --size (not --resize none)");
+
   OutputFormat format;
   format.layout = parse_layout(f.layout);
   format.dtype = parse_dtype(f.dtype);
@@ -381,6 +439,11 @@ int normalize_main(const CLI::App& app, NormalizeFlags& f) {
     format.channels = parse_channel_order(f.channels);
     if (nc == 1 && format.channels != ChannelOrder::gray)
       throw Error(ErrorCode::invalid_argument, "--channels " + f.channels + " needs color input");
+    if (nc == 3 && format.channels == ChannelOrder::gray)
+      throw Error(ErrorCode::invalid_argument,
+                  stats ? "--channels gray: the statistics in " + f.stats +
+                              " are of color images (compute them with stats --channels gray)"
+                        : "--channels gray: " + f.input + " has 3 channels");
   }
 
   // Labels: class ids of the training class list.
@@ -404,13 +467,24 @@ int normalize_main(const CLI::App& app, NormalizeFlags& f) {
     }
   }
 
-  // Outputs are checked before any work.
-  ensure_folder(f.output);
+  // Outputs are checked before any work; the folder is created only when the data is ready.
   const Outputs out{f.output + "/images.npy", f.output + "/labels.npy",
                     f.output + "/manifest.json"};
-  check_output_path(out.images, f.force);
-  check_output_path(out.manifest, f.force);
-  if (write_labels) check_output_path(out.labels, f.force);
+  if (!npy_input && f.list.empty()) check_not_inside(f.output, f.input);
+  if (check_output_folder(f.output)) {
+    check_output_path(out.images, f.force);
+    check_output_path(out.manifest, f.force);
+    if (write_labels) check_output_path(out.labels, f.force);
+  }
+  // A mean image from a file is checked before the --fit pass.
+  if (spec.mode == Mode::mean_image && !f.mean_image.empty()) {
+    spec.mean_image = load_mean_image(f.mean_image, nc, spec.mean_image_size);
+    if (!(spec.mean_image_size == recipe.size))
+      throw Error(ErrorCode::invalid_argument,
+                  fmt::format("{}: the mean image is {}x{}, the images {}x{}", f.mean_image,
+                              spec.mean_image_size.width, spec.mean_image_size.height,
+                              recipe.size.width, recipe.size.height));
+  }
 
   // --fit: the statistics of this input, first pass.
   if (f.fit) {
@@ -440,7 +514,8 @@ int normalize_main(const CLI::App& app, NormalizeFlags& f) {
   if (stats) {
     if (channel_count(stats->recipe.channels) != nc)
       throw Error(ErrorCode::invalid_argument,
-                  "the statistics have " + std::to_string(channel_count(stats->recipe.channels)) +
+                  (f.stats.empty() ? std::string("--fit") : f.stats) + ": the statistics have " +
+                      std::to_string(channel_count(stats->recipe.channels)) +
                       " channels, the input " + std::to_string(nc));
     Summary s = summarize(stats->acc, stats->ddof);
     for (const auto& c : s.channel) {
@@ -452,10 +527,8 @@ int normalize_main(const CLI::App& app, NormalizeFlags& f) {
       spec.max.push_back(c.max);
     }
   }
-  if (spec.mode == Mode::mean_image) {
-    if (!f.mean_image.empty()) {
-      spec.mean_image = load_mean_image(f.mean_image, nc, spec.mean_image_size);
-    } else {
+  if (spec.mode == Mode::mean_image && f.mean_image.empty()) {
+    {
       const auto& sums = stats->acc.pixel_sums();
       const double n = static_cast<double>(stats->acc.images());
       spec.mean_image.resize(sums.size());
@@ -463,11 +536,6 @@ int normalize_main(const CLI::App& app, NormalizeFlags& f) {
         spec.mean_image[i] = static_cast<double>(sums[i]) / n;
       spec.mean_image_size = stats->acc.mean_image_size();
     }
-    if (!(spec.mean_image_size == recipe.size))
-      throw Error(
-          ErrorCode::invalid_argument,
-          fmt::format("the mean image is {}x{}, the images {}x{}", spec.mean_image_size.width,
-                      spec.mean_image_size.height, recipe.size.width, recipe.size.height));
   }
   const Normalizer norm(spec, recipe.channels, format);
   const bool per_image = is_per_image(spec.mode);
@@ -479,8 +547,7 @@ int normalize_main(const CLI::App& app, NormalizeFlags& f) {
   std::vector<std::uint64_t> shape =
       format.layout == Layout::nhwc ? std::vector<std::uint64_t>{planned, h, w, std::uint64_t(nc)}
                                     : std::vector<std::uint64_t>{planned, std::uint64_t(nc), h, w};
-  if (recipe.resize == ResizeMode::none && !npy)
-    throw Error(ErrorCode::invalid_argument, "normalize needs a fixed --size (not --resize none)");
+  create_output_folder(f.output);
   NpyWriter images(out.images,
                    format.dtype == DType::float32 ? NpyDtype::float32 : NpyDtype::float16, shape);
   const std::size_t row_bytes = static_cast<std::size_t>(images.row_bytes());
@@ -578,7 +645,7 @@ int normalize_main(const CLI::App& app, NormalizeFlags& f) {
   if (spec.range) m["range"] = {spec.range->first, spec.range->second};
   if (spec.eps) m["eps"] = *spec.eps;
   if (spec.mode == Mode::mean_image) {
-    m["mean_image"] = f.mean_image.empty() ? ojson(nullptr) : ojson(f.mean_image);
+    m["mean_image"] = f.mean_image.empty() ? ojson(nullptr) : ojson(absolute_path(f.mean_image));
     m["divide_std"] = spec.mean_image_std;
   }
   m["layout"] = to_string(format.layout);
@@ -619,6 +686,12 @@ int normalize_main(const CLI::App& app, NormalizeFlags& f) {
 
   // images.npy is renamed into place last: a run that stops earlier leaves no images.npy.
   if (g_cancel.load()) throw Error(ErrorCode::interrupted, "interrupted");
+  if (f.force) {
+    // Old outputs go first: a stop between the renames below must not leave an old images.npy
+    // beside new labels (nor an old labels.npy after --no-labels).
+    ::unlink(out.images.c_str());
+    ::unlink(out.labels.c_str());
+  }
   if (write_labels) write_npy(out.labels, NpyDtype::int64, {rows}, labels.data());
   write_file_atomic(out.manifest, manifest_text(m), f.force);
   images.commit();
@@ -666,7 +739,8 @@ int denormalize_main(const DenormalizeFlags& f) {
     while ((n = std::fread(buf, 1, sizeof buf, fp)) > 0) text.append(buf, n);
     std::fclose(fp);
     m = ojson::parse(text, nullptr, false);
-    if (m.is_discarded() || !m.is_object() || m.value("format", "") != "imgnorm-manifest")
+    if (m.is_discarded() || !m.is_object() || !m.contains("format") ||
+        m["format"] != "imgnorm-manifest")
       throw Error(ErrorCode::format, mpath + ": not an imgnorm manifest.json");
   }
   check_output_path(f.output, f.force);
@@ -692,9 +766,10 @@ int denormalize_main(const DenormalizeFlags& f) {
   const std::uint64_t w = layout == Layout::nhwc ? sh[2] : sh[3];
   if (c != static_cast<std::uint64_t>(nc) || h == 0 || w == 0 || h > 65535 || w > 65535)
     throw Error(ErrorCode::format, f.input + ": shape does not match " + mpath);
+  if (sh[0] == 0) throw Error(ErrorCode::empty, f.input + ": the array has no rows");
 
   std::vector<double> mean_image;
-  if (m.value("mode", "") == "mean-image") {
+  if (m.contains("mode") && m["mode"] == "mean-image") {
     if (!m.contains("mean_image") || !m["mean_image"].is_string())
       throw Error(ErrorCode::invalid_argument,
                   mpath + ": the mean image was computed by --fit and not saved; cannot invert");
@@ -776,6 +851,7 @@ int inspect_npy(const std::string& path, const std::string& layout_flag) {
       std::max<std::uint64_t>(1, (64u << 20) / std::max<std::uint64_t>(1, per_row * item));
   std::vector<std::uint8_t> buf;
   for (std::uint64_t r0 = 0; r0 < rows; r0 += chunk_rows) {
+    if (g_cancel.load()) throw Error(ErrorCode::interrupted, "interrupted");
     const std::uint64_t n = std::min(chunk_rows, rows - r0);
     buf.resize(static_cast<std::size_t>(n * per_row * item));
     reader.read_rows(r0, n, buf.data());

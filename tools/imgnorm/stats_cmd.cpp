@@ -162,7 +162,6 @@ int stats_main(const CLI::App& app, const StatsFlags& f) {
   if (st.acc.images() == 0)
     throw Error(ErrorCode::empty, "no image could be used: all " +
                                       std::to_string(st.skipped.size()) + " files were skipped");
-  if (!f.output.empty()) write_file_atomic(f.output, to_json(st), f.force);
   if (job.mean_image) {
     const auto& sums = st.acc.pixel_sums();
     std::vector<double> mean(sums.size());
@@ -174,6 +173,8 @@ int stats_main(const CLI::App& app, const StatsFlags& f) {
                static_cast<std::uint64_t>(st.acc.channels())},
               mean.data());
   }
+  // stats.json last: a failure writing the mean image leaves no stats.json that looks whole.
+  if (!f.output.empty()) write_file_atomic(f.output, to_json(st), f.force);
   print_summary(st, f.format);
   if (f.strict && !st.skipped.empty()) {
     print_error(std::to_string(st.skipped.size()) + " files were skipped (--strict)");
