@@ -25,7 +25,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 PY = "/usr/bin/python3"
-MAKE_PHOTOS = os.path.join(ROOT, "..", "shared", "data", "make_photos.py")
+# The dataset generator lives next to the repository (../shared/data); IMGNORM_MAKE_PHOTOS overrides.
+MAKE_PHOTOS = os.environ.get("IMGNORM_MAKE_PHOTOS") or os.path.join(ROOT, "..", "shared", "data",
+                                                                    "make_photos.py")
 DATA = os.path.join(HERE, "data")
 WORK = os.path.join(HERE, "work")
 
@@ -46,7 +48,8 @@ def dataset(name, count, seed):
     if os.path.isdir(path) and os.path.exists(stamp) and open(stamp).read() == want:
         return path
     if not os.path.exists(MAKE_PHOTOS):
-        sys.exit(f"bench: {MAKE_PHOTOS} not found (the shared data folder next to the repository)")
+        sys.exit(f"bench: {MAKE_PHOTOS} not found (the shared data folder next to the repository); "
+                 "set IMGNORM_MAKE_PHOTOS=/path/to/make_photos.py")
     log(f"bench: generating {count} images in {path} (make_photos.py --seed {seed}, once) ...")
     tmp = path + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
