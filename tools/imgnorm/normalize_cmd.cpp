@@ -954,13 +954,19 @@ Command add_normalize_command(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--dtype", f->dtype, "float32 | float16")->capture_default_str();
   sub->add_option("--channels", f->channels,
-                  "Output channel order rgb | bgr (default: the statistics' order; bgr for caffe)");
+                  "Output channel order rgb | bgr | gray (default: the statistics' order; bgr for "
+                  "caffe; gray without --stats decodes gray)");
   sub->add_flag("--no-labels", f->no_labels, "Do not write labels.npy");
   f->recipe.channels_flag = false;
   f->recipe.add_to(*sub);
   sub->add_flag("--strict", f->strict, "Exit with status 3 when any file was skipped");
   sub->add_flag("--force", f->force, "Replace existing output files");
   f->run.add_to(*sub);
+  sub->footer(
+      "With --stats, the recipe flags (--size, --resize, --interp, --pad-value, --exact-decode, "
+      "--max-pixels) default to the recipe recorded in the stats file; given explicitly they "
+      "override it, with a warning. Outputs: DIR/images.npy, DIR/labels.npy, DIR/manifest.json "
+      "(docs/normalize.md).");
   return {sub, [sub, f] { return normalize_main(*sub, *f); }};
 }
 
