@@ -37,17 +37,21 @@ test-unit: build
 test-ref: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -L ref
 
-## ASan + UBSan build of the whole suite
+## ASan + UBSan build of the whole suite: unit tests and the Python reference tests (they run the
+## sanitized CLI as a subprocess; a leak or any ASan/UBSan report makes it exit non-zero).
+SANITIZE_ENV = ASAN_OPTIONS=detect_leaks=1:check_initialization_order=1:strict_string_checks=1 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 test-sanitize: deps
 	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIMGNORM_SANITIZE=ON
 	cmake --build build-asan -j $(JOBS)
-	cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j $(JOBS) -L unit
+	cd build-asan && $(SANITIZE_ENV) ctest --output-on-failure -j $(JOBS)
 
-## ThreadSanitizer run of the parallel pipeline
+## ThreadSanitizer run of the parallel code: the pipeline and the multi-threaded .npy writer
 test-tsan: deps
 	cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIMGNORM_TSAN=ON
 	cmake --build build-tsan -j $(JOBS)
-	cd build-tsan && ctest --output-on-failure -R 'pipeline' -L unit
+	cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$(CURDIR)/tests/tsan.supp \
+	  ctest --output-on-failure -j $(JOBS) -R '^(pipeline|npy)\.' -L unit
 
 ## libFuzzer targets (clang, ASan + UBSan), each run for SECONDS seconds; crashers go to
 ## tests/data/crashers/ (replayed by `make test`). See fuzz/run.sh.

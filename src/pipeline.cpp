@@ -11,12 +11,60 @@
 #include <new>
 #include <opencv2/core/utility.hpp>
 #include <thread>
+#include <utility>
 
 #include "imgnorm/resize.hpp"
 
 #ifndef IMGNORM_VERSION
 #define IMGNORM_VERSION "0.0.0"
 #endif
+
+// ThreadSanitizer cannot see the synchronisation inside libtbb (Debian's build is not instrumented)
+// that hands items from one pipeline filter to the next and orders the serial filters: without
+// these annotations every field of an item and all state of the serial filters look racy.
+#if defined(__SANITIZE_THREAD__)
+#define IMGNORM_UNDER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define IMGNORM_UNDER_TSAN 1
+#endif
+#endif
+#ifdef IMGNORM_UNDER_TSAN
+extern "C" void __tsan_acquire(void* addr);
+extern "C" void __tsan_release(void* addr);
+#define IMGNORM_TSAN_ACQUIRE(p) __tsan_acquire(static_cast<void*>(p))
+#define IMGNORM_TSAN_RELEASE(p) __tsan_release(static_cast<void*>(p))
+#else
+#define IMGNORM_TSAN_ACQUIRE(p) ((void)0)
+#define IMGNORM_TSAN_RELEASE(p) ((void)0)
+#endif
+
+namespace imgnorm::detail {
+#ifdef IMGNORM_UNDER_TSAN
+/// A filter body whose copies (made inside libtbb by the thread that starts the pipeline) are
+/// ordered before the calls on worker threads.
+template <typename F>
+struct TsanBody {
+  F f;
+  explicit TsanBody(F fn) : f(std::move(fn)) { IMGNORM_TSAN_RELEASE(this); }
+  TsanBody(const TsanBody& o) : f(o.f) { IMGNORM_TSAN_RELEASE(this); }
+  template <typename... A>
+  decltype(auto) operator()(A&&... a) const {
+    IMGNORM_TSAN_ACQUIRE(const_cast<TsanBody*>(this));
+    return f(std::forward<A>(a)...);
+  }
+};
+template <typename F>
+TsanBody<F> filter_body(F f) {
+  return TsanBody<F>(std::move(f));
+}
+#else
+template <typename F>
+F filter_body(F f) {
+  return f;
+}
+#endif
+}  // namespace imgnorm::detail
 
 namespace imgnorm {
 namespace {
@@ -111,20 +159,25 @@ void run_pipeline(const std::vector<Entry>& entries, const Recipe& recipe,
   std::size_t done = 0;
 
   auto source = [&](tbb::flow_control& fc) -> Item* {
+    IMGNORM_TSAN_ACQUIRE(&next);
+    Item* item = nullptr;
     if (next >= entries.size() || (options.cancel && options.cancel->load())) {
       fc.stop();
-      return nullptr;
+    } else {
+      int slot = -1;
+      [[maybe_unused]] bool got = free_slots.try_pop(slot);
+      assert(got && "more items in flight than tokens");
+      item = &items[slot];
+      IMGNORM_TSAN_ACQUIRE(item);
+      item->index = next++;
+      item->slot = slot;
+      item->error.reset();
+      IMGNORM_TSAN_RELEASE(item);
     }
-    int slot = -1;
-    [[maybe_unused]] bool got = free_slots.try_pop(slot);
-    assert(got && "more items in flight than tokens");
-    Item* item = &items[slot];
-    item->index = next++;
-    item->slot = slot;
-    item->error.reset();
+    IMGNORM_TSAN_RELEASE(&next);
     return item;
   };
-  auto work = [&](Item* item) -> Item* {
+  auto work_impl = [&](Item* item) -> Item* {
     Worker& w = workers.local();
     const std::string& path = entries[item->index].path;
     DecodeInfo info;
@@ -142,21 +195,39 @@ void run_pipeline(const std::vector<Entry>& entries, const Recipe& recipe,
     process(LoadedImage{item->index, item->slot, view, &info});
     return item;
   };
+  auto work = [&](Item* item) -> Item* {
+    IMGNORM_TSAN_ACQUIRE(item);
+    work_impl(item);
+    IMGNORM_TSAN_RELEASE(item);
+    IMGNORM_TSAN_RELEASE(&items);  // what process() wrote, read once the pipeline is over
+    return item;
+  };
   auto sink = [&](Item* item) {
+    IMGNORM_TSAN_ACQUIRE(&done);
+    IMGNORM_TSAN_ACQUIRE(item);
     in_order(item->index, item->slot, item->error ? &*item->error : nullptr);
     ++done;
     if (options.progress) options.progress(done, entries.size());
-    free_slots.push(item->slot);
+    const int slot = item->slot;
+    IMGNORM_TSAN_RELEASE(item);
+    free_slots.push(slot);
+    IMGNORM_TSAN_RELEASE(&done);
   };
 
+  IMGNORM_TSAN_RELEASE(&next);  // everything above, seen by the filters on other threads
   tbb::task_arena arena(threads);
   arena.execute([&] {
     tbb::parallel_pipeline(
         static_cast<std::size_t>(slots),
-        tbb::make_filter<void, Item*>(tbb::filter_mode::serial_in_order, source) &
-            tbb::make_filter<Item*, Item*>(tbb::filter_mode::parallel, work) &
-            tbb::make_filter<Item*, void>(tbb::filter_mode::serial_in_order, sink));
+        tbb::make_filter<void, Item*>(tbb::filter_mode::serial_in_order,
+                                      detail::filter_body(source)) &
+            tbb::make_filter<Item*, Item*>(tbb::filter_mode::parallel, detail::filter_body(work)) &
+            tbb::make_filter<Item*, void>(tbb::filter_mode::serial_in_order,
+                                          detail::filter_body(sink)));
   });
+  IMGNORM_TSAN_ACQUIRE(&next);
+  IMGNORM_TSAN_ACQUIRE(&items);
+  IMGNORM_TSAN_ACQUIRE(&done);
   if (options.cancel && options.cancel->load() && done < entries.size())
     throw Error(ErrorCode::interrupted, "interrupted");
 }

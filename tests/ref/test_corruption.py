@@ -87,7 +87,7 @@ def stderr_skips(stderr):
 
 
 def no_crash(p, what):
-    bad = [s for s in ("AddressSanitizer", "runtime error", "internal error", "Segmentation", "terminate called")
+    bad = [s for s in ("AddressSanitizer", "LeakSanitizer", "runtime error", "internal error", "terminate called")
            if s in p.stderr]
     check(p.returncode >= 0 and not bad, f"{what}: no crash (exit {p.returncode}, {bad}) {p.stderr[-2000:]}")
 
