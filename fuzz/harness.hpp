@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -242,7 +243,12 @@ inline void stats_file_bytes(const std::uint8_t* data, std::size_t size) {
 /// it compiles in); nullptr where that is not linked (tests/crashers_test.cpp).
 inline void (*g_parse_shard)(const std::string&, int&, int&) = nullptr;
 
-inline constexpr int kCliParsers = 11;
+/// Set by fuzz_cli_values to the normalize command's parsers of --mean/--std/--range number lists
+/// and of --mode (with "preset:NAME"), in tools/imgnorm/normalize_cmd.cpp; nullptr elsewhere.
+inline std::vector<double> (*g_parse_numbers)(const std::string&) = nullptr;
+inline Mode (*g_parse_mode_flag)(const std::string&) = nullptr;
+
+inline constexpr int kCliParsers = 13;
 
 inline void cli_value_bytes(const std::uint8_t* data, std::size_t size) {
   if (size == 0) return;
@@ -322,6 +328,18 @@ inline void cli_value_bytes(const std::uint8_t* data, std::size_t size) {
       case 9: {
         const Mode v = parse_mode(text);
         IMGNORM_FUZZ_CHECK(parse_mode(to_string(v)) == v);
+        break;
+      }
+      case 11: {
+        if (g_parse_numbers == nullptr) break;
+        const std::vector<double> v = g_parse_numbers(text);
+        IMGNORM_FUZZ_CHECK(!v.empty());
+        for (double d : v) IMGNORM_FUZZ_CHECK(std::isfinite(d));
+        break;
+      }
+      case 12: {
+        const Mode m = g_parse_mode_flag != nullptr ? g_parse_mode_flag(text) : parse_mode(text);
+        IMGNORM_FUZZ_CHECK(parse_mode(to_string(m)) == m);
         break;
       }
       case 10: {

@@ -89,6 +89,8 @@ values = {
     9: ["scale", "center", "standardize", "mean-image", "mean_image", "minmax", "per-image-channel",
         "imagenet", "caffe", "inception", "clip", "custom"],
     10: ["a/x.jpg\n# comment\n\n/abs/b/y.png\r\n  ../c/z.webp  \n", "x.jpg\0y.jpg\n"],
+    11: ["0.485,0.456,0.406", "1e3,-2.5,0x1p3", "nan", "1,,2", " 3", "inf,1"],
+    12: ["standardize", "preset:imagenet", "preset:caffe", "preset:scale", "mean_image"],
 }
 for which, texts in values.items():
     for k, t in enumerate(texts):
