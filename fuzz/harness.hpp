@@ -27,6 +27,7 @@
 #include "imgnorm/recipe.hpp"
 #include "imgnorm/stats.hpp"
 #include "imgnorm/transform.hpp"
+#include "values.hpp"  // tools/imgnorm: the CLI's own value parsers
 
 namespace imgnorm::fuzz {
 
@@ -239,15 +240,6 @@ inline void stats_file_bytes(const std::uint8_t* data, std::size_t size) {
 // (e) the values a user types on the command line, and list files. The first byte picks the
 // parser, the rest is the text. Every parser round-trips its canonical spelling.
 
-/// Set by fuzz_cli_values.cpp to the CLI's own --shard parser (tools/imgnorm/stats_cmd.cpp, which
-/// it compiles in); nullptr where that is not linked (tests/crashers_test.cpp).
-inline void (*g_parse_shard)(const std::string&, int&, int&) = nullptr;
-
-/// Set by fuzz_cli_values to the normalize command's parsers of --mean/--std/--range number lists
-/// and of --mode (with "preset:NAME"), in tools/imgnorm/normalize_cmd.cpp; nullptr elsewhere.
-inline std::vector<double> (*g_parse_numbers)(const std::string&) = nullptr;
-inline Mode (*g_parse_mode_flag)(const std::string&) = nullptr;
-
 inline constexpr int kCliParsers = 13;
 
 inline void cli_value_bytes(const std::uint8_t* data, std::size_t size) {
@@ -300,14 +292,8 @@ inline void cli_value_bytes(const std::uint8_t* data, std::size_t size) {
       }
       case 6: {
         int i = 0, n = 1;
-        if (g_parse_shard != nullptr) {
-          g_parse_shard(text, i, n);
-          IMGNORM_FUZZ_CHECK(n >= 1 && i >= 0 && i < n);
-        } else {
-          // Without the CLI: two small integers from the bytes, checked by keep_shard itself.
-          i = size > 1 ? static_cast<std::int8_t>(data[1]) : 0;
-          n = size > 2 ? static_cast<std::int8_t>(data[2]) : 1;
-        }
+        cli::parse_shard(text, i, n);
+        IMGNORM_FUZZ_CHECK(n >= 1 && i >= 0 && i < n);
         Dataset ds;
         ds.classes = {""};
         for (int k = 0; k < 37; ++k) ds.entries.push_back({std::to_string(k), 0});
@@ -331,14 +317,13 @@ inline void cli_value_bytes(const std::uint8_t* data, std::size_t size) {
         break;
       }
       case 11: {
-        if (g_parse_numbers == nullptr) break;
-        const std::vector<double> v = g_parse_numbers(text);
+        const std::vector<double> v = cli::parse_numbers(text, "--mean");
         IMGNORM_FUZZ_CHECK(!v.empty());
         for (double d : v) IMGNORM_FUZZ_CHECK(std::isfinite(d));
         break;
       }
       case 12: {
-        const Mode m = g_parse_mode_flag != nullptr ? g_parse_mode_flag(text) : parse_mode(text);
+        const Mode m = cli::parse_mode_flag(text);
         IMGNORM_FUZZ_CHECK(parse_mode(to_string(m)) == m);
         break;
       }

@@ -21,6 +21,7 @@
 #include "imgnorm/npy.hpp"
 #include "imgnorm/stats.hpp"
 #include "imgnorm/transform.hpp"
+#include "values.hpp"
 
 namespace imgnorm::cli {
 namespace {
@@ -55,43 +56,6 @@ bool ends_with_npy(const std::string& s) {
   std::string t = s.substr(s.size() - 4);
   std::transform(t.begin(), t.end(), t.begin(), [](unsigned char c) { return std::tolower(c); });
   return t == ".npy";
-}
-
-std::vector<double> parse_numbers(const std::string& text, const char* flag) {
-  std::vector<double> v;
-  std::size_t pos = 0;
-  while (pos <= text.size()) {
-    std::size_t comma = text.find(',', pos);
-    std::string item =
-        text.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
-    std::size_t used = 0;
-    double d = 0;
-    try {
-      d = std::stod(item, &used);
-    } catch (const std::logic_error&) {
-      used = 0;
-    }
-    if (item.empty() || used != item.size() || !std::isfinite(d))
-      throw Error(ErrorCode::invalid_argument,
-                  std::string("invalid ") + flag + " '" + text + "' (expected numbers a,b,c)");
-    v.push_back(d);
-    if (comma == std::string::npos) break;
-    pos = comma + 1;
-  }
-  return v;
-}
-
-Mode parse_mode_flag(const std::string& text) {
-  std::string s = text;
-  if (s.rfind("preset:", 0) == 0) {
-    s.erase(0, 7);
-    Mode m = parse_mode(s);
-    if (!preset_channel_order(m))
-      throw Error(ErrorCode::invalid_argument,
-                  "unknown preset '" + s + "' (imagenet, caffe, inception or clip)");
-    return m;
-  }
-  return parse_mode(s);
 }
 
 bool needs_dataset_stats(const TransformSpec& spec) {

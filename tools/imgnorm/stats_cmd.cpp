@@ -11,6 +11,7 @@
 #include "imgnorm/error.hpp"
 #include "imgnorm/npy.hpp"
 #include "imgnorm/stats.hpp"
+#include "values.hpp"
 
 namespace imgnorm::cli {
 namespace {
@@ -115,21 +116,6 @@ struct StatsFlags {
   RecipeFlags recipe;
   RunFlags run;
 };
-
-void parse_shard(const std::string& text, int& index, int& count) {
-  auto slash = text.find('/');
-  try {
-    if (slash == std::string::npos) throw std::invalid_argument("");
-    std::size_t a = 0, b = 0;
-    index = std::stoi(text.substr(0, slash), &a);
-    count = std::stoi(text.substr(slash + 1), &b);
-    if (a != slash || b != text.size() - slash - 1 || count < 1 || index < 0 || index >= count)
-      throw std::invalid_argument("");
-  } catch (const std::logic_error&) {
-    throw Error(ErrorCode::invalid_argument,
-                "invalid --shard '" + text + "' (expected I/N with 0 <= I < N)");
-  }
-}
 
 int stats_main(const CLI::App& app, const StatsFlags& f) {
   if (f.input.empty() == f.list.empty())
