@@ -26,10 +26,14 @@ namespace imgnorm {
 
 const char* to_string(Format f) noexcept {
   switch (f) {
-    case Format::unknown: return "unknown";
-    case Format::jpeg: return "jpeg";
-    case Format::png: return "png";
-    case Format::webp: return "webp";
+    case Format::unknown:
+      return "unknown";
+    case Format::jpeg:
+      return "jpeg";
+    case Format::png:
+      return "png";
+    case Format::webp:
+      return "webp";
   }
   return "unknown";
 }
@@ -110,9 +114,7 @@ class Scratch {
 };
 
 /// Size after orientation: axes swap for 5..8.
-Size oriented(int w, int h, int orientation) {
-  return orientation >= 5 ? Size{h, w} : Size{w, h};
-}
+Size oriented(int w, int h, int orientation) { return orientation >= 5 ? Size{h, w} : Size{w, h}; }
 
 /// Writes `src` (w×h, `ch` channels, tightly packed) transformed by EXIF orientation 2..8 into
 /// `dst` (oriented size), with the result cv2.imread gives (flip / transpose as in OpenCV's
@@ -125,14 +127,37 @@ void apply_orientation(const std::uint8_t* src, int w, int h, int ch, int orient
     const std::uint8_t* s = nullptr;
     std::ptrdiff_t step = 0;
     switch (orientation) {
-      case 2: s = src + y * stride + (w - 1) * ch; step = -ch; break;
-      case 3: s = src + (h - 1 - y) * stride + (w - 1) * ch; step = -ch; break;
-      case 4: s = src + (h - 1 - y) * stride; step = ch; break;
-      case 5: s = src + y * ch; step = stride; break;
-      case 6: s = src + (h - 1) * stride + y * ch; step = -stride; break;
-      case 7: s = src + (h - 1) * stride + (w - 1 - y) * ch; step = -stride; break;
-      case 8: s = src + (w - 1 - y) * ch; step = stride; break;
-      default: assert(false); return;
+      case 2:
+        s = src + y * stride + (w - 1) * ch;
+        step = -ch;
+        break;
+      case 3:
+        s = src + (h - 1 - y) * stride + (w - 1) * ch;
+        step = -ch;
+        break;
+      case 4:
+        s = src + (h - 1 - y) * stride;
+        step = ch;
+        break;
+      case 5:
+        s = src + y * ch;
+        step = stride;
+        break;
+      case 6:
+        s = src + (h - 1) * stride + y * ch;
+        step = -stride;
+        break;
+      case 7:
+        s = src + (h - 1) * stride + (w - 1 - y) * ch;
+        step = -stride;
+        break;
+      case 8:
+        s = src + (w - 1 - y) * ch;
+        step = stride;
+        break;
+      default:
+        assert(false);
+        return;
     }
     std::uint8_t* d = dst + static_cast<std::size_t>(y) * o.width * ch;
     if (ch == 1) {
@@ -366,8 +391,8 @@ DecodeInfo Decoder::Impl::decode_jpeg(const std::uint8_t* data, std::size_t size
   const unsigned h = cinfo.image_height;
   unsigned denom = 1;
   if (options.min_size) {
-    const Size need = options.min_size(oriented(static_cast<int>(w), static_cast<int>(h),
-                                                 orientation));
+    const Size need =
+        options.min_size(oriented(static_cast<int>(w), static_cast<int>(h), orientation));
     for (unsigned d : {8u, 4u, 2u}) {
       const Size got = oriented(static_cast<int>((w + d - 1) / d),
                                 static_cast<int>((h + d - 1) / d), orientation);
@@ -387,9 +412,15 @@ DecodeInfo Decoder::Impl::decode_jpeg(const std::uint8_t* data, std::size_t size
   J_COLOR_SPACE space = JCS_CMYK;
   if (!cmyk) {
     switch (options.channels) {
-      case ChannelOrder::rgb: space = JCS_EXT_RGB; break;
-      case ChannelOrder::bgr: space = JCS_EXT_BGR; break;
-      case ChannelOrder::gray: space = JCS_GRAYSCALE; break;
+      case ChannelOrder::rgb:
+        space = JCS_EXT_RGB;
+        break;
+      case ChannelOrder::bgr:
+        space = JCS_EXT_BGR;
+        break;
+      case ChannelOrder::gray:
+        space = JCS_GRAYSCALE;
+        break;
     }
   }
   const int ch = channel_count(options.channels);
@@ -441,7 +472,8 @@ std::uint32_t png_reciprocal(std::uint32_t a) {
 void png_gamma_table(std::uint32_t gamma, std::uint8_t table[256]) {
   for (int i = 0; i < 256; ++i) {
     if (png_gamma_significant(gamma) && i > 0 && i < 255) {
-      table[i] = static_cast<std::uint8_t>(std::floor(255 * std::pow(i / 255., gamma * .00001) + .5));
+      table[i] =
+          static_cast<std::uint8_t>(std::floor(255 * std::pow(i / 255., gamma * .00001) + .5));
     } else {
       table[i] = static_cast<std::uint8_t>(i);
     }
@@ -478,11 +510,21 @@ DecodeInfo Decoder::Impl::decode_png(const std::uint8_t* data, std::size_t size,
   info.height = static_cast<int>(std::min<std::uint32_t>(ihdr.height, 0x7FFFFFFF));
   info.bit_depth = ihdr.bit_depth;
   switch (ihdr.color_type) {
-    case SPNG_COLOR_TYPE_GRAYSCALE: info.source_channels = 1; break;
-    case SPNG_COLOR_TYPE_GRAYSCALE_ALPHA: info.source_channels = 2; break;
-    case SPNG_COLOR_TYPE_TRUECOLOR: info.source_channels = 3; break;
-    case SPNG_COLOR_TYPE_INDEXED: info.source_channels = 3; break;
-    default: info.source_channels = 4; break;
+    case SPNG_COLOR_TYPE_GRAYSCALE:
+      info.source_channels = 1;
+      break;
+    case SPNG_COLOR_TYPE_GRAYSCALE_ALPHA:
+      info.source_channels = 2;
+      break;
+    case SPNG_COLOR_TYPE_TRUECOLOR:
+      info.source_channels = 3;
+      break;
+    case SPNG_COLOR_TYPE_INDEXED:
+      info.source_channels = 3;
+      break;
+    default:
+      info.source_channels = 4;
+      break;
   }
   check_dimensions("PNG", ihdr.width, ihdr.height, options.max_pixels);
   const int w = info.width;
@@ -493,8 +535,8 @@ DecodeInfo Decoder::Impl::decode_png(const std::uint8_t* data, std::size_t size,
   spng_exif exif{};
   int ret = spng_get_exif(ctx, &exif);
   if (ret == 0) {
-    info.orientation = parse_tiff_orientation(reinterpret_cast<const std::uint8_t*>(exif.data),
-                                              exif.length);
+    info.orientation =
+        parse_tiff_orientation(reinterpret_cast<const std::uint8_t*>(exif.data), exif.length);
   } else if (ret != SPNG_ECHUNKAVAIL) {
     png_fail(ret);
   }
@@ -572,7 +614,8 @@ DecodeInfo Decoder::Impl::decode_png(const std::uint8_t* data, std::size_t size,
           dst[i] = static_cast<std::uint8_t>(r);
         } else if (use_gamma) {
           dst[i] = from_linear[(kPngRed * to_linear[r] + kPngGreen * to_linear[g] +
-                                kPngBlue * to_linear[b] + 16384) >> 15];
+                                kPngBlue * to_linear[b] + 16384) >>
+                               15];
         } else {
           dst[i] = static_cast<std::uint8_t>((kPngRed * r + kPngGreen * g + kPngBlue * b) >> 15);
         }
@@ -636,7 +679,8 @@ DecodeInfo Decoder::Impl::decode_webp(const std::uint8_t* data, std::size_t size
       got = WebPDecodeBGRInto(data, size, bgr, npix * 3, w * 3);
       if (got != nullptr) {
         std::uint8_t* d = out.data();
-        for (std::size_t i = 0; i < npix; ++i) d[i] = cv_gray(bgr[3 * i + 2], bgr[3 * i + 1], bgr[3 * i]);
+        for (std::size_t i = 0; i < npix; ++i)
+          d[i] = cv_gray(bgr[3 * i + 2], bgr[3 * i + 1], bgr[3 * i]);
       }
       break;
     }
@@ -657,10 +701,14 @@ DecodeInfo Decoder::decode(const std::uint8_t* data, std::size_t size, const Dec
   if (!impl_) impl_ = std::make_unique<Impl>();  // a moved-from decoder stays usable
   if (data == nullptr || size == 0) throw Error(ErrorCode::unsupported, "empty file");
   switch (sniff_format(data, size)) {
-    case Format::jpeg: return impl_->decode_jpeg(data, size, options, out);
-    case Format::png: return impl_->decode_png(data, size, options, out);
-    case Format::webp: return impl_->decode_webp(data, size, options, out);
-    case Format::unknown: break;
+    case Format::jpeg:
+      return impl_->decode_jpeg(data, size, options, out);
+    case Format::png:
+      return impl_->decode_png(data, size, options, out);
+    case Format::webp:
+      return impl_->decode_webp(data, size, options, out);
+    case Format::unknown:
+      break;
   }
   throw Error(ErrorCode::unsupported, "not a JPEG, PNG or WebP file");
 }
@@ -694,11 +742,16 @@ void read_file(const std::string& path, std::vector<std::uint8_t>& out) {
   if (f.fd < 0) {
     const int err = errno;
     switch (err) {
-      case ENOENT: io_fail(path, "no such file", 0);
-      case EACCES: io_fail(path, "permission denied", 0);
-      case ELOOP: io_fail(path, "symlink loop", 0);
-      case ENOTDIR: io_fail(path, "a parent is not a directory", 0);
-      default: io_fail(path, "cannot open", err);
+      case ENOENT:
+        io_fail(path, "no such file", 0);
+      case EACCES:
+        io_fail(path, "permission denied", 0);
+      case ELOOP:
+        io_fail(path, "symlink loop", 0);
+      case ENOTDIR:
+        io_fail(path, "a parent is not a directory", 0);
+      default:
+        io_fail(path, "cannot open", err);
     }
   }
   struct stat st {};
@@ -706,8 +759,8 @@ void read_file(const std::string& path, std::vector<std::uint8_t>& out) {
   if (S_ISDIR(st.st_mode)) io_fail(path, "is a directory", 0);
   if (!S_ISREG(st.st_mode)) io_fail(path, "not a regular file", 0);
   if (st.st_size < 0 || static_cast<std::uint64_t>(st.st_size) > kMaxFileBytes) {
-    throw Error(ErrorCode::too_large, path + ": file larger than " +
-                                          std::to_string(kMaxFileBytes >> 30) + " GiB");
+    throw Error(ErrorCode::too_large,
+                path + ": file larger than " + std::to_string(kMaxFileBytes >> 30) + " GiB");
   }
   const std::size_t want = static_cast<std::size_t>(st.st_size);
   out.resize(want);

@@ -4,14 +4,22 @@ namespace imgnorm {
 
 const char* to_string(ErrorCode code) noexcept {
   switch (code) {
-    case ErrorCode::invalid_argument: return "invalid_argument";
-    case ErrorCode::io: return "io";
-    case ErrorCode::unsupported: return "unsupported";
-    case ErrorCode::corrupt: return "corrupt";
-    case ErrorCode::too_large: return "too_large";
-    case ErrorCode::format: return "format";
-    case ErrorCode::empty: return "empty";
-    case ErrorCode::interrupted: return "interrupted";
+    case ErrorCode::invalid_argument:
+      return "invalid_argument";
+    case ErrorCode::io:
+      return "io";
+    case ErrorCode::unsupported:
+      return "unsupported";
+    case ErrorCode::corrupt:
+      return "corrupt";
+    case ErrorCode::too_large:
+      return "too_large";
+    case ErrorCode::format:
+      return "format";
+    case ErrorCode::empty:
+      return "empty";
+    case ErrorCode::interrupted:
+      return "interrupted";
   }
   return "unknown";
 }

@@ -1,10 +1,10 @@
 #pragma once
 /// \file half.hpp
 /// IEEE 754 binary16 conversions. The plain functions are the reference: round to nearest, ties to
-/// even, overflow to infinity, subnormals kept, NaN stays NaN (quiet bit set and the top payload bits
-/// kept, as the x86 F16C instruction VCVTPS2PH does, so both paths agree on every bit pattern).
-/// float_to_half_n uses F16C when the CPU has it (runtime dispatch; the build targets baseline
-/// x86-64) and the reference loop otherwise.
+/// even, overflow to infinity, subnormals kept, NaN stays NaN (quiet bit set and the top payload
+/// bits kept, as the x86 F16C instruction VCVTPS2PH does, so both paths agree on every bit
+/// pattern). float_to_half_n uses F16C when the CPU has it (runtime dispatch; the build targets
+/// baseline x86-64) and the reference loop otherwise.
 
 #include <cstddef>
 #include <cstdint>
@@ -92,8 +92,8 @@ inline void float_to_half_n_reference(const float* in, std::uint16_t* out, std::
 
 #ifdef IMGNORM_HAVE_F16C_DISPATCH
 __attribute__((target("avx,f16c"))) inline void float_to_half_n_f16c(const float* in,
-                                                                      std::uint16_t* out,
-                                                                      std::size_t n) {
+                                                                     std::uint16_t* out,
+                                                                     std::size_t n) {
   std::size_t i = 0;
   for (; i + 8 <= n; i += 8) {
     __m256 v = _mm256_loadu_ps(in + i);

@@ -6,8 +6,8 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cctype>
 #include <cassert>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -36,9 +36,9 @@ struct DescrEntry {
   NpyDtype dtype;
 };
 constexpr DescrEntry kDescrs[] = {
-    {"b1", NpyDtype::bool_},    {"u1", NpyDtype::uint8},    {"u2", NpyDtype::uint16},
-    {"i4", NpyDtype::int32},    {"i8", NpyDtype::int64},    {"f2", NpyDtype::float16},
-    {"f4", NpyDtype::float32},  {"f8", NpyDtype::float64},
+    {"b1", NpyDtype::bool_},   {"u1", NpyDtype::uint8},   {"u2", NpyDtype::uint16},
+    {"i4", NpyDtype::int32},   {"i8", NpyDtype::int64},   {"f2", NpyDtype::float16},
+    {"f4", NpyDtype::float32}, {"f8", NpyDtype::float64},
 };
 
 // Parser for the Python dict literal numpy writes, e.g.
@@ -120,7 +120,8 @@ class DictParser {
     ++p_;
     std::string s;
     while (p_ < end_ && *p_ != q) {
-      if (*p_ == '\\' || static_cast<unsigned char>(*p_) < 0x20) bad("unexpected character in string");
+      if (*p_ == '\\' || static_cast<unsigned char>(*p_) < 0x20)
+        bad("unexpected character in string");
       if (s.size() > 64) bad("string too long in header");
       s += *p_++;
     }
@@ -223,12 +224,13 @@ NpyHeader read_header_fd(int fd, const std::string& path) {
     if (std::memcmp(pre, kMagic, 6) != 0) bad("not a .npy file (bad magic)");
     std::size_t prefix = pre[6] == 1 ? 10 : 12;
     if (prefix == 12 && !pread_all(fd, pre + 10, 2, 10, path)) bad("file too short for a header");
-    std::uint64_t hlen = prefix == 10 ? pre[8] | (pre[9] << 8)
-                                      : std::uint64_t(pre[8]) | std::uint64_t(pre[9]) << 8 |
-                                            std::uint64_t(pre[10]) << 16 |
-                                            std::uint64_t(pre[11]) << 24;
+    std::uint64_t hlen = prefix == 10
+                             ? pre[8] | (pre[9] << 8)
+                             : std::uint64_t(pre[8]) | std::uint64_t(pre[9]) << 8 |
+                                   std::uint64_t(pre[10]) << 16 | std::uint64_t(pre[11]) << 24;
     // parse_npy_header validates the version and the bounds; read at most what it accepts.
-    std::size_t want = prefix + static_cast<std::size_t>(std::min<std::uint64_t>(hlen, kMaxNpyHeaderBytes + 1));
+    std::size_t want =
+        prefix + static_cast<std::size_t>(std::min<std::uint64_t>(hlen, kMaxNpyHeaderBytes + 1));
     std::vector<std::uint8_t> buf(want);
     std::memcpy(buf.data(), pre, prefix);
     if (!pread_all(fd, buf.data() + prefix, want - prefix, prefix, path)) {
@@ -260,41 +262,61 @@ std::atomic<unsigned> temp_counter{0};
 std::size_t npy_itemsize(NpyDtype dtype) noexcept {
   switch (dtype) {
     case NpyDtype::bool_:
-    case NpyDtype::uint8: return 1;
+    case NpyDtype::uint8:
+      return 1;
     case NpyDtype::uint16:
-    case NpyDtype::float16: return 2;
+    case NpyDtype::float16:
+      return 2;
     case NpyDtype::int32:
-    case NpyDtype::float32: return 4;
+    case NpyDtype::float32:
+      return 4;
     case NpyDtype::int64:
-    case NpyDtype::float64: return 8;
+    case NpyDtype::float64:
+      return 8;
   }
   return 1;
 }
 
 const char* to_string(NpyDtype dtype) noexcept {
   switch (dtype) {
-    case NpyDtype::bool_: return "bool";
-    case NpyDtype::uint8: return "uint8";
-    case NpyDtype::uint16: return "uint16";
-    case NpyDtype::int32: return "int32";
-    case NpyDtype::int64: return "int64";
-    case NpyDtype::float16: return "float16";
-    case NpyDtype::float32: return "float32";
-    case NpyDtype::float64: return "float64";
+    case NpyDtype::bool_:
+      return "bool";
+    case NpyDtype::uint8:
+      return "uint8";
+    case NpyDtype::uint16:
+      return "uint16";
+    case NpyDtype::int32:
+      return "int32";
+    case NpyDtype::int64:
+      return "int64";
+    case NpyDtype::float16:
+      return "float16";
+    case NpyDtype::float32:
+      return "float32";
+    case NpyDtype::float64:
+      return "float64";
   }
   return "?";
 }
 
 const char* npy_descr(NpyDtype dtype) noexcept {
   switch (dtype) {
-    case NpyDtype::bool_: return "|b1";
-    case NpyDtype::uint8: return "|u1";
-    case NpyDtype::uint16: return "<u2";
-    case NpyDtype::int32: return "<i4";
-    case NpyDtype::int64: return "<i8";
-    case NpyDtype::float16: return "<f2";
-    case NpyDtype::float32: return "<f4";
-    case NpyDtype::float64: return "<f8";
+    case NpyDtype::bool_:
+      return "|b1";
+    case NpyDtype::uint8:
+      return "|u1";
+    case NpyDtype::uint16:
+      return "<u2";
+    case NpyDtype::int32:
+      return "<i4";
+    case NpyDtype::int64:
+      return "<i8";
+    case NpyDtype::float16:
+      return "<f2";
+    case NpyDtype::float32:
+      return "<f4";
+    case NpyDtype::float64:
+      return "<f8";
   }
   return "?";
 }
@@ -312,18 +334,20 @@ NpyHeader parse_npy_header(const std::uint8_t* data, std::size_t size) {
     bad("unsupported format version " + std::to_string(major) + "." + std::to_string(minor));
   std::size_t prefix = major == 1 ? 10 : 12;
   if (size < prefix) bad("file too short for a header");
-  std::uint64_t hlen = major == 1 ? std::uint64_t(data[8]) | std::uint64_t(data[9]) << 8
-                                  : std::uint64_t(data[8]) | std::uint64_t(data[9]) << 8 |
-                                        std::uint64_t(data[10]) << 16 |
-                                        std::uint64_t(data[11]) << 24;
+  std::uint64_t hlen = major == 1
+                           ? std::uint64_t(data[8]) | std::uint64_t(data[9]) << 8
+                           : std::uint64_t(data[8]) | std::uint64_t(data[9]) << 8 |
+                                 std::uint64_t(data[10]) << 16 | std::uint64_t(data[11]) << 24;
   if (hlen > kMaxNpyHeaderBytes)
     bad("header length " + std::to_string(hlen) + " exceeds the limit of " +
         std::to_string(kMaxNpyHeaderBytes) + " bytes");
-  if (hlen > size - prefix) bad("header length " + std::to_string(hlen) + " runs past the end of the file");
+  if (hlen > size - prefix)
+    bad("header length " + std::to_string(hlen) + " runs past the end of the file");
   const char* text = reinterpret_cast<const char*>(data + prefix);
   // Version 3.0 allows UTF-8; every valid header is ASCII anyway, so anything else is refused.
   for (std::uint64_t i = 0; i < hlen; ++i)
-    if (static_cast<unsigned char>(text[i]) >= 0x80 || text[i] == '\0') bad("non-ASCII byte in header");
+    if (static_cast<unsigned char>(text[i]) >= 0x80 || text[i] == '\0')
+      bad("non-ASCII byte in header");
   NpyHeader h = DictParser(text, text + hlen).parse();
   h.version_major = major;
   h.data_offset = prefix + static_cast<std::size_t>(hlen);
@@ -379,12 +403,13 @@ std::uint64_t NpyReader::rows() const { return header_.shape.empty() ? 1 : heade
 
 void NpyReader::read_rows(std::uint64_t first, std::uint64_t n, void* out) const {
   if (first > rows() || n > rows() - first)
-    throw Error(ErrorCode::invalid_argument,
-                path_ + ": rows " + std::to_string(first) + "+" + std::to_string(n) +
-                    " outside the array of " + std::to_string(rows()) + " rows");
+    throw Error(ErrorCode::invalid_argument, path_ + ": rows " + std::to_string(first) + "+" +
+                                                 std::to_string(n) + " outside the array of " +
+                                                 std::to_string(rows()) + " rows");
   std::uint64_t rb = header_.row_bytes();
   std::uint64_t bytes = n * rb;  // within data_bytes, checked at open
-  if (!pread_all(fd_, out, static_cast<std::size_t>(bytes), header_.data_offset + first * rb, path_))
+  if (!pread_all(fd_, out, static_cast<std::size_t>(bytes), header_.data_offset + first * rb,
+                 path_))
     throw Error(ErrorCode::io, path_ + ": file shrank while reading");
   if (header_.big_endian)
     byteswap(static_cast<std::uint8_t*>(out), bytes, npy_itemsize(header_.dtype));
@@ -429,8 +454,8 @@ void NpyWriter::fail(const char* what, int err) {
 }
 
 void NpyWriter::write_header() {
-  std::string dict = std::string("{'descr': '") + npy_descr(dtype_) +
-                     "', 'fortran_order': False, 'shape': (";
+  std::string dict =
+      std::string("{'descr': '") + npy_descr(dtype_) + "', 'fortran_order': False, 'shape': (";
   for (std::size_t i = 0; i < shape_.size(); ++i) {
     dict += std::to_string(shape_[i]);
     dict += shape_.size() == 1 || i + 1 < shape_.size() ? "," : "";

@@ -132,8 +132,7 @@ void load_image(const std::string& path, const Recipe& recipe, Image& out, Decod
   DecodeInfo local;
   ImageView v = load_with(w, path, recipe, decode_options_for(recipe, allow_truncated), local);
   out.reset(v.width, v.height, v.channels);
-  for (int y = 0; y < v.height; ++y)
-    std::copy(v.row(y), v.row(y) + out.stride(), out.row(y));
+  for (int y = 0; y < v.height; ++y) std::copy(v.row(y), v.row(y) + out.stride(), out.row(y));
   if (info) *info = local;
 }
 

@@ -8,30 +8,42 @@ namespace imgnorm {
 
 const char* to_string(ChannelOrder v) noexcept {
   switch (v) {
-    case ChannelOrder::rgb: return "rgb";
-    case ChannelOrder::bgr: return "bgr";
-    case ChannelOrder::gray: return "gray";
+    case ChannelOrder::rgb:
+      return "rgb";
+    case ChannelOrder::bgr:
+      return "bgr";
+    case ChannelOrder::gray:
+      return "gray";
   }
   return "?";
 }
 
 const char* to_string(ResizeMode v) noexcept {
   switch (v) {
-    case ResizeMode::stretch: return "stretch";
-    case ResizeMode::crop: return "crop";
-    case ResizeMode::pad: return "pad";
-    case ResizeMode::none: return "none";
+    case ResizeMode::stretch:
+      return "stretch";
+    case ResizeMode::crop:
+      return "crop";
+    case ResizeMode::pad:
+      return "pad";
+    case ResizeMode::none:
+      return "none";
   }
   return "?";
 }
 
 const char* to_string(Interp v) noexcept {
   switch (v) {
-    case Interp::linear: return "linear";
-    case Interp::area: return "area";
-    case Interp::nearest: return "nearest";
-    case Interp::cubic: return "cubic";
-    case Interp::lanczos: return "lanczos";
+    case Interp::linear:
+      return "linear";
+    case Interp::area:
+      return "area";
+    case Interp::nearest:
+      return "nearest";
+    case Interp::cubic:
+      return "cubic";
+    case Interp::lanczos:
+      return "lanczos";
   }
   return "?";
 }

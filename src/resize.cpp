@@ -12,18 +12,24 @@ namespace {
 
 int cv_interp(Interp interp) {
   switch (interp) {
-    case Interp::linear: return cv::INTER_LINEAR;
-    case Interp::area: return cv::INTER_AREA;
-    case Interp::nearest: return cv::INTER_NEAREST;
-    case Interp::cubic: return cv::INTER_CUBIC;
-    case Interp::lanczos: return cv::INTER_LANCZOS4;
+    case Interp::linear:
+      return cv::INTER_LINEAR;
+    case Interp::area:
+      return cv::INTER_AREA;
+    case Interp::nearest:
+      return cv::INTER_NEAREST;
+    case Interp::cubic:
+      return cv::INTER_CUBIC;
+    case Interp::lanczos:
+      return cv::INTER_LANCZOS4;
   }
   return cv::INTER_LINEAR;
 }
 
 cv::Mat as_mat(const ImageView& v) {
   // cv::Mat has no const view; resize only reads from src.
-  return cv::Mat(v.height, v.width, CV_8UC(v.channels), const_cast<std::uint8_t*>(v.data), v.stride);
+  return cv::Mat(v.height, v.width, CV_8UC(v.channels), const_cast<std::uint8_t*>(v.data),
+                 v.stride);
 }
 
 // Python's round() of d / 2 (half to even), which torchvision's CenterCrop uses for its offsets.
@@ -63,10 +69,14 @@ void resize_into(const ImageView& src, cv::Mat dst, Interp interp) {
 
 Size needed_source_size(const Recipe& recipe, Size full) {
   switch (recipe.resize) {
-    case ResizeMode::stretch: return recipe.size;
-    case ResizeMode::crop: return scaled_size(recipe.size, full, true);
-    case ResizeMode::pad: return scaled_size(recipe.size, full, false);
-    case ResizeMode::none: return full;
+    case ResizeMode::stretch:
+      return recipe.size;
+    case ResizeMode::crop:
+      return scaled_size(recipe.size, full, true);
+    case ResizeMode::pad:
+      return scaled_size(recipe.size, full, false);
+    case ResizeMode::none:
+      return full;
   }
   return full;
 }

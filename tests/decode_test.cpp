@@ -42,7 +42,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string data_path(const std::string& name) { return std::string(IMGNORM_TEST_DATA) + "/" + name; }
+std::string data_path(const std::string& name) {
+  return std::string(IMGNORM_TEST_DATA) + "/" + name;
+}
 
 std::vector<std::uint8_t> bytes_of(const std::string& name) {
   std::vector<std::uint8_t> b;
@@ -56,7 +58,8 @@ DecodeOptions with_channels(ChannelOrder c) {
   return o;
 }
 
-Image decode_named(const std::string& name, const DecodeOptions& o = {}, DecodeInfo* info = nullptr) {
+Image decode_named(const std::string& name, const DecodeOptions& o = {},
+                   DecodeInfo* info = nullptr) {
   return decode_file(data_path(name), o, info);
 }
 
@@ -262,7 +265,8 @@ TEST(decode, cmyk_and_ycck_give_nearly_the_same_colours) {
   const Image source = decode_named("png_palette4_ref.png");
   ASSERT_EQ(source.size_bytes(), cmyk.size_bytes());
   long diff = 0;
-  for (std::size_t i = 0; i < cmyk.size_bytes(); ++i) diff += std::abs(cmyk.data()[i] - source.data()[i]);
+  for (std::size_t i = 0; i < cmyk.size_bytes(); ++i)
+    diff += std::abs(cmyk.data()[i] - source.data()[i]);
   EXPECT_LT(diff / static_cast<long>(cmyk.size_bytes()), 12);
   const Image cmyk_gray = decode_named("jpeg_cmyk.jpg", with_channels(ChannelOrder::gray));
   EXPECT_EQ(cmyk_gray.channels(), 1);
@@ -278,8 +282,8 @@ TEST(decode, exif_orientation_matches_the_oriented_reference) {
       EXPECT_EQ(info.orientation, k);
       EXPECT_EQ(info.width, 37);  // stored size, before orientation
       EXPECT_EQ(info.height, 23);
-      EXPECT_TRUE(same_image(img, decode_named("exif_" + std::to_string(k) + "_ref.png",
-                                               with_channels(c))));
+      EXPECT_TRUE(same_image(
+          img, decode_named("exif_" + std::to_string(k) + "_ref.png", with_channels(c))));
     }
     // Gray goes through the same transform: compare with the oriented colour image's layout.
     const Image gray = decode_named(file, with_channels(ChannelOrder::gray));
@@ -292,7 +296,8 @@ TEST(decode, exif_orientation_matches_the_oriented_reference) {
     EXPECT_TRUE(same_image(stored, decode_named("exif_1_ref.png")));
   }
   DecodeInfo info;
-  EXPECT_TRUE(same_image(decode_named("exif_bad_offset.jpg", {}, &info), decode_named("exif_none.jpg")));
+  EXPECT_TRUE(
+      same_image(decode_named("exif_bad_offset.jpg", {}, &info), decode_named("exif_none.jpg")));
   EXPECT_EQ(info.orientation, 1);
   // cv2 4.6 applies a PNG eXIf chunk (before IDAT) but ignores EXIF in WebP.
   const Image png6 = decode_named("png_exif6.png", {}, &info);
@@ -458,9 +463,9 @@ TEST(decode, prescale_picks_the_smallest_covering_factor) {
     int denom;
   };
   // ceil(203/d) x ceil(157/d): 1/2 -> 102x79, 1/4 -> 51x40, 1/8 -> 26x20.
-  const Case cases[] = {{{0, 0}, 8},     {{26, 20}, 8},  {{27, 20}, 4},   {{26, 21}, 4},
-                        {{51, 40}, 4},   {{52, 40}, 2},  {{102, 79}, 2},  {{103, 79}, 1},
-                        {{102, 80}, 1},  {{500, 1}, 1}};
+  const Case cases[] = {{{0, 0}, 8},    {{26, 20}, 8}, {{27, 20}, 4},  {{26, 21}, 4},
+                        {{51, 40}, 4},  {{52, 40}, 2}, {{102, 79}, 2}, {{103, 79}, 1},
+                        {{102, 80}, 1}, {{500, 1}, 1}};
   for (const Case& c : cases) {
     SCOPED_TRACE(std::to_string(c.need.width) + "x" + std::to_string(c.need.height));
     DecodeOptions o;
@@ -512,7 +517,7 @@ TEST(decode, prescale_picks_the_smallest_covering_factor) {
 }
 
 TEST(decode, reused_decoder_equals_fresh_decoders) {
-  const char* files[] = {"jpeg_420.jpg", "png_rgb16.png", "exif_6.jpg",  "jpeg_cmyk.jpg",
+  const char* files[] = {"jpeg_420.jpg",    "png_rgb16.png", "exif_6.jpg",    "jpeg_cmyk.jpg",
                          "webp_lossy.webp", "png_exif6.png", "jpeg_gray.jpg", "png_palette4.png"};
   Decoder shared;
   Decoder moved_to = std::move(shared);
@@ -532,7 +537,7 @@ TEST(decode, reused_decoder_equals_fresh_decoders) {
 }
 
 TEST(decode, warmed_up_decoder_does_not_allocate) {
-  const char* files[] = {"jpeg_420.jpg", "exif_6.jpg", "jpeg_cmyk.jpg", "png_rgb16.png",
+  const char* files[] = {"jpeg_420.jpg",  "exif_6.jpg",  "jpeg_cmyk.jpg",  "png_rgb16.png",
                          "png_exif6.png", "png_rgb.png", "webp_lossy.webp"};
   std::vector<std::vector<std::uint8_t>> inputs;
   for (const char* f : files) inputs.push_back(bytes_of(f));
@@ -580,7 +585,7 @@ std::vector<std::uint8_t> exif_blob(bool big_endian, std::uint16_t orientation) 
   b.push_back(big_endian ? 'M' : 'I');
   put16(42);
   put32(8);
-  put16(2);                                // two entries
+  put16(2);                                      // two entries
   put16(0x011A), put16(5), put32(1), put32(38);  // XResolution, rational at 38
   put16(0x0112), put16(3), put32(1), put16(orientation), put16(0);
   put32(0);  // no next IFD

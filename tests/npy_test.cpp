@@ -80,22 +80,42 @@ struct DtypeCase {
 
 const DtypeCase kCases[] = {
     {NpyDtype::bool_, "(i % 3 == 0)",
-     [](std::size_t n) { return pattern<std::uint8_t>(n, [](std::size_t i) -> std::uint8_t { return i % 3 == 0; }); }},
+     [](std::size_t n) {
+       return pattern<std::uint8_t>(n, [](std::size_t i) -> std::uint8_t { return i % 3 == 0; });
+     }},
     {NpyDtype::uint8, "(i * 7 % 256).astype(np.uint8)",
-     [](std::size_t n) { return pattern<std::uint8_t>(n, [](std::size_t i) -> std::uint8_t { return i * 7 % 256; }); }},
+     [](std::size_t n) {
+       return pattern<std::uint8_t>(n, [](std::size_t i) -> std::uint8_t { return i * 7 % 256; });
+     }},
     {NpyDtype::uint16, "(i * 999 % 65536).astype(np.uint16)",
-     [](std::size_t n) { return pattern<std::uint16_t>(n, [](std::size_t i) -> std::uint16_t { return i * 999 % 65536; }); }},
+     [](std::size_t n) {
+       return pattern<std::uint16_t>(
+           n, [](std::size_t i) -> std::uint16_t { return i * 999 % 65536; });
+     }},
     {NpyDtype::int32, "(i * 123457 - 1000000).astype(np.int32)",
-     [](std::size_t n) { return pattern<std::int32_t>(n, [](std::size_t i) -> std::int32_t { return std::int32_t(i) * 123457 - 1000000; }); }},
+     [](std::size_t n) {
+       return pattern<std::int32_t>(
+           n, [](std::size_t i) -> std::int32_t { return std::int32_t(i) * 123457 - 1000000; });
+     }},
     {NpyDtype::int64, "(i * 10**12 - 5).astype(np.int64)",
-     [](std::size_t n) { return pattern<std::int64_t>(n, [](std::size_t i) -> std::int64_t { return std::int64_t(i) * 1000000000000 - 5; }); }},
+     [](std::size_t n) {
+       return pattern<std::int64_t>(
+           n, [](std::size_t i) -> std::int64_t { return std::int64_t(i) * 1000000000000 - 5; });
+     }},
     // float16 bits: i * 37 + 0x3000 (all finite), compared as bit patterns.
     {NpyDtype::float16, "(i * 37 + 0x3000).astype(np.uint16).view(np.float16)",
-     [](std::size_t n) { return pattern<std::uint16_t>(n, [](std::size_t i) -> std::uint16_t { return i * 37 + 0x3000; }); }},
+     [](std::size_t n) {
+       return pattern<std::uint16_t>(
+           n, [](std::size_t i) -> std::uint16_t { return i * 37 + 0x3000; });
+     }},
     {NpyDtype::float32, "(i.astype(np.float32) / np.float32(7) - np.float32(3))",
-     [](std::size_t n) { return pattern<float>(n, [](std::size_t i) -> float { return float(i) / 7.0f - 3.0f; }); }},
+     [](std::size_t n) {
+       return pattern<float>(n, [](std::size_t i) -> float { return float(i) / 7.0f - 3.0f; });
+     }},
     {NpyDtype::float64, "(i / 7.0 - 3.0)",
-     [](std::size_t n) { return pattern<double>(n, [](std::size_t i) -> double { return double(i) / 7.0 - 3.0; }); }},
+     [](std::size_t n) {
+       return pattern<double>(n, [](std::size_t i) -> double { return double(i) / 7.0 - 3.0; });
+     }},
 };
 
 }  // namespace
@@ -125,8 +145,11 @@ TEST(npy, numpy_reads_what_we_write) {
     imgnorm::write_npy(path, c.dtype, {2, 3, 7}, data.data());
     std::string code = std::string("a = np.load(sys.argv[1])\n") +
                        "i = np.arange(42, dtype=np.int64)\n"
-                       "e = (" + c.numpy_expr + ").reshape(2, 3, 7)\n"
-                       "assert a.dtype == np.dtype('" + imgnorm::to_string(c.dtype) +
+                       "e = (" +
+                       c.numpy_expr +
+                       ").reshape(2, 3, 7)\n"
+                       "assert a.dtype == np.dtype('" +
+                       imgnorm::to_string(c.dtype) +
                        "'), a.dtype\n"
                        "assert a.shape == (2, 3, 7), a.shape\n"
                        "assert a.tobytes() == e.tobytes(), (a, e)\n";
@@ -141,18 +164,21 @@ TEST(npy, reads_what_numpy_writes) {
       "d = sys.argv[1]\n"
       "i = np.arange(24, dtype=np.int64)\n"
       "np.save(d + '/u1.npy', (i * 7 % 256).astype(np.uint8).reshape(2, 3, 4))\n"
-      "np.save(d + '/f4.npy', (i.astype(np.float32) / np.float32(7) - np.float32(3)).reshape(4, 6))\n"
+      "np.save(d + '/f4.npy', (i.astype(np.float32) / np.float32(7) - np.float32(3)).reshape(4, "
+      "6))\n"
       "np.save(d + '/f2.npy', (i * 37 + 0x3000).astype(np.uint16).view(np.float16))\n"
       "np.save(d + '/f8.npy', (i / 7.0 - 3.0).reshape(2, 12))\n"
       "np.save(d + '/i8.npy', (i * 10**12 - 5).reshape(24, 1))\n"
       "np.save(d + '/b1.npy', (i % 3 == 0).reshape(3, 8))\n"
-      "np.save(d + '/be.npy', (i.astype(np.float32) / np.float32(7) - np.float32(3)).astype('>f4').reshape(4, 6))\n"
+      "np.save(d + '/be.npy', (i.astype(np.float32) / np.float32(7) - "
+      "np.float32(3)).astype('>f4').reshape(4, 6))\n"
       "np.save(d + '/scalar.npy', np.float64(2.5))\n"
       "np.save(d + '/empty.npy', np.zeros((0, 3), np.float32))\n"
       "np.save(d + '/fortran.npy', np.asfortranarray(np.zeros((2, 3), np.float32)))\n"
       "for v in [(2, 0), (3, 0)]:\n"
       "    with open(d + '/v%d.npy' % v[0], 'wb') as f:\n"
-      "        F.write_array(f, (i.astype(np.float32) / np.float32(7) - np.float32(3)).reshape(4, 6), version=v)\n";
+      "        F.write_array(f, (i.astype(np.float32) / np.float32(7) - np.float32(3)).reshape(4, "
+      "6), version=v)\n";
   ASSERT_EQ(run_python(dir, code, dir.file("")), 0);
 
   auto f4 = kCases[6].make(24);
@@ -173,10 +199,10 @@ TEST(npy, reads_what_numpy_writes) {
     std::vector<std::uint64_t> shape;
     int case_index;
   };
-  for (const Expect& e : {Expect{"u1.npy", NpyDtype::uint8, {2, 3, 4}, 1},
-                          Expect{"f2.npy", NpyDtype::float16, {24}, 5},
-                          Expect{"i8.npy", NpyDtype::int64, {24, 1}, 4},
-                          Expect{"b1.npy", NpyDtype::bool_, {3, 8}, 0}}) {
+  for (const Expect& e :
+       {Expect{"u1.npy", NpyDtype::uint8, {2, 3, 4}, 1},
+        Expect{"f2.npy", NpyDtype::float16, {24}, 5}, Expect{"i8.npy", NpyDtype::int64, {24, 1}, 4},
+        Expect{"b1.npy", NpyDtype::bool_, {3, 8}, 0}}) {
     SCOPED_TRACE(e.file);
     imgnorm::NpyArray a = imgnorm::read_npy(dir.file(e.file));
     EXPECT_EQ(a.header.dtype, e.dtype);
@@ -209,7 +235,14 @@ std::vector<std::uint8_t> npy_bytes(const std::string& dict, std::size_t data_by
   std::string h = dict;
   while ((10 + h.size() + 1) % 64) h += ' ';
   h += '\n';
-  std::vector<std::uint8_t> b = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0,
+  std::vector<std::uint8_t> b = {0x93,
+                                 'N',
+                                 'U',
+                                 'M',
+                                 'P',
+                                 'Y',
+                                 1,
+                                 0,
                                  static_cast<std::uint8_t>(h.size() & 0xff),
                                  static_cast<std::uint8_t>(h.size() >> 8)};
   b.insert(b.end(), h.begin(), h.end());
@@ -246,10 +279,10 @@ TEST(npy, rejects_malformed_headers) {
       {{0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, 0xff, 0xff, '{'}, "runs past the end"},
       {{0x93, 'N', 'U', 'M', 'P', 'Y', 2, 0, 0xff, 0xff, 0xff, 0xff}, "exceeds the limit"},
       {dict("{'descr': '<f4', 'fortran_order': True, 'shape': (3,), }"), "fortran_order True"},
-      {dict("{'descr': '<c8', 'fortran_order': False, 'shape': (3,), }"), "unsupported descr '<c8'"},
+      {dict("{'descr': '<c8', 'fortran_order': False, 'shape': (3,), }"),
+       "unsupported descr '<c8'"},
       {dict("{'descr': '|f4', 'fortran_order': False, 'shape': (3,), }"), "unsupported descr"},
-      {dict("{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (3,), }"),
-       "structured"},
+      {dict("{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (3,), }"), "structured"},
       {dict("{'descr': '<f4', 'fortran_order': False, }"), "no 'shape'"},
       {dict("{'descr': '<f4', 'shape': (3,), }"), "no 'fortran_order'"},
       {dict("{'fortran_order': False, 'shape': (3,), }"), "no 'descr'"},
@@ -432,8 +465,8 @@ TEST(npy, write_errors_name_the_path) {
       imgnorm::NpyWriter w(big, NpyDtype::float32, {1000, 1000});
       ::_exit(2);
     } catch (const imgnorm::Error& e) {
-      bool ok = e.code() == imgnorm::ErrorCode::io &&
-                std::string(e.what()).rfind(big + ": ", 0) == 0;
+      bool ok =
+          e.code() == imgnorm::ErrorCode::io && std::string(e.what()).rfind(big + ": ", 0) == 0;
       ::_exit(ok ? 0 : 3);
     }
   }

@@ -87,7 +87,8 @@ TEST(pipeline, results_reach_the_serial_stage_in_order) {
   Recipe r;
   r.size = {16, 16};
   run_pipeline(
-      ds.entries, r, o, [&](const LoadedImage& li) {
+      ds.entries, r, o,
+      [&](const LoadedImage& li) {
         ASSERT_GE(li.slot, 0);
         ASSERT_LT(li.slot, 3);
         ASSERT_EQ(li.image.width, 16);
@@ -108,8 +109,8 @@ TEST(pipeline, cancel_stops_with_interrupted) {
   PipelineOptions o;
   o.cancel = &cancel;
   try {
-    run_pipeline(ds.entries, Recipe{}, o, [](const LoadedImage&) {},
-                 [](std::size_t, int, const Error*) {});
+    run_pipeline(
+        ds.entries, Recipe{}, o, [](const LoadedImage&) {}, [](std::size_t, int, const Error*) {});
     FAIL() << "expected interrupted";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), ErrorCode::interrupted);

@@ -19,7 +19,8 @@ Image random_image(int w, int h, int c, unsigned seed) {
 }
 
 cv::Mat mat_of(const Image& img) {
-  return cv::Mat(img.height(), img.width(), CV_8UC(img.channels()), const_cast<uint8_t*>(img.data()));
+  return cv::Mat(img.height(), img.width(), CV_8UC(img.channels()),
+                 const_cast<uint8_t*>(img.data()));
 }
 
 Recipe recipe_of(ResizeMode mode, Size size, Interp interp = Interp::linear) {
@@ -34,7 +35,8 @@ Recipe recipe_of(ResizeMode mode, Size size, Interp interp = Interp::linear) {
 
 TEST(resize, stretch_equals_cv_resize_for_every_interpolation) {
   Image src = random_image(97, 61, 3, 1);
-  for (Interp interp : {Interp::linear, Interp::area, Interp::nearest, Interp::cubic, Interp::lanczos}) {
+  for (Interp interp :
+       {Interp::linear, Interp::area, Interp::nearest, Interp::cubic, Interp::lanczos}) {
     const int flags[] = {cv::INTER_LINEAR, cv::INTER_AREA, cv::INTER_NEAREST, cv::INTER_CUBIC,
                          cv::INTER_LANCZOS4};
     Image out, scratch;
@@ -59,7 +61,8 @@ TEST(resize, stretch_respects_source_stride) {
 }
 
 TEST(resize, crop_is_shorter_side_resize_then_center_crop) {
-  // 120x80 to 32: shorter side (80) → 32, longer int(120*32/80) = 48, crop x offset round(16/2) = 8.
+  // 120x80 to 32: shorter side (80) → 32, longer int(120*32/80) = 48, crop x offset round(16/2)
+  // = 8.
   Image src = random_image(120, 80, 3, 3);
   Image out, scratch;
   resize(src.view(), recipe_of(ResizeMode::crop, {32, 32}), out, scratch);

@@ -1,8 +1,8 @@
 #pragma once
 /// \file dataset.hpp
-/// Finding the images of a dataset: a class-folder tree (as torchvision's ImageFolder), a flat folder
-/// (one unnamed class), or a list file. Nothing is dropped silently: every file that is not taken is
-/// listed in `ignored` with the reason. Also deterministic sampling and sharding.
+/// Finding the images of a dataset: a class-folder tree (as torchvision's ImageFolder), a flat
+/// folder (one unnamed class), or a list file. Nothing is dropped silently: every file that is not
+/// taken is listed in `ignored` with the reason. Also deterministic sampling and sharding.
 
 #include <cstddef>
 #include <cstdint>
@@ -37,11 +37,11 @@ struct ScanOptions {
   std::vector<std::string> extensions{"jpg", "jpeg", "png", "webp"};
 };
 
-/// Scans `root`. First-level folders are classes (sorted bytewise → label ids); files inside a class
-/// folder are found recursively (symlinks followed, loops detected and reported). Hidden files and
-/// folders (name starting with '.') are ignored, as are root-level files. A root with no class
-/// folders but with image files directly inside is one unnamed class "". Throws Error(io) when
-/// `root` is missing or not a folder; an empty result is returned as is (the caller decides).
+/// Scans `root`. First-level folders are classes (sorted bytewise → label ids); files inside a
+/// class folder are found recursively (symlinks followed, loops detected and reported). Hidden
+/// files and folders (name starting with '.') are ignored, as are root-level files. A root with no
+/// class folders but with image files directly inside is one unnamed class "". Throws Error(io)
+/// when `root` is missing or not a folder; an empty result is returned as is (the caller decides).
 ///
 /// Details:
 /// - Entry paths are `root` as given joined with the relative path by one '/' ("d/" stays "d/a").
@@ -78,8 +78,9 @@ Dataset read_list(const std::string& list_file, const ScanOptions& options = {})
 /// equally likely; O(k) memory, or n bits when k >= n/64). Throws Error(invalid_argument) if k > n.
 std::vector<std::size_t> sample_indices(std::size_t n, std::size_t k, std::uint64_t seed);
 
-/// How many to sample: "500" (a count) or "10%" (a percentage of n, rounded to nearest, at least 1).
-/// Throws Error(invalid_argument) for malformed text, 0, or more than 100%. A count above n gives n.
+/// How many to sample: "500" (a count) or "10%" (a percentage of n, rounded to nearest, at least
+/// 1). Throws Error(invalid_argument) for malformed text, 0, or more than 100%. A count above n
+/// gives n.
 ///
 /// Grammar: digits, or digits ['.' digits] '%' (no sign, spaces or exponent; at most 9 decimals
 /// after trailing zeros are dropped). The percentage is computed exactly in integers, halves

@@ -48,12 +48,12 @@ struct DecodeOptions {
 /// What decode found out about the file.
 struct DecodeInfo {
   Format format = Format::unknown;
-  int width = 0;           ///< stored width (before orientation and scaling)
-  int height = 0;          ///< stored height
-  int source_channels = 0; ///< components in the file (1 gray, 2 gray+alpha, 3, 4 RGBA/CMYK)
+  int width = 0;            ///< stored width (before orientation and scaling)
+  int height = 0;           ///< stored height
+  int source_channels = 0;  ///< components in the file (1 gray, 2 gray+alpha, 3, 4 RGBA/CMYK)
   int bit_depth = 8;
-  int orientation = 1;     ///< EXIF orientation 1–8 that was found (1 when none)
-  int scale_denom = 1;     ///< DCT scaling used: 1, 2, 4 or 8
+  int orientation = 1;  ///< EXIF orientation 1–8 that was found (1 when none)
+  int scale_denom = 1;  ///< DCT scaling used: 1, 2, 4 or 8
 };
 
 /// A reusable decoder: keeps its libjpeg/libspng state and scratch buffers between images, so that

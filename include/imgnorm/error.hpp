@@ -23,8 +23,8 @@ enum class ErrorCode {
 /// Short lower-case name of a code ("io", "corrupt", ...), as written to stats.json.
 const char* to_string(ErrorCode code) noexcept;
 
-/// Bad input. what() has the form "path: what went wrong" (or just "what went wrong" when no file is
-/// involved), short enough for one line on stderr.
+/// Bad input. what() has the form "path: what went wrong" (or just "what went wrong" when no file
+/// is involved), short enough for one line on stderr.
 class Error : public std::runtime_error {
  public:
   Error(ErrorCode code, const std::string& message) : std::runtime_error(message), code_(code) {}
@@ -34,7 +34,8 @@ class Error : public std::runtime_error {
   ErrorCode code_;
 };
 
-/// Returns a copy of `e` whose message is prefixed with `path: ` (unless it already starts with it).
+/// Returns a copy of `e` whose message is prefixed with `path: ` (unless it already starts with
+/// it).
 Error with_path(const Error& e, const std::string& path);
 
 }  // namespace imgnorm

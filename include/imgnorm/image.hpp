@@ -1,6 +1,7 @@
 #pragma once
 /// \file image.hpp
-/// 8-bit interleaved images: an owning, move-only Image and a non-owning ImageView with a row stride.
+/// 8-bit interleaved images: an owning, move-only Image and a non-owning ImageView with a row
+/// stride.
 
 #include <cstddef>
 #include <cstdint>
@@ -9,7 +10,8 @@
 namespace imgnorm {
 
 /// A non-owning view of an interleaved u8 image: `channels` bytes per pixel, rows `stride` bytes
-/// apart (stride >= width * channels). Pixel (x, y), channel c is data[y * stride + x * channels + c].
+/// apart (stride >= width * channels). Pixel (x, y), channel c is data[y * stride + x * channels +
+/// c].
 struct ImageView {
   const std::uint8_t* data = nullptr;
   int width = 0;

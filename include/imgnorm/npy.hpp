@@ -36,11 +36,11 @@ inline constexpr std::size_t kMaxNpyDims = 64;
 struct NpyHeader {
   int version_major = 1;  ///< 1, 2 or 3
   NpyDtype dtype = NpyDtype::uint8;
-  bool big_endian = false;            ///< data bytes are big-endian (descr starts with '>')
-  std::vector<std::uint64_t> shape;   ///< C order; empty for a 0-d array
-  std::size_t data_offset = 0;        ///< bytes from the start of the file to the first element
-  std::uint64_t count = 1;            ///< product of shape (checked for overflow)
-  std::uint64_t data_bytes = 0;       ///< count · itemsize (checked for overflow)
+  bool big_endian = false;           ///< data bytes are big-endian (descr starts with '>')
+  std::vector<std::uint64_t> shape;  ///< C order; empty for a 0-d array
+  std::size_t data_offset = 0;       ///< bytes from the start of the file to the first element
+  std::uint64_t count = 1;           ///< product of shape (checked for overflow)
+  std::uint64_t data_bytes = 0;      ///< count · itemsize (checked for overflow)
 
   /// Bytes of one row (product of shape[1:] · itemsize); the element size for a 0-d array.
   std::uint64_t row_bytes() const;

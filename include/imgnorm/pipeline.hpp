@@ -47,10 +47,10 @@ struct LoadedImage {
 /// (nullptr when it loaded) and the slot its process() call used. A file that fails is never
 /// fatal here; what to do with it is the caller's decision. Returns the number of slots used.
 /// Throws Error(interrupted) when options.cancel was raised.
-void run_pipeline(const std::vector<Entry>& entries, const Recipe& recipe,
-                  const PipelineOptions& options,
-                  const std::function<void(const LoadedImage&)>& process,
-                  const std::function<void(std::size_t index, int slot, const Error* error)>& in_order);
+void run_pipeline(
+    const std::vector<Entry>& entries, const Recipe& recipe, const PipelineOptions& options,
+    const std::function<void(const LoadedImage&)>& process,
+    const std::function<void(std::size_t index, int slot, const Error* error)>& in_order);
 
 /// The number of token slots run_pipeline uses for these options (so callers can size per-slot
 /// buffers before calling it).

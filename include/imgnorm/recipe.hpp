@@ -36,7 +36,8 @@ inline int channel_count(ChannelOrder order) { return order == ChannelOrder::gra
 const char* to_string(ChannelOrder v) noexcept;
 const char* to_string(ResizeMode v) noexcept;
 const char* to_string(Interp v) noexcept;
-/// Parsers for the names above (the CLI's and stats.json's spelling); throw Error(invalid_argument).
+/// Parsers for the names above (the CLI's and stats.json's spelling); throw
+/// Error(invalid_argument).
 ChannelOrder parse_channel_order(const std::string& s);
 ResizeMode parse_resize_mode(const std::string& s);
 Interp parse_interp(const std::string& s);
