@@ -65,3 +65,21 @@ def image_files(root):
                     found.append(os.path.relpath(os.path.join(dirpath, f), os.path.join(root, c)))
         files += [os.path.join(root, c, f) for f in sorted(found, key=lambda s: s.encode())]
     return files
+
+
+def tutorial_pixels(files, size):
+    """The tutorial's pixels: cv2.resize(cv2.imread(f), (size, size)) as RGB, (N, size, size, 3) uint8."""
+    import cv2
+    import numpy as np
+
+    return np.stack([cv2.resize(cv2.imread(f, cv2.IMREAD_COLOR), (size, size))[:, :, ::-1] for f in files])
+
+
+def load_stats(path):
+    """stats.json as (per-channel mean/std/min/max as float64 arrays, the whole dict)."""
+    import json
+
+    import numpy as np
+
+    st = json.load(open(path))
+    return {k: np.array(st[k], dtype=np.float64) for k in ("mean", "std", "min", "max")}, st

@@ -11,7 +11,7 @@ import shutil
 import cv2
 import numpy as np
 
-from common import WORK, check, finish, image_files, photos, run
+from common import load_stats, tutorial_pixels, WORK, check, finish, image_files, photos, run
 
 S = 32
 OUT = os.path.join(WORK, "norm-ref")
@@ -20,13 +20,7 @@ os.makedirs(OUT)
 
 
 def cv2_pixels(files, size=S):
-    """The tutorial's pixels: (N, size, size, 3) uint8, RGB."""
-    return np.stack([cv2.resize(cv2.imread(f, cv2.IMREAD_COLOR), (size, size))[:, :, ::-1] for f in files])
-
-
-def load_stats(path):
-    st = json.load(open(path))
-    return {k: np.array(st[k], dtype=np.float64) for k in ("mean", "std", "min", "max")}, st
+    return tutorial_pixels(files, size)
 
 
 def normalize(name, inp, *args, expect=0):
