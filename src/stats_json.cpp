@@ -556,19 +556,32 @@ StatsFile stats_from_json(const std::string& text) {
     st.shard_count = static_cast<int>(count);
   }
 
-  // The derived numbers are recomputed from the sums; the ones written must agree, so an edited
-  // file is refused rather than silently overridden.
-  std::vector<double> mean, stddev;
+  // The derived numbers are recomputed from the sums; the per-channel ones written (mean, std, in
+  // both units, min, max, median) must agree, so an edited file is refused rather than silently
+  // overridden. Percentiles, covariance and intervals are recomputed and not compared.
+  std::vector<double> mean, stddev, mean_unit, std_unit, lo, hi, median;
   if (pixels > 0) {
     if (st.ddof == 1 && pixels < 2) bad("field 'ddof' is 1 but there is only one pixel");
     const Summary s = summarize(st.acc, st.ddof);
     for (const ChannelSummary& c : s.channel) {
       mean.push_back(c.mean);
       stddev.push_back(c.std);
+      mean_unit.push_back(c.mean_unit);
+      std_unit.push_back(c.std_unit);
+      lo.push_back(c.min);
+      hi.push_back(c.max);
+      median.push_back(c.median);
     }
   }
+  if (st.sample && st.acc.images() > st.sample->sampled)
+    bad("field 'sums.images' is larger than 'sample.sampled'");
   check_derived(root, "std", stddev);
   check_derived(root, "mean", mean);
+  check_derived(root, "std_unit", std_unit);
+  check_derived(root, "mean_unit", mean_unit);
+  check_derived(root, "min", lo);
+  check_derived(root, "max", hi);
+  check_derived(root, "median", median);
   return st;
 }
 

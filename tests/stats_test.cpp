@@ -564,6 +564,15 @@ TEST(stats, json_rejects_malformed_files) {
   expect_rejected(
       text, [](ojson& j) { j["std"][0] = -1.5; }, "negative or NaN std");
   expect_rejected(
+      text, [](ojson& j) { j["min"][2] = j["min"][2].get<int>() + 1; },
+      "field 'min' does not match 'sums'");
+  expect_rejected(
+      text, [](ojson& j) { j["median"][0] = j["median"][0].get<double>() + 0.5; },
+      "field 'median' does not match 'sums'");
+  expect_rejected(
+      text, [](ojson& j) { j["std_unit"][1] = j["std_unit"][1].get<double>() * 1.01; },
+      "field 'std_unit' does not match 'sums'");
+  expect_rejected(
       text, [](ojson& j) { j["mean"][2] = 1.0; }, "field 'mean' does not match");
   expect_rejected(
       text, [](ojson& j) { j["recipe"]["channels"] = "gray"; },
