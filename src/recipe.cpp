@@ -97,4 +97,16 @@ Size parse_size(const std::string& s) {
   return {parse_dim(s.substr(0, x), s), parse_dim(s.substr(x + 1), s)};
 }
 
+std::vector<std::string> channel_names(ChannelOrder order) {
+  switch (order) {
+    case ChannelOrder::rgb:
+      return {"R", "G", "B"};
+    case ChannelOrder::bgr:
+      return {"B", "G", "R"};
+    case ChannelOrder::gray:
+      return {"Y"};
+  }
+  return {};
+}
+
 }  // namespace imgnorm

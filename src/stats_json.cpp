@@ -35,18 +35,6 @@ std::string u128_to_string(u128 v) {
   return s;
 }
 
-std::vector<std::string> channel_names(ChannelOrder order) {
-  switch (order) {
-    case ChannelOrder::rgb:
-      return {"R", "G", "B"};
-    case ChannelOrder::bgr:
-      return {"B", "G", "R"};
-    case ChannelOrder::gray:
-      return {"Y"};
-  }
-  return {};
-}
-
 bool is_scalar_array(const ojson& j) {
   return std::all_of(j.begin(), j.end(), [](const ojson& e) { return e.is_primitive(); });
 }

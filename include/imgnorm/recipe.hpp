@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace imgnorm {
 
@@ -29,6 +30,10 @@ struct Size {
   int height = 0;
   bool operator==(const Size&) const = default;
 };
+
+/// Names of the channels in this order, as stats.json and the tables write them: {"R", "G", "B"},
+/// {"B", "G", "R"} or {"Y"}.
+std::vector<std::string> channel_names(ChannelOrder order);
 
 /// Number of channels of an order: 3, or 1 for gray.
 inline int channel_count(ChannelOrder order) { return order == ChannelOrder::gray ? 1 : 3; }

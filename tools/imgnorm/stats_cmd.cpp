@@ -16,18 +16,6 @@
 namespace imgnorm::cli {
 namespace {
 
-std::vector<std::string> channel_names(ChannelOrder order) {
-  switch (order) {
-    case ChannelOrder::rgb:
-      return {"R", "G", "B"};
-    case ChannelOrder::bgr:
-      return {"B", "G", "R"};
-    case ChannelOrder::gray:
-      return {"Y"};
-  }
-  return {};
-}
-
 std::string join_numbers(const std::vector<double>& v, const char* fmt_spec) {
   std::string s;
   for (std::size_t i = 0; i < v.size(); ++i) {
