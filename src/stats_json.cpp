@@ -234,9 +234,24 @@ void check_derived(const ojson& root, const char* key, const std::vector<double>
   }
 }
 
+ojson recipe_json(const Recipe& r) {
+  ojson recipe;
+  recipe["channels"] = to_string(r.channels);
+  recipe["channel_order"] = channel_names(r.channels);
+  recipe["size"] = {r.size.width, r.size.height};
+  recipe["resize"] = to_string(r.resize);
+  recipe["interpolation"] = to_string(r.interp);
+  recipe["pad_value"] = r.pad_value;
+  recipe["exact_decode"] = r.exact_decode;
+  recipe["max_pixels"] = r.max_pixels;
+  return recipe;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
+
+std::string to_json(const Recipe& recipe) { return recipe_json(recipe).dump(); }
 
 std::string to_json(const StatsFile& stats) {
   const Accumulator& acc = stats.acc;
@@ -257,17 +272,7 @@ std::string to_json(const StatsFile& stats) {
   j["format_version"] = kFormatVersion;
   j["tool"] = {{"name", "imgnorm"}, {"version", stats.tool_version}};
   j["source"] = stats.source;
-  const Recipe& r = stats.recipe;
-  ojson recipe;
-  recipe["channels"] = to_string(r.channels);
-  recipe["channel_order"] = channel_names(r.channels);
-  recipe["size"] = {r.size.width, r.size.height};
-  recipe["resize"] = to_string(r.resize);
-  recipe["interpolation"] = to_string(r.interp);
-  recipe["pad_value"] = r.pad_value;
-  recipe["exact_decode"] = r.exact_decode;
-  recipe["max_pixels"] = r.max_pixels;
-  j["recipe"] = std::move(recipe);
+  j["recipe"] = recipe_json(stats.recipe);
   j["ddof"] = stats.ddof;
 
   ojson per_class = ojson::object();

@@ -169,6 +169,10 @@ struct StatsFile {
   Accumulator acc;
 };
 
+/// The recipe as the compact JSON object stats.json's "recipe" field holds (manifest.json uses it
+/// too, so both files describe a recipe the same way).
+std::string to_json(const Recipe& recipe);
+
 /// Serializes to the stats.json text (format "imgnorm-stats", version 1), numbers rounded the same
 /// way every time (shortest round-trip representation), so equal inputs give equal bytes.
 std::string to_json(const StatsFile& stats);

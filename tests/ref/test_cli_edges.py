@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Edge cases of imgnorm normalize / denormalize found in review: checks run before anything is
 written, inputs that look like something else are refused, --force leaves no stale outputs."""
+import json
 import os
 import shutil
 
@@ -61,6 +62,10 @@ run("denormalize", path("mi", "images.npy"), "-o", path("back.npy"), cwd="/")
 run("normalize", ds, "--stats", path("st.json"), "--mode", "scale", "-o", path("sc"), "-q")
 back, sc = np.load(path("back.npy")), np.load(path("sc", "images.npy"))
 check(np.array_equal(back.astype(np.float32) / 255, sc) or np.array_equal(np.round(sc * 255).astype(np.uint8), back), "mean-image denormalize from another folder is exact")
+
+# manifest.json describes the recipe exactly as stats.json does.
+man = json.load(open(path("sc", "manifest.json")))
+check(man["recipe"] == json.load(open(path("st.json")))["recipe"], f"manifest recipe equals stats.json's: {man['recipe']}")
 
 # Absurd thread counts are a usage error, not an overflow.
 p = run("stats", ds, "--threads", 1000000000, expect=2)

@@ -88,18 +88,6 @@ std::string recipe_differences(const Recipe& a, const Recipe& b) {
   return d;
 }
 
-ojson recipe_json(const Recipe& r) {
-  ojson j;
-  j["channels"] = to_string(r.channels);
-  j["size"] = {r.size.width, r.size.height};
-  j["resize"] = to_string(r.resize);
-  j["interpolation"] = to_string(r.interp);
-  j["pad_value"] = r.pad_value;
-  j["exact_decode"] = r.exact_decode;
-  j["max_pixels"] = r.max_pixels;
-  return j;
-}
-
 // One key per line; arrays of objects or arrays (files, skipped, per-image maps) one element per
 // line; everything else compact. Readable, and grep-able line by line.
 std::string manifest_text(const ojson& m) {
@@ -616,7 +604,7 @@ int normalize_main(const CLI::App& app, NormalizeFlags& f) {
   m["dtype"] = to_string(format.dtype);
   m["channels"] = to_string(format.channels);
   m["shape"] = shape;
-  m["recipe"] = recipe_json(recipe);
+  m["recipe"] = ojson::parse(to_json(recipe));
   m["input_channels"] = to_string(recipe.channels);
   if (!spec.mean.empty() && spec.mode != Mode::custom) {
     m["dataset_mean"] = spec.mean;
