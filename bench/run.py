@@ -25,9 +25,20 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 PY = "/usr/bin/python3"
-# The dataset generator lives next to the repository (../shared/data); IMGNORM_MAKE_PHOTOS overrides.
-MAKE_PHOTOS = os.environ.get("IMGNORM_MAKE_PHOTOS") or os.path.join(ROOT, "..", "shared", "data",
-                                                                    "make_photos.py")
+# The dataset generator: the repository's copy, scripts/make_photos.py; IMGNORM_MAKE_PHOTOS overrides.
+MAKE_PHOTOS = os.environ.get("IMGNORM_MAKE_PHOTOS") or os.path.join(ROOT, "scripts", "make_photos.py")
+# Its photographs: IMGNORM_PHOTOS; else the 24 of the shared data folder next to the repository
+# (../shared/data/photos, which the recorded results use) when it is there; else the 6 bundled in
+# tests/data/photos. With IMGNORM_MAKE_PHOTOS and no IMGNORM_PHOTOS, that script picks its own.
+SHARED_PHOTOS = os.path.normpath(os.path.join(ROOT, "..", "shared", "data", "photos"))
+if os.environ.get("IMGNORM_PHOTOS"):
+    PHOTOS = os.path.abspath(os.environ["IMGNORM_PHOTOS"])
+elif os.environ.get("IMGNORM_MAKE_PHOTOS"):
+    PHOTOS = None
+elif os.path.isdir(SHARED_PHOTOS):
+    PHOTOS = SHARED_PHOTOS
+else:
+    PHOTOS = os.path.join(ROOT, "tests", "data", "photos")
 DATA = os.path.join(HERE, "data")
 WORK = os.path.join(HERE, "work")
 
@@ -45,16 +56,19 @@ def dataset(name, count, seed):
     path = os.path.join(DATA, name)
     stamp = path + ".complete"
     want = f"count={count} seed={seed}\n"
+    if PHOTOS not in (None, SHARED_PHOTOS):  # the stamp of a dataset made from the shared photos is unchanged
+        want += f"photos={PHOTOS}\n"
     if os.path.isdir(path) and os.path.exists(stamp) and open(stamp).read() == want:
         return path
     if not os.path.exists(MAKE_PHOTOS):
-        sys.exit(f"bench: {MAKE_PHOTOS} not found (the shared data folder next to the repository); "
-                 "set IMGNORM_MAKE_PHOTOS=/path/to/make_photos.py")
-    log(f"bench: generating {count} images in {path} (make_photos.py --seed {seed}, once) ...")
+        sys.exit(f"bench: {MAKE_PHOTOS} not found; set IMGNORM_MAKE_PHOTOS=/path/to/make_photos.py")
+    photos = [] if PHOTOS is None else ["--photos", PHOTOS]
+    log(f"bench: generating {count} images in {path} ({os.path.relpath(MAKE_PHOTOS, ROOT)} --seed {seed}"
+        f"{' --photos ' + PHOTOS if PHOTOS else ''}, once) ...")
     tmp = path + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.rmtree(path, ignore_errors=True)
-    subprocess.run([PY, MAKE_PHOTOS, tmp, "--count", str(count), "--seed", str(seed)], check=True)
+    subprocess.run([PY, MAKE_PHOTOS, tmp, "--count", str(count), "--seed", str(seed), *photos], check=True)
     os.rename(tmp, path)
     with open(stamp, "w") as f:
         f.write(want)
@@ -216,7 +230,8 @@ def report(args, n_images, cmds, by, kern, scaling, notes):
     L.append("")
     L.append(f"- machine: {machine()}")
     L.append(f"- commit: {git_rev()}")
-    L.append(f"- dataset: {n_images} images (make_photos.py{' --count 1000' if args.quick else ''}), "
+    L.append(f"- dataset: {n_images} images (make_photos.py{' --count 1000' if args.quick else ''}"
+             f"{' from ' + os.path.relpath(PHOTOS, ROOT) if PHOTOS else ''}), "
              f"page cache warm; {args.runs} runs per command, alternating; wall time median (min–max)")
     L.append("- peak RSS: getrusage of the finished command (the largest single process)")
     L.append(f"- load average (1 min) at the start / end: {args.load_start:.1f} / {os.getloadavg()[0]:.1f}: "

@@ -1,6 +1,7 @@
 """Helpers shared by the Python reference tests (run with /usr/bin/python3)."""
 import fcntl
 import os
+import shutil
 import subprocess
 import sys
 
@@ -34,19 +35,39 @@ def run(*args, expect=0, **kw):
     return p
 
 
+# The reference datasets come from the repository alone: scripts/make_photos.py (the project's copy of
+# the generator) cutting crops from the 6 photographs in tests/data/photos.
+MAKE_PHOTOS = os.path.join(SOURCE, "scripts", "make_photos.py")
+PHOTOS = os.path.join(SOURCE, "tests", "data", "photos")
+# Seed 16 puts every kind of file make_photos.py writes (baseline 4:2:0 and 4:4:4, progressive and
+# grayscale JPEG, RGB and RGBA PNG) in the first 60 images already, so photos(60) has them all too
+# (photos(60): 2 RGB + 2 RGBA PNG, 3 gray JPEG, 3 progressive; photos(200): 5 + 4 PNG, 7 gray, 17 progressive).
+PHOTOS_SEED = 16
+
+
+def _photos_key(count):
+    """Names the cached dataset after everything it is made from (generator, photographs, count, seed)."""
+    import hashlib
+
+    h = hashlib.sha256(f"{count} {PHOTOS_SEED}\n".encode())
+    for path in [MAKE_PHOTOS] + [os.path.join(PHOTOS, f) for f in sorted(os.listdir(PHOTOS))]:
+        with open(path, "rb") as f:
+            h.update(os.path.basename(path).encode() + b"\0" + hashlib.sha256(f.read()).digest())
+    return h.hexdigest()[:12]
+
+
 def photos(count=200):
-    """The benchmark-like dataset from ../shared/data/make_photos.py (cached), or the bundled sample."""
-    maker = os.path.join(SOURCE, "..", "shared", "data", "make_photos.py")
-    if not os.path.exists(maker):
-        print("note: ../shared/data/make_photos.py not found; using examples/flowers")
-        return os.path.join(SOURCE, "examples", "flowers")
-    out = os.path.join(WORK, f"photos{count}")
+    """A flower_photos-like dataset of `count` images made by scripts/make_photos.py from tests/data/photos
+    (cached in WORK)."""
+    out = os.path.join(WORK, f"photos{count}-{_photos_key(count)}")
     done = out + ".done"
     # ctest runs several reference tests at once: one builds the dataset, the others wait for it.
     with open(out + ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not os.path.exists(done):
-            subprocess.run(["/usr/bin/python3", maker, out, "--count", str(count)], check=True)
+            shutil.rmtree(out, ignore_errors=True)  # a run that died half-way
+            subprocess.run(["/usr/bin/python3", MAKE_PHOTOS, out, "--count", str(count), "--seed", str(PHOTOS_SEED),
+                            "--photos", PHOTOS], check=True)
             open(done, "w").close()
     return out
 

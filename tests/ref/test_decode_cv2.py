@@ -3,9 +3,9 @@
 
 For every file in tests/data that cv2.imread reads, imgnorm_dump must give exactly
 cv2.imread(path, IMREAD_COLOR) (as RGB and as BGR) and cv2.imread(path, IMREAD_GRAYSCALE) (gray),
-with and without EXIF orientation. Files cv2 cannot read must be refused by imgnorm too.
-Truncated JPEGs, which cv2 fills with grey, are refused by default and equal cv2 with
---allow-truncated.
+with and without EXIF orientation, and so must the full-size photographs in tests/data/photos.
+Files cv2 cannot read must be refused by imgnorm too. Truncated JPEGs, which cv2 fills with grey,
+are refused by default and equal cv2 with --allow-truncated.
 
     IMGNORM_DUMP=build/tests/imgnorm_dump /usr/bin/python3 tests/ref/test_decode_cv2.py
 """
@@ -103,14 +103,12 @@ def main():
     got, err = dump(os.path.join(DATA, "jpeg_420.jpg"), "--max-pixels", str(41 * 31))
     check(got is not None and got.shape == (31, 41, 3), "--max-pixels at the exact size accepts")
 
-    # Real photographs at full size, the case that matters most.
-    photos = os.path.join(HERE, "..", "..", "..", "shared", "data", "photos")
-    if os.path.isdir(photos):
-        for name in sorted(os.listdir(photos))[:6]:
-            if name.endswith(".jpg"):
-                compare(os.path.join(photos, name), "photos/" + name)
-    else:
-        print(f"note: {photos} not found, full-size photos skipped")
+    # Real photographs at full size (1600 px wide, tests/data/photos), the case that matters most.
+    photos = os.path.join(DATA, "photos")
+    photo_names = sorted(f for f in os.listdir(photos) if f.endswith(".jpg"))
+    check(len(photo_names) >= 6, f"full-size photographs present ({len(photo_names)})")
+    for name in photo_names:
+        compare(os.path.join(photos, name), "photos/" + name)
 
     unusual_names_and_small_images()
 

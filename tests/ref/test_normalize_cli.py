@@ -194,7 +194,7 @@ for mode in ("standardize", "per-image"):
 # ---- interrupted write ------------------------------------------------------------------------------
 # 5 x 200 photos (hard links) at 224, one thread: several seconds of work. SIGTERM once the temporary
 # images.npy exists; expect exit 130, no images.npy, no temporary file.
-bigroot = os.path.join(WORK, "norm-big")
+bigroot = os.path.join(WORK, "norm-big-" + os.path.basename(root))  # made again when the dataset changes
 if not os.path.exists(bigroot + ".done"):
     shutil.rmtree(bigroot, ignore_errors=True)
     for f in all_files:
