@@ -41,7 +41,7 @@ Batch load_batch() {
   Batch b;
   if (const char* path = std::getenv("IMGNORM_BENCH_BATCH"); path != nullptr && *path) {
     imgnorm::NpyArray a = imgnorm::read_npy(path);
-    if (a.header.dtype != imgnorm::NpyDtype::uint8 || a.header.shape.size() != 4 ||
+    if (a.header.dtype != imgnorm::DType::uint8 || a.header.shape.size() != 4 ||
         a.header.shape[3] != 3) {
       std::fprintf(stderr, "%s: expected a uint8 array of shape (N, H, W, 3)\n", path);
       std::exit(2);

@@ -157,7 +157,7 @@ inline void npy_bytes(const std::uint8_t* data, std::size_t size) {
     std::uint64_t count = 1;
     for (std::uint64_t d : h.shape) count *= d;
     IMGNORM_FUZZ_CHECK(count == h.count);
-    IMGNORM_FUZZ_CHECK(h.data_bytes == h.count * npy_itemsize(h.dtype));
+    IMGNORM_FUZZ_CHECK(h.data_bytes == h.count * dtype_size(h.dtype));
     IMGNORM_FUZZ_CHECK(h.row_bytes() <= h.data_bytes || h.count == 0);
   } catch (const Error& e) {
     IMGNORM_FUZZ_CHECK(e.code() == ErrorCode::format);

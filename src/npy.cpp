@@ -33,12 +33,12 @@ bool mul_overflows(std::uint64_t a, std::uint64_t b, std::uint64_t* out) {
 
 struct DescrEntry {
   const char* code;  // without byte-order character
-  NpyDtype dtype;
+  DType dtype;
 };
 constexpr DescrEntry kDescrs[] = {
-    {"b1", NpyDtype::bool_},   {"u1", NpyDtype::uint8},   {"u2", NpyDtype::uint16},
-    {"i4", NpyDtype::int32},   {"i8", NpyDtype::int64},   {"f2", NpyDtype::float16},
-    {"f4", NpyDtype::float32}, {"f8", NpyDtype::float64},
+    {"b1", DType::bool_},   {"u1", DType::uint8},   {"u2", DType::uint16},
+    {"i4", DType::int32},   {"i8", DType::int64},   {"f2", DType::float16},
+    {"f4", DType::float32}, {"f8", DType::float64},
 };
 
 // Parser for the Python dict literal numpy writes, e.g.
@@ -134,7 +134,7 @@ class DictParser {
       for (const DescrEntry& e : kDescrs) {
         if (d.compare(1, 2, e.code) != 0) continue;
         h.dtype = e.dtype;
-        bool multi = npy_itemsize(e.dtype) > 1;
+        bool multi = dtype_size(e.dtype) > 1;
         if (multi && d[0] == '|') break;  // byte order is required for multi-byte types
         h.big_endian = multi && d[0] == '>';
         return;
@@ -255,67 +255,26 @@ NpyHeader read_header_fd(int fd, const std::string& path) {
   }
 }
 
-std::atomic<unsigned> temp_counter{0};
 
 }  // namespace
 
-std::size_t npy_itemsize(NpyDtype dtype) noexcept {
+const char* npy_descr(DType dtype) noexcept {
   switch (dtype) {
-    case NpyDtype::bool_:
-    case NpyDtype::uint8:
-      return 1;
-    case NpyDtype::uint16:
-    case NpyDtype::float16:
-      return 2;
-    case NpyDtype::int32:
-    case NpyDtype::float32:
-      return 4;
-    case NpyDtype::int64:
-    case NpyDtype::float64:
-      return 8;
-  }
-  return 1;
-}
-
-const char* to_string(NpyDtype dtype) noexcept {
-  switch (dtype) {
-    case NpyDtype::bool_:
-      return "bool";
-    case NpyDtype::uint8:
-      return "uint8";
-    case NpyDtype::uint16:
-      return "uint16";
-    case NpyDtype::int32:
-      return "int32";
-    case NpyDtype::int64:
-      return "int64";
-    case NpyDtype::float16:
-      return "float16";
-    case NpyDtype::float32:
-      return "float32";
-    case NpyDtype::float64:
-      return "float64";
-  }
-  return "?";
-}
-
-const char* npy_descr(NpyDtype dtype) noexcept {
-  switch (dtype) {
-    case NpyDtype::bool_:
+    case DType::bool_:
       return "|b1";
-    case NpyDtype::uint8:
+    case DType::uint8:
       return "|u1";
-    case NpyDtype::uint16:
+    case DType::uint16:
       return "<u2";
-    case NpyDtype::int32:
+    case DType::int32:
       return "<i4";
-    case NpyDtype::int64:
+    case DType::int64:
       return "<i8";
-    case NpyDtype::float16:
+    case DType::float16:
       return "<f2";
-    case NpyDtype::float32:
+    case DType::float32:
       return "<f4";
-    case NpyDtype::float64:
+    case DType::float64:
       return "<f8";
   }
   return "?";
@@ -323,7 +282,7 @@ const char* npy_descr(NpyDtype dtype) noexcept {
 
 std::uint64_t NpyHeader::row_bytes() const {
   std::uint64_t n = shape_count(shape, shape.empty() ? 0 : 1);
-  return n * npy_itemsize(dtype);  // parse checked count · itemsize; a row is no larger
+  return n * dtype_size(dtype);  // parse checked count · itemsize; a row is no larger
 }
 
 NpyHeader parse_npy_header(const std::uint8_t* data, std::size_t size) {
@@ -355,9 +314,9 @@ NpyHeader parse_npy_header(const std::uint8_t* data, std::size_t size) {
   for (std::uint64_t d : h.shape)
     if (mul_overflows(h.count, d, &h.count)) bad("shape product overflows");
   std::uint64_t row = shape_count(h.shape, h.shape.empty() ? 0 : 1), row_bytes = 0;
-  if (row == UINT64_MAX || mul_overflows(row, npy_itemsize(h.dtype), &row_bytes))
+  if (row == UINT64_MAX || mul_overflows(row, dtype_size(h.dtype), &row_bytes))
     bad("row size overflows");
-  if (mul_overflows(h.count, npy_itemsize(h.dtype), &h.data_bytes) ||
+  if (mul_overflows(h.count, dtype_size(h.dtype), &h.data_bytes) ||
       h.data_bytes > UINT64_MAX - h.data_offset)
     bad("array size overflows");
   return h;
@@ -412,46 +371,44 @@ void NpyReader::read_rows(std::uint64_t first, std::uint64_t n, void* out) const
                  path_))
     throw Error(ErrorCode::io, path_ + ": file shrank while reading");
   if (header_.big_endian)
-    byteswap(static_cast<std::uint8_t*>(out), bytes, npy_itemsize(header_.dtype));
+    byteswap(static_cast<std::uint8_t*>(out), bytes, dtype_size(header_.dtype));
 }
 
-NpyWriter::NpyWriter(std::string path, NpyDtype dtype, std::vector<std::uint64_t> shape)
-    : path_(std::move(path)), dtype_(dtype), shape_(std::move(shape)) {
-  if (shape_.empty() || shape_.size() > kMaxNpyDims)
-    throw Error(ErrorCode::invalid_argument, path_ + ": .npy writer needs 1 to 64 dimensions");
-  std::uint64_t count = shape_count(shape_, 0), row = shape_count(shape_, 1), total = 0;
-  if (count == UINT64_MAX || row == UINT64_MAX ||
-      mul_overflows(row, npy_itemsize(dtype_), &row_bytes_) ||
-      mul_overflows(count, npy_itemsize(dtype_), &total) || total > (UINT64_MAX >> 2))
-    throw Error(ErrorCode::invalid_argument, path_ + ": array shape overflows");
-  temp_path_ = path_ + ".tmp-" + std::to_string(::getpid()) + "-" +
-               std::to_string(temp_counter.fetch_add(1));
-  fd_ = ::open(temp_path_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-  if (fd_ < 0) throw Error(ErrorCode::io, path_ + ": cannot create: " + sys_error(errno));
+namespace {
+// The shape's row and total bytes, refused when they overflow.
+std::uint64_t checked_row_bytes(const std::string& path, DType dtype,
+                                const std::vector<std::uint64_t>& shape) {
+  if (shape.empty() || shape.size() > kMaxNpyDims)
+    throw Error(ErrorCode::invalid_argument, path + ": .npy writer needs 1 to 64 dimensions");
+  std::uint64_t count = shape_count(shape, 0), row = shape_count(shape, 1), total = 0, rb = 0;
+  if (count == UINT64_MAX || row == UINT64_MAX || mul_overflows(row, dtype_size(dtype), &rb) ||
+      mul_overflows(count, dtype_size(dtype), &total) || total > (UINT64_MAX >> 2))
+    throw Error(ErrorCode::invalid_argument, path + ": array shape overflows");
+  return rb;
+}
+}  // namespace
+
+NpyWriter::NpyWriter(std::string path, DType dtype, std::vector<std::uint64_t> shape)
+    : path_(std::move(path)),
+      file_((checked_row_bytes(path_, dtype, shape), path_)),
+      dtype_(dtype),
+      shape_(std::move(shape)) {
+  row_bytes_ = checked_row_bytes(path_, dtype_, shape_);
+  const std::uint64_t total = shape_[0] * row_bytes_;
   header_bytes_ = 0;
   write_header();
   std::uint64_t size = header_bytes_ + total;
   // Reserve the blocks now so that a full disk fails here; file systems without fallocate
   // (tmpfs on old kernels, some network file systems) just get a sparse file.
-  if (size > 0 && ::fallocate(fd_, 0, 0, static_cast<off_t>(size)) != 0) {
+  if (size > 0 && ::fallocate(file_.fd(), 0, 0, static_cast<off_t>(size)) != 0) {
     int err = errno;
-    if (err == ENOSPC || err == EDQUOT || err == EFBIG) fail("cannot reserve space", err);
+    if (err == ENOSPC || err == EDQUOT || err == EFBIG) file_.fail("cannot reserve space", err);
   }
-  if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) fail("cannot size file", errno);
+  if (::ftruncate(file_.fd(), static_cast<off_t>(size)) != 0)
+    file_.fail("cannot size file", errno);
 }
 
-NpyWriter::~NpyWriter() {
-  if (fd_ >= 0) ::close(fd_);
-  if (!committed_ && !temp_path_.empty()) ::unlink(temp_path_.c_str());
-}
-
-void NpyWriter::fail(const char* what, int err) {
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = -1;
-  ::unlink(temp_path_.c_str());
-  temp_path_.clear();
-  throw Error(ErrorCode::io, path_ + ": " + what + ": " + sys_error(err));
-}
+NpyWriter::~NpyWriter() = default;
 
 void NpyWriter::write_header() {
   std::string dict =
@@ -479,22 +436,23 @@ void NpyWriter::write_header() {
   h.back() = '\n';
   std::size_t done = 0;
   while (done < h.size()) {
-    ssize_t w = ::pwrite(fd_, h.data() + done, h.size() - done, static_cast<off_t>(done));
+    ssize_t w =
+        ::pwrite(file_.fd(), h.data() + done, h.size() - done, static_cast<off_t>(done));
     if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) fail("cannot write header", w < 0 ? errno : EIO);
+    if (w <= 0) file_.fail("cannot write header", w < 0 ? errno : EIO);
     done += static_cast<std::size_t>(w);
   }
 }
 
 void NpyWriter::write_rows(std::uint64_t first, const void* data, std::uint64_t n) {
-  assert(fd_ >= 0 && !committed_);
+  assert(file_.fd() >= 0 && !committed_);
   assert(first <= shape_[0] && n <= shape_[0] - first);
   const auto* p = static_cast<const std::uint8_t*>(data);
   std::uint64_t left = n * row_bytes_;
   std::uint64_t off = header_bytes_ + first * row_bytes_;
   while (left > 0) {
     std::size_t chunk = static_cast<std::size_t>(std::min<std::uint64_t>(left, 1u << 30));
-    ssize_t w = ::pwrite(fd_, p, chunk, static_cast<off_t>(off));
+    ssize_t w = ::pwrite(file_.fd(), p, chunk, static_cast<off_t>(off));
     if (w < 0 && errno == EINTR) continue;
     if (w <= 0) {
       int err = w < 0 ? errno : EIO;
@@ -507,38 +465,24 @@ void NpyWriter::write_rows(std::uint64_t first, const void* data, std::uint64_t 
 }
 
 void NpyWriter::set_rows(std::uint64_t n) {
-  assert(fd_ >= 0 && !committed_);
+  assert(file_.fd() >= 0 && !committed_);
   if (n > shape_[0])
     throw Error(ErrorCode::invalid_argument, path_ + ": cannot grow rows from " +
                                                  std::to_string(shape_[0]) + " to " +
                                                  std::to_string(n));
   shape_[0] = n;
   write_header();
-  if (::ftruncate(fd_, static_cast<off_t>(header_bytes_ + n * row_bytes_)) != 0)
-    fail("cannot truncate", errno);
+  if (::ftruncate(file_.fd(), static_cast<off_t>(header_bytes_ + n * row_bytes_)) != 0)
+    file_.fail("cannot truncate", errno);
 }
 
 void NpyWriter::commit(bool sync) {
-  assert(fd_ >= 0 && !committed_);
-  if (sync && ::fsync(fd_) != 0) fail("cannot sync", errno);
-  int fd = fd_;
-  fd_ = -1;
-  if (::close(fd) != 0) {
-    int err = errno;
-    ::unlink(temp_path_.c_str());
-    temp_path_.clear();
-    throw Error(ErrorCode::io, path_ + ": cannot write: " + sys_error(err));
-  }
-  if (::rename(temp_path_.c_str(), path_.c_str()) != 0) {
-    int err = errno;
-    ::unlink(temp_path_.c_str());
-    temp_path_.clear();
-    throw Error(ErrorCode::io, path_ + ": cannot rename into place: " + sys_error(err));
-  }
+  assert(file_.fd() >= 0 && !committed_);
+  file_.commit(sync);
   committed_ = true;
 }
 
-void write_npy(const std::string& path, NpyDtype dtype, const std::vector<std::uint64_t>& shape,
+void write_npy(const std::string& path, DType dtype, const std::vector<std::uint64_t>& shape,
                const void* data) {
   NpyWriter w(path, dtype, shape);
   if (w.rows() > 0) w.write_rows(0, data, w.rows());

@@ -231,49 +231,4 @@ void run_pipeline(const std::vector<Entry>& entries, const Recipe& recipe,
     throw Error(ErrorCode::interrupted, "interrupted");
 }
 
-StatsFile compute_stats(const Dataset& dataset, const StatsJob& job, const PipelineOptions& options,
-                        const std::string& tool_version) {
-  const int channels = channel_count(job.recipe.channels);
-  if (job.mean_image && job.recipe.resize == ResizeMode::none)
-    throw Error(ErrorCode::invalid_argument, "--mean-image needs a fixed --size");
-  tbb::enumerable_thread_specific<Accumulator> accs([&] {
-    Accumulator a(channels);
-    if (job.mean_image) a.enable_mean_image(job.recipe.size);
-    return a;
-  });
-
-  StatsFile out;
-  out.tool_version = tool_version;
-  out.source = dataset.root;
-  out.recipe = job.recipe;
-  out.ddof = job.ddof;
-  out.classes = dataset.classes;
-  out.class_images.assign(dataset.classes.size(), 0);
-  out.files_found = dataset.entries.size();
-  out.ignored = dataset.ignored;
-  out.sample = job.sample;
-  out.shard_index = job.shard_index;
-  out.shard_count = job.shard_count;
-
-  run_pipeline(
-      dataset.entries, job.recipe, options,
-      [&](const LoadedImage& li) { accs.local().add(li.image); },
-      [&](std::size_t index, int, const Error* error) {
-        const Entry& e = dataset.entries[index];
-        if (error)
-          out.skipped.push_back({e.path, error->code(), error->what()});
-        else
-          ++out.class_images[e.label];
-      });
-
-  // Sorted by path, as merge_into sorts them, so merged shards equal a single run byte for byte.
-  std::stable_sort(out.skipped.begin(), out.skipped.end(),
-                   [](const Skipped& a, const Skipped& b) { return a.path < b.path; });
-  Accumulator total(channels);
-  if (job.mean_image) total.enable_mean_image(job.recipe.size);
-  for (const Accumulator& a : accs) total.merge(a);
-  out.acc = std::move(total);
-  return out;
-}
-
 }  // namespace imgnorm

@@ -2,6 +2,7 @@
 
 #include <charconv>
 
+#include "enum_names.hpp"
 #include "imgnorm/error.hpp"
 
 namespace imgnorm {
@@ -49,18 +50,6 @@ const char* to_string(Interp v) noexcept {
 }
 
 namespace {
-template <typename E, std::size_t N>
-E parse_enum(const std::string& s, const E (&values)[N], const char* what) {
-  std::string names;
-  for (E v : values) {
-    if (s == to_string(v)) return v;
-    names += names.empty() ? "" : "|";
-    names += to_string(v);
-  }
-  throw Error(ErrorCode::invalid_argument,
-              std::string("invalid ") + what + " '" + s + "' (expected " + names + ")");
-}
-
 int parse_dim(const std::string& text, const std::string& whole) {
   int v = 0;
   auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
@@ -73,19 +62,19 @@ int parse_dim(const std::string& text, const std::string& whole) {
 
 ChannelOrder parse_channel_order(const std::string& s) {
   static constexpr ChannelOrder kAll[] = {ChannelOrder::rgb, ChannelOrder::bgr, ChannelOrder::gray};
-  return parse_enum(s, kAll, "channel order");
+  return detail::parse_enum(s, kAll, "channel order");
 }
 
 ResizeMode parse_resize_mode(const std::string& s) {
   static constexpr ResizeMode kAll[] = {ResizeMode::stretch, ResizeMode::crop, ResizeMode::pad,
                                         ResizeMode::none};
-  return parse_enum(s, kAll, "resize mode");
+  return detail::parse_enum(s, kAll, "resize mode");
 }
 
 Interp parse_interp(const std::string& s) {
   static constexpr Interp kAll[] = {Interp::linear, Interp::area, Interp::nearest, Interp::cubic,
                                     Interp::lanczos};
-  return parse_enum(s, kAll, "interpolation");
+  return detail::parse_enum(s, kAll, "interpolation");
 }
 
 Size parse_size(const std::string& s) {
@@ -107,6 +96,35 @@ std::vector<std::string> channel_names(ChannelOrder order) {
       return {"Y"};
   }
   return {};
+}
+
+Recipe RecipeOverrides::apply(Recipe r) const {
+  if (channels) r.channels = *channels;
+  if (size) r.size = *size;
+  if (resize) r.resize = *resize;
+  if (interp) r.interp = *interp;
+  if (pad_value) r.pad_value = *pad_value;
+  if (exact_decode) r.exact_decode = *exact_decode;
+  if (max_pixels) r.max_pixels = *max_pixels;
+  return r;
+}
+
+std::string recipe_differences(const Recipe& a, const Recipe& b) {
+  std::string d;
+  auto add = [&](const std::string& what) { d += (d.empty() ? "" : ", ") + what; };
+  auto bools = [](bool v) { return v ? "true" : "false"; };
+  if (!(a.size == b.size))
+    add("size " + std::to_string(b.size.width) + "x" + std::to_string(b.size.height) + " vs " +
+        std::to_string(a.size.width) + "x" + std::to_string(a.size.height));
+  if (a.resize != b.resize)
+    add(std::string("resize ") + to_string(b.resize) + " vs " + to_string(a.resize));
+  if (a.interp != b.interp)
+    add(std::string("interp ") + to_string(b.interp) + " vs " + to_string(a.interp));
+  if (a.pad_value != b.pad_value) add("pad value");
+  if (a.exact_decode != b.exact_decode)
+    add(std::string("exact_decode ") + bools(b.exact_decode) + " vs " + bools(a.exact_decode));
+  if (a.max_pixels != b.max_pixels) add("max pixels");
+  return d;
 }
 
 }  // namespace imgnorm

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "imgnorm/stats.hpp"
+#include "json_internal.hpp"
 #include "stats_ref.hpp"
 
 namespace imgnorm {
@@ -250,6 +251,10 @@ ojson recipe_json(const Recipe& r) {
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
+
+namespace detail {
+Recipe read_recipe_field(const ojson& root) { return read_recipe(root); }
+}  // namespace detail
 
 std::string to_json(const Recipe& recipe) { return recipe_json(recipe).dump(); }
 

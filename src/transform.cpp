@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "half.hpp"
+#include "enum_names.hpp"
 #include "imgnorm/error.hpp"
 
 // Bit-exact agreement between the table, the mean-image path and the reference relies on each
@@ -26,23 +27,6 @@ constexpr Mode kModes[] = {
     Mode::minmax,   Mode::minmax_dataset, Mode::per_image,   Mode::per_image_channel,
     Mode::imagenet, Mode::caffe,          Mode::inception,   Mode::clip,
     Mode::custom};
-
-std::string dashes(std::string s) {
-  for (char& c : s)
-    if (c == '_') c = '-';
-  return s;
-}
-
-template <typename E, std::size_t N>
-E parse_name(const std::string& s, const E (&values)[N], const char* what) {
-  std::string names;
-  for (E v : values) {
-    if (dashes(s) == to_string(v)) return v;
-    names += names.empty() ? "" : "|";
-    names += to_string(v);
-  }
-  invalid(std::string("invalid ") + what + " '" + s + "' (expected " + names + ")");
-}
 
 // Name of input channel c, for messages.
 const char* channel_name(ChannelOrder order, int c) {
@@ -168,7 +152,6 @@ ChannelMap divisor_map(int unit) {
 }  // namespace
 
 const char* to_string(Layout v) noexcept { return v == Layout::nchw ? "nchw" : "nhwc"; }
-const char* to_string(DType v) noexcept { return v == DType::float16 ? "float16" : "float32"; }
 
 const char* to_string(Mode v) noexcept {
   switch (v) {
@@ -204,15 +187,9 @@ const char* to_string(Mode v) noexcept {
 
 Layout parse_layout(const std::string& s) {
   static constexpr Layout kAll[] = {Layout::nhwc, Layout::nchw};
-  return parse_name(s, kAll, "layout");
+  return detail::parse_enum(s, kAll, "layout");
 }
-DType parse_dtype(const std::string& s) {
-  static constexpr DType kAll[] = {DType::float32, DType::float16};
-  return parse_name(s, kAll, "dtype");
-}
-Mode parse_mode(const std::string& s) { return parse_name(s, kModes, "mode"); }
-
-std::size_t dtype_size(DType v) noexcept { return v == DType::float16 ? 2 : 4; }
+Mode parse_mode(const std::string& s) { return detail::parse_enum(s, kModes, "mode"); }
 
 bool is_per_image(Mode mode) noexcept {
   return mode == Mode::minmax || mode == Mode::per_image || mode == Mode::per_image_channel;
@@ -315,9 +292,99 @@ void invert(const void* in, Layout layout, DType dtype, bool swap_rb, const Affi
   }
 }
 
+namespace {
+
+// Inverse of a C×C matrix (C = 1 or 3) by the adjugate; false when singular.
+bool invert_matrix(const std::vector<double>& m, int c, double* inv) {
+  if (c == 1) {
+    if (m[0] == 0 || !std::isfinite(1 / m[0])) return false;
+    inv[0] = 1 / m[0];
+    return true;
+  }
+  const double det = m[0] * (m[4] * m[8] - m[5] * m[7]) - m[1] * (m[3] * m[8] - m[5] * m[6]) +
+                     m[2] * (m[3] * m[7] - m[4] * m[6]);
+  if (det == 0 || !std::isfinite(1 / det)) return false;
+  inv[0] = (m[4] * m[8] - m[5] * m[7]) / det;
+  inv[1] = (m[2] * m[7] - m[1] * m[8]) / det;
+  inv[2] = (m[1] * m[5] - m[2] * m[4]) / det;
+  inv[3] = (m[5] * m[6] - m[3] * m[8]) / det;
+  inv[4] = (m[0] * m[8] - m[2] * m[6]) / det;
+  inv[5] = (m[2] * m[3] - m[0] * m[5]) / det;
+  inv[6] = (m[3] * m[7] - m[4] * m[6]) / det;
+  inv[7] = (m[1] * m[6] - m[0] * m[7]) / det;
+  inv[8] = (m[0] * m[4] - m[1] * m[3]) / det;
+  return true;
+}
+
+}  // namespace
+
+void invert(const void* in, Layout layout, DType dtype, bool swap_rb, const PixelMap& map,
+            int width, int height, std::uint8_t* out, const double* mean_image) {
+  if (!map.is_linear())
+    return invert(in, layout, dtype, swap_rb, map.affine, width, height, out, mean_image);
+  const Affine& a = map.affine;
+  const int c = a.channels;
+  double inv[9];
+  if (static_cast<int>(map.matrix.size()) != c * c || !invert_matrix(map.matrix, c, inv))
+    invalid("cannot invert: the channel matrix is singular");
+  for (int k = 0; k < c; ++k)
+    if (a.ch[k].s == 0 || a.ch[k].d == 0 || a.ch[k].g == 0 || !std::isfinite(a.ch[k].g))
+      invalid("cannot invert: channel " + std::to_string(k) + " has d, s or g = 0");
+  const std::size_t w = static_cast<std::size_t>(width), h = static_cast<std::size_t>(height);
+  for (int y = 0; y < height; ++y)
+    for (int x = 0; x < width; ++x) {
+      double v[3];
+      for (int k = 0; k < c; ++k) {
+        const int ic = c == 3 ? perm(swap_rb, k) : k;
+        const std::size_t o = out_index(layout, c, w, h, x, y, k);
+        const double yv = dtype == DType::float32
+                              ? static_cast<const float*>(in)[o]
+                              : detail::half_to_float(static_cast<const std::uint16_t*>(in)[o]);
+        v[ic] = (yv - a.ch[ic].t) / a.ch[ic].g;
+      }
+      for (int ic = 0; ic < c; ++ic) {
+        double z = 0;
+        for (int j = 0; j < c; ++j) z += inv[ic * c + j] * v[j];
+        const ChannelMap& f = a.ch[ic];
+        const double r = std::nearbyint(f.d * (f.m + f.s * z));
+        const std::size_t i = (static_cast<std::size_t>(y) * w + x) * c + ic;
+        out[i] = std::isnan(r) ? 0 : static_cast<std::uint8_t>(std::clamp(r, 0.0, 255.0));
+      }
+    }
+}
+
 float half_to_float(std::uint16_t bits) noexcept { return detail::half_to_float(bits); }
 
 namespace detail {
+
+void apply_linear(const ImageView& src, const PixelMap& map, bool swap_rb, Layout layout,
+                  DType dtype, void* out) {
+  const int c = src.channels;
+  const Affine& a = map.affine;
+  const std::size_t w = static_cast<std::size_t>(src.width),
+                    h = static_cast<std::size_t>(src.height);
+  for (int y = 0; y < src.height; ++y) {
+    const std::uint8_t* row = src.row(y);
+    for (int x = 0; x < src.width; ++x) {
+      double z[3];
+      for (int ic = 0; ic < c; ++ic) {
+        const ChannelMap& f = a.ch[ic];
+        z[ic] = (row[x * c + ic] / f.d - f.m) / f.s;
+      }
+      for (int k = 0; k < c; ++k) {
+        const int ic = c == 3 ? perm(swap_rb, k) : k;
+        double acc = 0;
+        for (int j = 0; j < c; ++j) acc += map.matrix[ic * c + j] * z[j];
+        const double v = a.ch[ic].t + a.ch[ic].g * acc;
+        const std::size_t o = out_index(layout, c, w, h, x, y, k);
+        if (dtype == DType::float32)
+          static_cast<float*>(out)[o] = static_cast<float>(v);
+        else
+          static_cast<std::uint16_t*>(out)[o] = double_to_half(v);
+      }
+    }
+  }
+}
 
 void apply_reference(const ImageView& src, const Affine& affine, bool swap_rb, Layout layout,
                      DType dtype, void* out, const double* mean_image) {
@@ -358,6 +425,9 @@ Normalizer::Normalizer(const TransformSpec& spec, ChannelOrder input, const Outp
   if (format.channels == ChannelOrder::gray && nc == 3)
     invalid("output channel order gray needs gray input");
   swap_rb_ = nc == 3 && format.channels != input;
+  if (format.dtype != DType::float32 && format.dtype != DType::float16)
+    invalid(std::string("invalid dtype '") + to_string(format.dtype) +
+            "' (expected float32|float16)");
   if (spec.unit != 1 && spec.unit != 255) invalid("unit must be 1 or 255");
   if (spec.eps && !(std::isfinite(*spec.eps) && *spec.eps > 0))
     invalid("eps must be a positive number");
@@ -489,7 +559,27 @@ Normalizer::Normalizer(const TransformSpec& spec, ChannelOrder input, const Outp
     case Mode::per_image_channel:
       break;
   }
+  if (!spec.matrix.empty()) {
+    if (is_per_image(mode) || mode == Mode::mean_image)
+      invalid(std::string("a channel matrix does not apply to mode ") + to_string(mode));
+    if (static_cast<int>(spec.matrix.size()) != nc * nc)
+      invalid("the channel matrix needs " + std::to_string(nc * nc) + " values, got " +
+              std::to_string(spec.matrix.size()));
+    check_finite(spec.matrix, "channel matrix");
+  }
   if (!is_per_image(mode) && mode != Mode::mean_image) table_ = make_table(fixed_);
+}
+
+PixelMap Normalizer::pixel_map() const { return {fixed_, spec_.matrix}; }
+
+Affine Normalizer::apply_per_image(const ImageView& img, void* out, int* constant) const {
+  if (!is_per_image(spec_.mode)) {
+    *constant = apply(img, out);
+    return fixed_;
+  }
+  Affine a = affine_for(img, constant);
+  imgnorm::apply(img, make_table(a), swap_rb_, format_.layout, format_.dtype, out);
+  return a;
 }
 
 Affine Normalizer::affine_for(const ImageView& img, int* constant) const {
@@ -557,6 +647,10 @@ int Normalizer::apply(const ImageView& img, void* out) const {
                              format_.dtype, out);
     return 0;
   }
+  if (!spec_.matrix.empty()) {
+    detail::apply_linear(img, pixel_map(), swap_rb_, format_.layout, format_.dtype, out);
+    return 0;
+  }
   if (!is_per_image(spec_.mode)) {
     imgnorm::apply(img, table_, swap_rb_, format_.layout, format_.dtype, out);
     return 0;
@@ -574,6 +668,7 @@ int Normalizer::apply_values(const double* values, int width, int height, void* 
   const std::size_t w = static_cast<std::size_t>(width), h = static_cast<std::size_t>(height);
   const std::size_t pixels = w * h;
   const Mode mode = spec_.mode;
+  if (!spec_.matrix.empty()) invalid("a channel matrix is not supported for float input yet");
   if (mode == Mode::mean_image &&
       (width != spec_.mean_image_size.width || height != spec_.mean_image_size.height))
     invalid("image is " + std::to_string(width) + "x" + std::to_string(height) +

@@ -17,7 +17,7 @@
 #include "imgnorm/error.hpp"
 
 namespace fs = std::filesystem;
-using imgnorm::NpyDtype;
+using imgnorm::DType;
 
 namespace {
 
@@ -73,46 +73,46 @@ std::vector<std::uint8_t> pattern(std::size_t n, T (*f)(std::size_t)) {
 }
 
 struct DtypeCase {
-  NpyDtype dtype;
+  DType dtype;
   const char* numpy_expr;  // element i as numpy computes it, i an int64 arange
   std::vector<std::uint8_t> (*make)(std::size_t);
 };
 
 const DtypeCase kCases[] = {
-    {NpyDtype::bool_, "(i % 3 == 0)",
+    {DType::bool_, "(i % 3 == 0)",
      [](std::size_t n) {
        return pattern<std::uint8_t>(n, [](std::size_t i) -> std::uint8_t { return i % 3 == 0; });
      }},
-    {NpyDtype::uint8, "(i * 7 % 256).astype(np.uint8)",
+    {DType::uint8, "(i * 7 % 256).astype(np.uint8)",
      [](std::size_t n) {
        return pattern<std::uint8_t>(n, [](std::size_t i) -> std::uint8_t { return i * 7 % 256; });
      }},
-    {NpyDtype::uint16, "(i * 999 % 65536).astype(np.uint16)",
+    {DType::uint16, "(i * 999 % 65536).astype(np.uint16)",
      [](std::size_t n) {
        return pattern<std::uint16_t>(
            n, [](std::size_t i) -> std::uint16_t { return i * 999 % 65536; });
      }},
-    {NpyDtype::int32, "(i * 123457 - 1000000).astype(np.int32)",
+    {DType::int32, "(i * 123457 - 1000000).astype(np.int32)",
      [](std::size_t n) {
        return pattern<std::int32_t>(
            n, [](std::size_t i) -> std::int32_t { return std::int32_t(i) * 123457 - 1000000; });
      }},
-    {NpyDtype::int64, "(i * 10**12 - 5).astype(np.int64)",
+    {DType::int64, "(i * 10**12 - 5).astype(np.int64)",
      [](std::size_t n) {
        return pattern<std::int64_t>(
            n, [](std::size_t i) -> std::int64_t { return std::int64_t(i) * 1000000000000 - 5; });
      }},
     // float16 bits: i * 37 + 0x3000 (all finite), compared as bit patterns.
-    {NpyDtype::float16, "(i * 37 + 0x3000).astype(np.uint16).view(np.float16)",
+    {DType::float16, "(i * 37 + 0x3000).astype(np.uint16).view(np.float16)",
      [](std::size_t n) {
        return pattern<std::uint16_t>(
            n, [](std::size_t i) -> std::uint16_t { return i * 37 + 0x3000; });
      }},
-    {NpyDtype::float32, "(i.astype(np.float32) / np.float32(7) - np.float32(3))",
+    {DType::float32, "(i.astype(np.float32) / np.float32(7) - np.float32(3))",
      [](std::size_t n) {
        return pattern<float>(n, [](std::size_t i) -> float { return float(i) / 7.0f - 3.0f; });
      }},
-    {NpyDtype::float64, "(i / 7.0 - 3.0)",
+    {DType::float64, "(i / 7.0 - 3.0)",
      [](std::size_t n) {
        return pattern<double>(n, [](std::size_t i) -> double { return double(i) / 7.0 - 3.0; });
      }},
@@ -185,7 +185,7 @@ TEST(npy, reads_what_numpy_writes) {
   for (const char* name : {"f4.npy", "be.npy", "v2.npy", "v3.npy"}) {
     SCOPED_TRACE(name);
     imgnorm::NpyArray a = imgnorm::read_npy(dir.file(name));
-    EXPECT_EQ(a.header.dtype, NpyDtype::float32);
+    EXPECT_EQ(a.header.dtype, DType::float32);
     EXPECT_EQ(a.header.shape, (std::vector<std::uint64_t>{4, 6}));
     EXPECT_EQ(a.data, f4);
   }
@@ -195,14 +195,14 @@ TEST(npy, reads_what_numpy_writes) {
 
   struct Expect {
     const char* file;
-    NpyDtype dtype;
+    DType dtype;
     std::vector<std::uint64_t> shape;
     int case_index;
   };
   for (const Expect& e :
-       {Expect{"u1.npy", NpyDtype::uint8, {2, 3, 4}, 1},
-        Expect{"f2.npy", NpyDtype::float16, {24}, 5}, Expect{"i8.npy", NpyDtype::int64, {24, 1}, 4},
-        Expect{"b1.npy", NpyDtype::bool_, {3, 8}, 0}}) {
+       {Expect{"u1.npy", DType::uint8, {2, 3, 4}, 1},
+        Expect{"f2.npy", DType::float16, {24}, 5}, Expect{"i8.npy", DType::int64, {24, 1}, 4},
+        Expect{"b1.npy", DType::bool_, {3, 8}, 0}}) {
     SCOPED_TRACE(e.file);
     imgnorm::NpyArray a = imgnorm::read_npy(dir.file(e.file));
     EXPECT_EQ(a.header.dtype, e.dtype);
@@ -253,7 +253,7 @@ std::vector<std::uint8_t> npy_bytes(const std::string& dict, std::size_t data_by
 TEST(npy, parses_valid_headers) {
   auto b = npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (3, 224, 224, 3), }");
   imgnorm::NpyHeader h = imgnorm::parse_npy_header(b.data(), b.size());
-  EXPECT_EQ(h.dtype, NpyDtype::float32);
+  EXPECT_EQ(h.dtype, DType::float32);
   EXPECT_EQ(h.shape, (std::vector<std::uint64_t>{3, 224, 224, 3}));
   EXPECT_EQ(h.count, 3u * 224 * 224 * 3);
   EXPECT_EQ(h.data_bytes, h.count * 4);
@@ -262,7 +262,7 @@ TEST(npy, parses_valid_headers) {
   // Key order, quotes and spacing as other writers produce them.
   b = npy_bytes("{\"shape\":(5,),\"fortran_order\":False,\"descr\":\"|u1\"}");
   h = imgnorm::parse_npy_header(b.data(), b.size());
-  EXPECT_EQ(h.dtype, NpyDtype::uint8);
+  EXPECT_EQ(h.dtype, DType::uint8);
   EXPECT_EQ(h.shape, (std::vector<std::uint64_t>{5}));
 }
 
@@ -334,7 +334,7 @@ TEST(npy, file_size_must_match_header) {
   TempDir dir;
   std::string path = dir.file("a.npy");
   float v[6] = {1, 2, 3, 4, 5, 6};
-  imgnorm::write_npy(path, NpyDtype::float32, {2, 3}, v);
+  imgnorm::write_npy(path, DType::float32, {2, 3}, v);
   auto bytes = file_bytes(path);
   auto truncated = bytes;
   truncated.pop_back();
@@ -363,7 +363,7 @@ TEST(npy, reader_reads_row_ranges) {
   std::string path = dir.file("rows.npy");
   std::vector<std::int64_t> v(10 * 3);
   for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<std::int64_t>(i) - 7;
-  imgnorm::write_npy(path, NpyDtype::int64, {10, 3}, v.data());
+  imgnorm::write_npy(path, DType::int64, {10, 3}, v.data());
   imgnorm::NpyReader r(path);
   EXPECT_EQ(r.rows(), 10u);
   EXPECT_EQ(r.header().row_bytes(), 24u);
@@ -378,7 +378,7 @@ TEST(npy, shrinking_rows_rewrites_the_header) {
   std::string path = dir.file("images.npy");
   {
     // 1000 rows planned (4 digits), 7 kept (1 digit): the header shrinks, the data offset stays.
-    imgnorm::NpyWriter w(path, NpyDtype::float32, {1000, 2, 2});
+    imgnorm::NpyWriter w(path, DType::float32, {1000, 2, 2});
     std::vector<float> row(4);
     for (int r = 0; r < 7; ++r) {
       for (int k = 0; k < 4; ++k) row[k] = static_cast<float>(r * 4 + k) * 0.5f;
@@ -398,12 +398,12 @@ TEST(npy, shrinking_rows_rewrites_the_header) {
       "assert (a.ravel() == np.arange(28, dtype=np.float32) * np.float32(0.5)).all(), a\n";
   EXPECT_EQ(run_python(dir, code, path), 0);
   // Down to zero rows is allowed too (every file skipped is the caller's error, not ours).
-  imgnorm::NpyWriter w(dir.file("zero.npy"), NpyDtype::uint8, {3, 5});
+  imgnorm::NpyWriter w(dir.file("zero.npy"), DType::uint8, {3, 5});
   w.set_rows(0);
   w.commit();
   EXPECT_EQ(imgnorm::read_npy(dir.file("zero.npy")).header.shape,
             (std::vector<std::uint64_t>{0, 5}));
-  imgnorm::NpyWriter g(dir.file("grow.npy"), NpyDtype::uint8, {3, 5});
+  imgnorm::NpyWriter g(dir.file("grow.npy"), DType::uint8, {3, 5});
   EXPECT_THROW(g.set_rows(4), imgnorm::Error);
 }
 
@@ -411,7 +411,7 @@ TEST(npy, writer_without_commit_leaves_nothing) {
   TempDir dir;
   std::string path = dir.file("out.npy");
   {
-    imgnorm::NpyWriter w(path, NpyDtype::float32, {4, 3});
+    imgnorm::NpyWriter w(path, DType::float32, {4, 3});
     float row[3] = {1, 2, 3};
     w.write_rows(0, row, 1);
     EXPECT_TRUE(fs::exists(w.temp_path()));
@@ -424,7 +424,7 @@ TEST(npy, rows_written_from_several_threads) {
   TempDir dir;
   std::string path = dir.file("mt.npy");
   const int rows = 64, cols = 1000;
-  imgnorm::NpyWriter w(path, NpyDtype::int32, {rows, cols});
+  imgnorm::NpyWriter w(path, DType::int32, {rows, cols});
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
@@ -446,7 +446,7 @@ TEST(npy, write_errors_name_the_path) {
   TempDir dir;
   std::string path = dir.file("no/such/folder/images.npy");
   try {
-    imgnorm::NpyWriter w(path, NpyDtype::float32, {2, 2});
+    imgnorm::NpyWriter w(path, DType::float32, {2, 2});
     FAIL();
   } catch (const imgnorm::Error& e) {
     EXPECT_EQ(e.code(), imgnorm::ErrorCode::io);
@@ -462,7 +462,7 @@ TEST(npy, write_errors_name_the_path) {
     struct rlimit lim = {1 << 20, 1 << 20};
     ::setrlimit(RLIMIT_FSIZE, &lim);
     try {
-      imgnorm::NpyWriter w(big, NpyDtype::float32, {1000, 1000});
+      imgnorm::NpyWriter w(big, DType::float32, {1000, 1000});
       ::_exit(2);
     } catch (const imgnorm::Error& e) {
       bool ok =

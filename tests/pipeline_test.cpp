@@ -1,4 +1,5 @@
 #include "imgnorm/pipeline.hpp"
+#include "imgnorm/stats_job.hpp"
 
 #include <gtest/gtest.h>
 #include <unistd.h>

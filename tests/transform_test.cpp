@@ -92,7 +92,7 @@ void write_image_npy(const std::string& path, const TestImage& img) {
     packed.insert(packed.end(), img.bytes.begin() + y * img.stride,
                   img.bytes.begin() + y * img.stride + img.width * img.channels);
   imgnorm::write_npy(
-      path, imgnorm::NpyDtype::uint8,
+      path, imgnorm::DType::uint8,
       {std::uint64_t(img.height), std::uint64_t(img.width), std::uint64_t(img.channels)},
       packed.data());
 }
@@ -174,8 +174,8 @@ TEST(transform, half_conversions_match_numpy) {
   for (std::size_t i = 0; i < d.size(); ++i) f[i] = static_cast<float>(d[i]);
 
   TempDir dir;
-  imgnorm::write_npy(dir.file("d.npy"), imgnorm::NpyDtype::float64, {d.size()}, d.data());
-  imgnorm::write_npy(dir.file("f.npy"), imgnorm::NpyDtype::float32, {f.size()}, f.data());
+  imgnorm::write_npy(dir.file("d.npy"), imgnorm::DType::float64, {d.size()}, d.data());
+  imgnorm::write_npy(dir.file("f.npy"), imgnorm::DType::float32, {f.size()}, f.data());
   ASSERT_EQ(run_python(dir,
                        "with np.errstate(over='ignore'):\n"
                        "  for n in ['d', 'f']:\n"
@@ -565,7 +565,7 @@ TEST(transform, imagenet_matches_torchvision) {
   auto ref32 = imgnorm::read_npy(dir.file("ref32.npy"));
   auto ref64 = imgnorm::read_npy(dir.file("ref64.npy"));
   ASSERT_EQ(ref32.header.shape, (std::vector<std::uint64_t>{3, 12, 16}));
-  ASSERT_EQ(ref64.header.dtype, imgnorm::NpyDtype::float32);
+  ASSERT_EQ(ref64.header.dtype, imgnorm::DType::float32);
   imgnorm::OutputFormat fmt{Layout::nchw, DType::float32, ChannelOrder::rgb};
   // RGB input, and the same pixels decoded as BGR: the constants follow the channels.
   imgnorm::Normalizer rgb(spec_of(Mode::imagenet), ChannelOrder::rgb, fmt);

@@ -4,7 +4,7 @@
 /// hostile input and a streaming writer that fills rows in any order from several threads, writes
 /// to a temporary file next to the target and renames it into place when complete.
 ///
-///     imgnorm::NpyWriter w("out/images.npy", imgnorm::NpyDtype::float32, {n, 224, 224, 3});
+///     imgnorm::NpyWriter w("out/images.npy", imgnorm::DType::float32, {n, 224, 224, 3});
 ///     w.write_rows(i, slot, 1);  // from any thread, distinct rows
 ///     w.set_rows(n - skipped);   // optional: fewer rows than planned
 ///     w.commit();                // out/images.npy appears only now
@@ -14,17 +14,13 @@
 #include <string>
 #include <vector>
 
+#include "imgnorm/dtype.hpp"
+#include "imgnorm/output.hpp"
+
 namespace imgnorm {
 
-/// Element types imgnorm reads and writes. Names follow numpy's.
-enum class NpyDtype { bool_, uint8, uint16, int32, int64, float16, float32, float64 };
-
-/// Bytes per element (1 to 8).
-std::size_t npy_itemsize(NpyDtype dtype) noexcept;
-/// numpy's name: "uint8", "float32", "bool", ...
-const char* to_string(NpyDtype dtype) noexcept;
 /// The little-endian descr written to headers: "|u1", "<f4", "|b1", ...
-const char* npy_descr(NpyDtype dtype) noexcept;
+const char* npy_descr(DType dtype) noexcept;
 
 /// Header fields larger than this are refused (numpy itself refuses more than 10,000 bytes unless
 /// told otherwise).
@@ -35,7 +31,7 @@ inline constexpr std::size_t kMaxNpyDims = 64;
 /// A parsed, validated .npy header.
 struct NpyHeader {
   int version_major = 1;  ///< 1, 2 or 3
-  NpyDtype dtype = NpyDtype::uint8;
+  DType dtype = DType::uint8;
   bool big_endian = false;           ///< data bytes are big-endian (descr starts with '>')
   std::vector<std::uint64_t> shape;  ///< C order; empty for a 0-d array
   std::size_t data_offset = 0;       ///< bytes from the start of the file to the first element
@@ -104,7 +100,7 @@ class NpyWriter {
   /// file system allows, so a full disk is reported here rather than halfway through). shape may
   /// not be empty; shape[0] is the number of rows. Throws Error(io) naming `path`, or
   /// Error(invalid_argument) for an overflowing shape.
-  NpyWriter(std::string path, NpyDtype dtype, std::vector<std::uint64_t> shape);
+  NpyWriter(std::string path, DType dtype, std::vector<std::uint64_t> shape);
   ~NpyWriter();
   NpyWriter(const NpyWriter&) = delete;
   NpyWriter& operator=(const NpyWriter&) = delete;
@@ -122,28 +118,26 @@ class NpyWriter {
   void commit(bool sync = false);
 
   const std::string& path() const { return path_; }
-  const std::string& temp_path() const { return temp_path_; }
+  const std::string& temp_path() const { return file_.temp_path(); }
   std::uint64_t rows() const { return shape_[0]; }
   std::uint64_t row_bytes() const { return row_bytes_; }
   const std::vector<std::uint64_t>& shape() const { return shape_; }
 
  private:
-  [[noreturn]] void fail(const char* what, int err);
   void write_header();
 
   std::string path_;
-  std::string temp_path_;
-  NpyDtype dtype_;
+  AtomicFile file_;
+  DType dtype_;
   std::vector<std::uint64_t> shape_;
   std::uint64_t row_bytes_ = 0;
   std::size_t header_bytes_ = 0;  // data offset, fixed at creation
-  int fd_ = -1;
   bool committed_ = false;
 };
 
 /// Writes a whole array in one call (through NpyWriter, so also atomically). `data` holds
 /// product(shape) elements of `dtype`.
-void write_npy(const std::string& path, NpyDtype dtype, const std::vector<std::uint64_t>& shape,
+void write_npy(const std::string& path, DType dtype, const std::vector<std::uint64_t>& shape,
                const void* data);
 
 }  // namespace imgnorm

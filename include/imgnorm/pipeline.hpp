@@ -3,7 +3,8 @@
 /// The streaming engine: read → decode → resize every entry of a dataset on all cores (a oneTBB
 /// parallel_pipeline), handing each resized image to a parallel callback and each result, in
 /// dataset order, to a serial callback. Memory is bounded by the images in flight, never by the
-/// dataset size. Also the first job built on it: exact statistics of a dataset.
+/// dataset size. The jobs built on it: compute_stats
+/// (stats_job.hpp) and normalize (normalize.hpp).
 
 #include <atomic>
 #include <cstddef>
@@ -17,7 +18,6 @@
 #include "imgnorm/error.hpp"
 #include "imgnorm/image.hpp"
 #include "imgnorm/recipe.hpp"
-#include "imgnorm/stats.hpp"
 
 namespace imgnorm {
 
@@ -32,6 +32,9 @@ struct PipelineOptions {
   std::function<void(std::size_t, std::size_t)> progress;
   /// When it becomes true, no new image is started and run() throws Error(interrupted).
   const std::atomic<bool>* cancel = nullptr;
+  /// Called from the serial stage, in dataset order, for each file a job skips (the CLI prints
+  /// "imgnorm: skipped PATH: REASON"); the job also lists it in its result.
+  std::function<void(const std::string& path, const Error& error)> on_skip;
 };
 
 /// An image as the parallel stage sees it.
@@ -67,22 +70,6 @@ DecodeOptions decode_options_for(const Recipe& recipe, bool allow_truncated = fa
 /// tests. `out` receives the resized image.
 void load_image(const std::string& path, const Recipe& recipe, Image& out,
                 DecodeInfo* info = nullptr, bool allow_truncated = false);
-
-/// What `imgnorm stats` computes.
-struct StatsJob {
-  Recipe recipe;
-  int ddof = 0;
-  std::optional<SampleInfo> sample;  ///< filled in by the caller after sampling
-  int shard_index = 0;
-  int shard_count = 1;
-  bool mean_image = false;  ///< also keep per-pixel sums (needs a fixed size: not ResizeMode::none)
-};
-
-/// Computes the statistics of `dataset` (already sampled/sharded by the caller). Files that fail
-/// are listed in StatsFile::skipped with their reason, sorted by path. The result is identical
-/// whatever options.threads is.
-StatsFile compute_stats(const Dataset& dataset, const StatsJob& job, const PipelineOptions& options,
-                        const std::string& tool_version);
 
 /// The version of this library ("0.1.0").
 const char* version() noexcept;

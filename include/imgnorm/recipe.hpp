@@ -67,4 +67,22 @@ struct Recipe {
   bool operator==(const Recipe&) const = default;
 };
 
+/// The recipe fields a user gave explicitly; the others come from a base recipe (the training
+/// statistics', or the default).
+struct RecipeOverrides {
+  std::optional<ChannelOrder> channels;
+  std::optional<Size> size;
+  std::optional<ResizeMode> resize;
+  std::optional<Interp> interp;
+  std::optional<std::uint8_t> pad_value;
+  std::optional<bool> exact_decode;
+  std::optional<std::uint64_t> max_pixels;
+  /// `base` with the given fields replaced.
+  Recipe apply(Recipe base) const;
+};
+
+/// The fields in which `recipe` differs from `base`, for a warning ("size 64x64 vs 224x224,
+/// interp area vs linear"; base's value first); empty when equal apart from the channel order.
+std::string recipe_differences(const Recipe& recipe, const Recipe& base);
+
 }  // namespace imgnorm

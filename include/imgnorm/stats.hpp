@@ -18,6 +18,7 @@
 #include "imgnorm/error.hpp"
 #include "imgnorm/image.hpp"
 #include "imgnorm/recipe.hpp"
+#include "imgnorm/select.hpp"
 
 namespace imgnorm {
 
@@ -97,15 +98,6 @@ class Accumulator {
 struct Interval {
   double lo = 0;
   double hi = 0;
-};
-
-/// How a sample was drawn: `sampled` images out of `population`, uniformly without replacement.
-struct SampleInfo {
-  std::uint64_t population = 0;
-  std::uint64_t sampled = 0;
-  std::uint64_t seed = 0;
-  std::string spec;  ///< as the user gave it: "500" or "10%"
-  bool operator==(const SampleInfo&) const = default;
 };
 
 /// Statistics of one channel, in 0–255 units unless the name says unit (0–1).

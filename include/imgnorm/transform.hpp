@@ -23,6 +23,7 @@
 #include <utility>
 #include <vector>
 
+#include "imgnorm/dtype.hpp"
 #include "imgnorm/image.hpp"
 #include "imgnorm/recipe.hpp"
 
@@ -31,8 +32,6 @@ namespace imgnorm {
 /// Memory order of one output image: NHWC (channels last, as numpy/cv2/TF) or NCHW (planes, as
 /// PyTorch).
 enum class Layout { nhwc, nchw };
-/// Output element type.
-enum class DType { float32, float16 };
 
 /// How pixel values are mapped. Dataset constants (mean, std, min, max, mean image) are in 0–255
 /// units, as in stats.json.
@@ -53,15 +52,11 @@ enum class Mode {
 };
 
 const char* to_string(Layout v) noexcept;
-const char* to_string(DType v) noexcept;
 /// Mode names as the CLI spells them: "scale", "mean-image", "per-image-channel", "imagenet", ...
 const char* to_string(Mode v) noexcept;
 /// Parsers for the names above; '_' is accepted for '-'. Throw Error(invalid_argument).
 Layout parse_layout(const std::string& s);
-DType parse_dtype(const std::string& s);
 Mode parse_mode(const std::string& s);
-/// Bytes per output element: 4 or 2.
-std::size_t dtype_size(DType v) noexcept;
 
 /// True for modes whose map depends on the image itself (minmax, per_image, per_image_channel).
 bool is_per_image(Mode mode) noexcept;
@@ -91,6 +86,10 @@ struct TransformSpec {
   bool mean_image_std = false;
   /// Floor for a dataset std (or max − min) in the chosen unit; without it a zero is an error.
   std::optional<double> eps;
+  /// Optional C×C channel-mixing matrix (row-major, input channel order) applied after the
+  /// per-channel map of a dataset-level mode: the map becomes a PixelMap with this matrix (the
+  /// whitening modes build one). Not for per-image modes or mean_image.
+  std::vector<double> matrix;
 };
 
 /// One channel's map, y = t + g · ((x / d − m) / s), evaluated in double in exactly this order.
@@ -107,6 +106,15 @@ struct ChannelMap {
 struct Affine {
   int channels = 0;
   std::array<ChannelMap, 3> ch{};
+};
+
+/// The map of one image. Per channel (an Affine), or with a C×C channel-mixing `matrix` (input
+/// channel order, row-major): y_k = t_k + g_k · Σ_c matrix[k][c] · ((x_c / d_c − m_c) / s_c),
+/// evaluated in double and rounded once. The identity matrix gives the Affine's values.
+struct PixelMap {
+  Affine affine;
+  std::vector<double> matrix;  ///< empty (per-channel map) or channels × channels
+  bool is_linear() const { return !matrix.empty(); }
 };
 
 /// Output format of the kernel.
@@ -142,6 +150,12 @@ ImageMoments image_moments(const ImageView& img);
 void apply(const ImageView& src, const Table& table, bool swap_rb, Layout layout, DType dtype,
            void* out);
 
+/// Inverse of a PixelMap: per-channel maps as the Affine overload; with a matrix, z = M⁻¹ ·
+/// ((y − t) / g) per pixel, then x = round(d · (m + s · z)), clamped. Throws
+/// Error(invalid_argument) for a singular matrix.
+void invert(const void* in, Layout layout, DType dtype, bool swap_rb, const PixelMap& map,
+            int width, int height, std::uint8_t* out, const double* mean_image = nullptr);
+
 /// Inverse map back to u8: x = round(d · (m + s · (y − t) / g)), clamped to 0–255 (NaN → 0).
 /// `in` is in the kernel's output format; `out` receives width·height·channels u8 values in input
 /// channel order, packed. `mean_image` (H×W×C, 0–255, input order) is for mean_image mode and
@@ -172,6 +186,13 @@ class Normalizer {
   int apply_values(const double* values, int width, int height, void* out,
                    Affine* used = nullptr) const;
 
+  /// Per-image modes: normalizes `img` into `out` with its own map and returns that map;
+  /// `constant` receives the number of constant channels. Dataset-level modes: as apply().
+  Affine apply_per_image(const ImageView& img, void* out, int* constant) const;
+
+  /// The dataset-level map (per-channel, or with the spec's matrix). For mean_image, m is 0.
+  PixelMap pixel_map() const;
+
   /// The map applied to `img` (for per-image modes computed from its moments); `constant` receives
   /// the number of constant channels. For mean_image, m is 0 and the mean image is subtracted too.
   Affine affine_for(const ImageView& img, int* constant = nullptr) const;
@@ -200,6 +221,10 @@ class Normalizer {
 float half_to_float(std::uint16_t bits) noexcept;
 
 namespace detail {
+/// The channel-mixing map, per pixel in double, rounded once (the only path for a PixelMap with a
+/// matrix).
+void apply_linear(const ImageView& src, const PixelMap& map, bool swap_rb, Layout layout,
+                  DType dtype, void* out);
 /// The plain reference: per pixel, the ChannelMap formula in double (m from mean_image / d when
 /// given), rounded once to the output type, written in the output layout.
 void apply_reference(const ImageView& src, const Affine& affine, bool swap_rb, Layout layout,

@@ -1,8 +1,6 @@
 #include "cli.hpp"
 
-#include <fcntl.h>
 #include <signal.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -18,11 +16,6 @@ std::atomic<bool> g_cancel{false};
 
 namespace {
 void on_signal(int) { g_cancel.store(true); }
-
-std::string folder_of(const std::string& path) {
-  auto slash = path.rfind('/');
-  return slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
-}
 }  // namespace
 
 void install_signal_handlers() {
@@ -35,6 +28,10 @@ void install_signal_handlers() {
 
 void print_error(const std::string& message) {
   std::fprintf(stderr, "imgnorm: %s\n", message.c_str());
+}
+
+void print_warning(const std::string& message) {
+  std::fprintf(stderr, "imgnorm: warning: %s\n", message.c_str());
 }
 
 void RecipeFlags::add_to(CLI::App& app) {
@@ -58,17 +55,17 @@ void RecipeFlags::add_to(CLI::App& app) {
       ->capture_default_str();
 }
 
-Recipe RecipeFlags::to_recipe(const CLI::App& app, Recipe r) const {
+RecipeOverrides RecipeFlags::overrides(const CLI::App& app) const {
   auto given = [&](const char* name) { return app.count(name) > 0; };
-  const bool all = r == Recipe{};
-  if (all || given("--size")) r.size = parse_size(size);
-  if (all || given("--resize")) r.resize = parse_resize_mode(resize);
-  if (all || given("--interp")) r.interp = parse_interp(interp);
-  if (channels_flag && (all || given("--channels"))) r.channels = parse_channel_order(channels);
-  if (all || given("--pad-value")) r.pad_value = static_cast<std::uint8_t>(pad_value);
-  if (all || given("--exact-decode")) r.exact_decode = exact_decode;
-  if (all || given("--max-pixels")) r.max_pixels = max_pixels;
-  return r;
+  RecipeOverrides o;
+  if (given("--size")) o.size = parse_size(size);
+  if (given("--resize")) o.resize = parse_resize_mode(resize);
+  if (given("--interp")) o.interp = parse_interp(interp);
+  if (channels_flag && given("--channels")) o.channels = parse_channel_order(channels);
+  if (given("--pad-value")) o.pad_value = static_cast<std::uint8_t>(pad_value);
+  if (given("--exact-decode")) o.exact_decode = exact_decode;
+  if (given("--max-pixels")) o.max_pixels = max_pixels;
+  return o;
 }
 
 void RunFlags::add_to(CLI::App& app) {
@@ -80,11 +77,15 @@ void RunFlags::add_to(CLI::App& app) {
                "Decode truncated JPEGs as far as they go (grey fill) instead of skipping them");
 }
 
-PipelineOptions RunFlags::options(const char* label) const {
+PipelineOptions RunFlags::options(const char* label, bool report_skips) const {
   PipelineOptions o;
   o.threads = threads;
   o.allow_truncated = allow_truncated;
   o.cancel = &g_cancel;
+  if (report_skips && !quiet)
+    o.on_skip = [](const std::string& path, const Error& e) {
+      std::fprintf(stderr, "imgnorm: skipped %s: %s\n", path.c_str(), e.what());
+    };
   const bool show = !quiet && (progress || isatty(STDERR_FILENO));
   if (show) {
     auto start = std::chrono::steady_clock::now();
@@ -107,66 +108,6 @@ PipelineOptions RunFlags::options(const char* label) const {
     };
   }
   return o;
-}
-
-Dataset load_dataset(const std::string& input, const std::string& list_file) {
-  return list_file.empty() ? scan_folder(input) : read_list(list_file);
-}
-
-void check_output_path(const std::string& path, bool force) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) == 0) {
-    if (S_ISDIR(st.st_mode)) throw Error(ErrorCode::io, path + ": is a folder");
-    if (!force) throw Error(ErrorCode::io, path + ": already exists (use --force to replace it)");
-  }
-  std::string dir = folder_of(path);
-  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
-    throw Error(ErrorCode::io, path + ": folder " + dir + " does not exist");
-  if (::access(dir.c_str(), W_OK) != 0)
-    throw Error(ErrorCode::io, path + ": folder " + dir + " is not writable");
-}
-
-void ensure_folder(const std::string& dir) {
-  struct stat st {};
-  if (::stat(dir.c_str(), &st) == 0) {
-    if (!S_ISDIR(st.st_mode)) throw Error(ErrorCode::io, dir + ": exists and is not a folder");
-    return;
-  }
-  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST)
-    throw Error(ErrorCode::io, dir + ": cannot create folder: " + std::strerror(errno));
-}
-
-void write_file_atomic(const std::string& path, const std::string& text, bool force) {
-  check_output_path(path, force);
-  std::string tmp = path + ".tmp-" + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw Error(ErrorCode::io, path + ": cannot create: " + std::strerror(errno));
-  std::size_t off = 0;
-  while (off < text.size()) {
-    ssize_t n = ::write(fd, text.data() + off, text.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      int err = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      throw Error(ErrorCode::io, path + ": write failed: " + std::strerror(err));
-    }
-    off += static_cast<std::size_t>(n);
-  }
-  if (::close(fd) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    throw Error(ErrorCode::io, path + ": write failed: " + std::strerror(err));
-  }
-  if (g_cancel.load()) {
-    ::unlink(tmp.c_str());
-    throw Error(ErrorCode::interrupted, "interrupted");
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    throw Error(ErrorCode::io, path + ": cannot rename into place: " + std::strerror(err));
-  }
 }
 
 }  // namespace imgnorm::cli

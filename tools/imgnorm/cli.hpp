@@ -1,5 +1,6 @@
 #pragma once
-// Shared pieces of the imgnorm command line: recipe flags, progress bar, signals, atomic writes.
+// Shared pieces of the imgnorm command line: recipe and run flags, progress bar, signals, printing.
+// The commands parse flags, call the library and print; the jobs live in include/imgnorm/.
 
 #include <CLI/CLI.hpp>
 
@@ -40,9 +41,8 @@ struct RecipeFlags {
   /// normalize has its own --channels (the output order): it sets this to false.
   bool channels_flag = true;
   void add_to(CLI::App& app);
-  /// Parses into a Recipe starting from `base`, overriding only what was given on the command line
-  /// (all of it when base is the default recipe).
-  Recipe to_recipe(const CLI::App& app, Recipe base = {}) const;
+  /// The recipe fields given on the command line, parsed.
+  RecipeOverrides overrides(const CLI::App& app) const;
 };
 
 /// Run flags shared by the commands that read a dataset.
@@ -52,19 +52,11 @@ struct RunFlags {
   bool progress = false;
   bool allow_truncated = false;
   void add_to(CLI::App& app);
-  PipelineOptions options(const char* label) const;
+  /// Pipeline options with the progress bar (labelled `label`) when it should be shown, and
+  /// the cancel flag. With `report_skips`, each skipped file is printed as it happens (unless
+  /// quiet).
+  PipelineOptions options(const char* label, bool report_skips = false) const;
 };
-
-/// Dataset selection: a folder, or --list FILE.
-Dataset load_dataset(const std::string& input, const std::string& list_file);
-
-/// Writes `text` to `path` through a temporary file in the same folder and a rename, so that an
-/// interrupted run never leaves a half-written file. Refuses to replace an existing file unless
-/// `force`. Errors name the path.
-void write_file_atomic(const std::string& path, const std::string& text, bool force);
-
-/// Refuses early (before any work) when `path` exists and !force, or its folder is missing.
-void check_output_path(const std::string& path, bool force);
 
 /// Prints "imgnorm: message" on stderr.
 void print_error(const std::string& message);
@@ -83,8 +75,7 @@ Command add_inspect_command(CLI::App& app);
 /// Prints a stats file on stdout as `format`: table | json | torchvision | keras.
 void print_summary(const StatsFile& stats, const std::string& format);
 
-/// Creates `dir` (one level) when it is missing; Error(io) naming it when that fails or it is not
-/// a folder.
-void ensure_folder(const std::string& dir);
+/// Prints "imgnorm: warning: message" on stderr.
+void print_warning(const std::string& message);
 
 }  // namespace imgnorm::cli

@@ -1,0 +1,192 @@
+#pragma once
+/// \file normalize.hpp
+/// The normalize job (`imgnorm normalize`) as library calls: a dataset (folder, list) or an array of
+/// images, through the recipe and a mode, into rows of a tensor handed to a RowSink in row order;
+/// plus the output folder (images.npy, labels.npy, manifest.json) committed whole, and the inverse
+/// (denormalize).
+///
+///     imgnorm::NormalizeJob job;
+///     job.spec.mode = imgnorm::Mode::standardize;
+///     job.stats = imgnorm::read_stats_file("stats.json");   // training statistics and recipe
+///     imgnorm::Normalization n(job, imgnorm::open_input("test/"));
+///     n.prepare({});                                        // loads/fits what the mode needs
+///     imgnorm::MemorySink rows;
+///     imgnorm::NormalizeResult r = n.run(rows, {});         // rows.data(): r.rows × row_bytes()
+///
+/// or, as the CLI does: `imgnorm::normalize_to_folder(n, "test_out", force, options)`.
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "imgnorm/array.hpp"
+#include "imgnorm/export.hpp"
+#include "imgnorm/manifest.hpp"
+#include "imgnorm/npy.hpp"
+#include "imgnorm/pipeline.hpp"
+#include "imgnorm/select.hpp"
+#include "imgnorm/stats.hpp"
+#include "imgnorm/transform.hpp"
+
+namespace imgnorm {
+
+/// Receives the rows of a normalize job, one at a time, in row order (0, 1, 2, ...), from one
+/// thread at a time. A row is row_bytes bytes in the job's layout and dtype.
+class IMGNORM_API RowSink {
+ public:
+  virtual ~RowSink();
+  /// Called once before any row: the most rows that can come (skipped files make fewer) and the
+  /// bytes of one row.
+  virtual void begin(std::uint64_t planned_rows, std::size_t row_bytes) = 0;
+  /// Row `row`; `data` is valid during the call only.
+  virtual void write_row(std::uint64_t row, const void* data) = 0;
+  /// Called once after the last row with the number of rows written.
+  virtual void end(std::uint64_t rows) = 0;
+};
+
+/// Keeps the rows in memory, contiguous (an N×… array once end() was called).
+class IMGNORM_API MemorySink : public RowSink {
+ public:
+  void begin(std::uint64_t planned_rows, std::size_t row_bytes) override;
+  void write_row(std::uint64_t row, const void* data) override;
+  void end(std::uint64_t rows) override;
+  std::vector<std::uint8_t>& data() { return data_; }
+  std::size_t row_bytes() const { return row_bytes_; }
+
+ private:
+  std::vector<std::uint8_t> data_;
+  std::size_t row_bytes_ = 0;
+};
+
+/// Writes the rows into a .npy file through NpyWriter (temporary name; commit() renames it).
+class IMGNORM_API NpyFileSink : public RowSink {
+ public:
+  /// `shape` is the whole array's, shape[0] the planned rows.
+  NpyFileSink(std::string path, DType dtype, std::vector<std::uint64_t> shape);
+  void begin(std::uint64_t planned_rows, std::size_t row_bytes) override;
+  void write_row(std::uint64_t row, const void* data) override;
+  void end(std::uint64_t rows) override;
+  /// Makes the file visible under its name (after end()).
+  void commit() { writer_.commit(); }
+
+ private:
+  NpyWriter writer_;
+};
+
+/// What a normalize job reads: the files of a dataset, or an array of images.
+struct NormalizeInput {
+  std::string source;  ///< folder, list file or .npy as given (manifest "source")
+  Dataset dataset;     ///< when !array
+  std::optional<ImageArray> array;
+  bool from_list = false;  ///< the files came from a list file
+};
+/// A .npy path (by its extension, any case) opens an ImageArray; else a folder. With `list`, the
+/// list file (and `input` must be empty). Throws Error(empty) for a dataset without images.
+IMGNORM_API NormalizeInput open_input(const std::string& input, const std::string& list = "");
+
+/// Everything that decides the output besides the input.
+struct NormalizeJob {
+  /// The mode and the user's parameters (range, unit, eps, custom mean/std, mean_image_std). The
+  /// dataset constants (mean, std, min, max, mean image) are filled in from the statistics.
+  TransformSpec spec;
+  /// Training statistics: they give the constants, the recipe and the class list. Alternatively
+  /// `stats_path` (read by the constructor, named in messages and in the manifest).
+  std::optional<StatsFile> stats;
+  std::string stats_path;
+  /// Compute the statistics of this input first (a second pass); excludes stats.
+  bool fit = false;
+  /// Recipe fields given explicitly; the others are the statistics' (or the defaults without
+  /// statistics). A difference from the training recipe gives a warning.
+  RecipeOverrides recipe;
+  /// Output channel order. Unset: the statistics' order (bgr for caffe; gray for gray input).
+  std::optional<ChannelOrder> channels;
+  Layout layout = Layout::nhwc;
+  DType dtype = DType::float32;  ///< float32 or float16
+  bool labels = true;            ///< labels of the training class list (not for array input)
+  /// mean-image mode: the mean image (`stats --mean-image`); without it, --fit computes it.
+  std::string mean_image_path;
+};
+
+/// What a run produced, in row order.
+struct NormalizeResult {
+  std::uint64_t rows = 0;
+  std::vector<std::string> files;    ///< row order (empty for array input)
+  std::vector<std::int64_t> labels;  ///< row order (empty without labels)
+  std::vector<Skipped> skipped;      ///< dataset order
+  std::vector<Affine> per_image_maps;  ///< row order (per-image modes)
+  std::uint64_t constant_channels = 0;
+};
+
+/// A normalize job checked against its input: construct (cheap checks, in the CLI's order), then
+/// prepare() (reads the mean image, runs --fit, builds the Normalizer), then run() once.
+class IMGNORM_API Normalization {
+ public:
+  /// Checks the job (flags that do not go together, constants the mode needs, channel orders,
+  /// class list). Throws Error(invalid_argument) with the CLI's messages.
+  Normalization(NormalizeJob job, NormalizeInput input);
+  /// The same, opening `input` (or `list`) with open_input() after the job's own checks (so a bad
+  /// flag is reported before a missing folder).
+  Normalization(NormalizeJob job, const std::string& input, const std::string& list = "");
+  ~Normalization();
+  Normalization(Normalization&&) noexcept;
+
+  /// Warnings to show (the recipe differs from the training recipe, ...).
+  const std::vector<std::string>& warnings() const { return warnings_; }
+  /// The effective recipe (an array input's size and channels).
+  const Recipe& recipe() const { return recipe_; }
+  const NormalizeJob& job() const { return job_; }
+  const NormalizeInput& input() const { return input_; }
+  /// The shape of the output tensor for the planned rows (N,H,W,C or N,C,H,W).
+  std::vector<std::uint64_t> shape(std::uint64_t rows) const;
+  std::uint64_t planned_rows() const;
+  std::size_t row_bytes() const;
+  /// Whether labels are produced.
+  bool labels() const { return labels_; }
+
+  /// Reads the mean image, runs the --fit pass (with `options`), builds the Normalizer.
+  void prepare(const PipelineOptions& options);
+  bool prepared() const { return normalizer_ != nullptr; }
+  /// After prepare().
+  const Normalizer& normalizer() const { return *normalizer_; }
+  /// Streams every row to `sink` (begin, rows in order, end). Files that fail are skipped (and
+  /// passed to options.on_skip); Error(empty) when no row could be produced.
+  NormalizeResult run(RowSink& sink, const PipelineOptions& options) const;
+  /// The manifest of a run.
+  Manifest manifest(const NormalizeResult& result) const;
+
+ private:
+  NormalizeJob job_;
+  NormalizeInput input_;
+  Recipe recipe_;
+  OutputFormat format_;
+  bool labels_ = false;
+  std::vector<std::string> classes_;
+  std::vector<int> label_of_class_;
+  std::vector<std::string> warnings_;
+  std::unique_ptr<Normalizer> normalizer_;
+
+  void check_job(bool is_array);
+  void bind_input();
+};
+
+/// The output folder of `imgnorm normalize`: DIR/images.npy, DIR/labels.npy, DIR/manifest.json.
+/// Checks before any work (the folder may not be inside the dataset, existing outputs need
+/// `force`), prepares, runs, then commits: labels.npy, manifest.json, and images.npy renamed into
+/// place last, so an interrupted run never leaves an images.npy that looks whole. The folder is
+/// created only when the data is ready.
+/// `fit_options` (default: `options`) run the --fit pass.
+IMGNORM_API NormalizeResult normalize_to_folder(Normalization& job, const std::string& dir,
+                                                bool force, const PipelineOptions& options,
+                                                const PipelineOptions* fit_options = nullptr);
+
+/// `imgnorm denormalize`: maps a normalized images.npy back to uint8 N×H×W×C (in its channel
+/// order) with the manifest beside it (or `manifest_path`), exactly for every mode. Writes
+/// `output` atomically. Returns the manifest used.
+IMGNORM_API Manifest denormalize(const std::string& images, const std::string& manifest_path,
+                                 const std::string& output, bool force,
+                                 const std::atomic<bool>* cancel = nullptr);
+
+}  // namespace imgnorm

@@ -1,0 +1,57 @@
+#pragma once
+/// \file select.hpp
+/// Which files a job reads: open a dataset (a class-folder tree or a list file), then take a
+/// seeded sample of it, then one shard of the sample — always in this order, so the shards of a
+/// sampled run merge into the sampled run.
+///
+///     imgnorm::SelectOptions o;
+///     o.folder = "flower_photos";
+///     o.sample = "10%";
+///     imgnorm::Selection s = imgnorm::select_dataset(o);   // s.dataset.entries: the files
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "imgnorm/dataset.hpp"
+#include "imgnorm/export.hpp"
+
+namespace imgnorm {
+
+/// How a sample was drawn: `sampled` images out of `population`, uniformly without replacement.
+struct SampleInfo {
+  std::uint64_t population = 0;
+  std::uint64_t sampled = 0;
+  std::uint64_t seed = 0;
+  std::string spec;  ///< as the user gave it: "500" or "10%"
+  bool operator==(const SampleInfo&) const = default;
+};
+
+/// What to select. Exactly one of `folder` and `list` is set.
+struct SelectOptions {
+  std::string folder;  ///< dataset folder (class folders inside, or images)
+  std::string list;    ///< a list file, one path per line (see read_list)
+  /// Empty: every file. Else a sample without replacement: "500" (a count) or "10%".
+  std::string sample;
+  std::uint64_t seed = 0;  ///< seed of the sample (a fixed default, so runs repeat)
+  int shard_index = 0;     ///< keep every shard_count-th file starting at shard_index
+  int shard_count = 1;
+  ScanOptions scan;
+};
+
+/// The files of a job and how they were chosen.
+struct Selection {
+  Dataset dataset;     ///< entries after sample and shard; classes and ignored whole
+  std::string source;  ///< the folder or list file as given
+  std::optional<SampleInfo> sample;
+  int shard_index = 0;
+  int shard_count = 1;
+};
+
+/// Opens the dataset, then samples, then shards. Throws Error(invalid_argument) unless exactly one
+/// of folder and list is given or for a bad sample/shard, Error(io) for a missing folder or list,
+/// and Error(empty) "<source>: no image files found (N other files ignored)" when the dataset has
+/// no image file at all (before sampling).
+IMGNORM_API Selection select_dataset(const SelectOptions& options);
+
+}  // namespace imgnorm

@@ -1,0 +1,84 @@
+#pragma once
+/// \file stats_job.hpp
+/// The statistics job (`imgnorm stats`, `imgnorm merge`) as library calls: the exact statistics of
+/// a selection of files or of an array of images, the mean image, the outputs written in their
+/// commit order, and the rules for merging partial results.
+///
+///     imgnorm::SelectOptions sel;
+///     sel.folder = "flower_photos";
+///     imgnorm::StatsJob job;
+///     job.recipe.size = {64, 64};
+///     imgnorm::StatsFile st = imgnorm::compute_stats(imgnorm::select_dataset(sel), job, {});
+///     imgnorm::Summary s = imgnorm::summarize(st.acc);   // s.channel[c].mean, .std (0–255)
+
+#include <string>
+#include <vector>
+
+#include "imgnorm/array.hpp"
+#include "imgnorm/export.hpp"
+#include "imgnorm/pipeline.hpp"
+#include "imgnorm/select.hpp"
+#include "imgnorm/stats.hpp"
+
+namespace imgnorm {
+
+/// What `imgnorm stats` computes besides the selection.
+struct StatsJob {
+  Recipe recipe;
+  int ddof = 0;  ///< 0 (population, numpy's default) or 1
+  /// How the files were selected; set by the Selection overload of compute_stats.
+  std::optional<SampleInfo> sample;
+  int shard_index = 0;
+  int shard_count = 1;
+  bool mean_image = false;  ///< also keep per-pixel sums (needs a fixed size: not ResizeMode::none)
+};
+
+/// Computes the statistics of the files of `selection` (its sample and shard are recorded).
+/// Files that fail are listed in StatsFile::skipped with their reason, sorted by path (and passed
+/// to options.on_skip). The result is identical whatever options.threads is. The Dataset overload
+/// takes the sample/shard fields from `job`; `tool_version` defaults to version().
+IMGNORM_API StatsFile compute_stats(const Selection& selection, const StatsJob& job,
+                                    const PipelineOptions& options);
+IMGNORM_API StatsFile compute_stats(const Dataset& dataset, const StatsJob& job,
+                                    const PipelineOptions& options,
+                                    const std::string& tool_version);
+
+/// The statistics of an array of images (`normalize --fit` on .npy input). The recipe's channel
+/// order and size are taken from the array (channels: 1 → gray, 3 → the recipe's order). Float
+/// arrays must hold whole values in 0–255 (Error(invalid_argument) naming the row otherwise).
+IMGNORM_API StatsFile compute_stats(const ImageArray& array, const StatsJob& job,
+                                    const std::atomic<bool>* cancel = nullptr);
+
+/// The per-pixel mean image of an accumulator with enable_mean_image(): H×W×C doubles, 0–255
+/// units, row-major (what `stats --mean-image` writes as float64 .npy). Empty otherwise.
+IMGNORM_API std::vector<double> mean_image(const Accumulator& acc);
+
+/// Where the statistics go: stats.json and, optionally, the mean image (.npy). Empty: not written.
+struct StatsOutputs {
+  std::string stats_json;
+  std::string mean_image;
+  bool force = false;  ///< replace existing files
+};
+/// Refuses early (before any work) when an output exists (unless force) or its folder is missing.
+IMGNORM_API void check_outputs(const StatsOutputs& outputs);
+/// Writes the outputs, each atomically; stats.json last, so a failure leaves no stats.json that
+/// looks whole. `cancel` is checked before stats.json is renamed into place.
+IMGNORM_API void write_outputs(const StatsFile& stats, const StatsOutputs& outputs,
+                               const std::atomic<bool>* cancel = nullptr);
+
+/// Reads a mean image written by `stats --mean-image` (float64 H×W×C, C = `channels`), checking
+/// its header before reading the data. Error(format) naming `path` otherwise.
+IMGNORM_API std::vector<double> read_mean_image(const std::string& path, int channels, Size& size);
+
+/// Merges partial statistics exactly (`imgnorm merge`): `names[i]` names `parts[i]` in messages.
+/// Refuses (Error(invalid_argument)) the same shard of the same source twice, and whatever
+/// merge_into refuses. `warnings` receives "k of n shards of SOURCE merged" when shards are
+/// missing. The result is a whole-dataset StatsFile (shard 0/1) with this tool's version.
+IMGNORM_API StatsFile merge_stats(const std::vector<StatsFile>& parts,
+                                  const std::vector<std::string>& names,
+                                  std::vector<std::string>* warnings = nullptr);
+/// The same, reading the files (errors name the file).
+IMGNORM_API StatsFile merge_stats_files(const std::vector<std::string>& paths,
+                                        std::vector<std::string>* warnings = nullptr);
+
+}  // namespace imgnorm

@@ -1,0 +1,523 @@
+// The normalize job: checks, --fit, the streaming run into a RowSink, the output folder, and the
+// inverse. The CLI's `normalize` and `denormalize` only parse flags and call these.
+
+#include "imgnorm/normalize.hpp"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <filesystem>
+#include <cstring>
+#include <map>
+
+#include "imgnorm/error.hpp"
+#include "imgnorm/output.hpp"
+#include "imgnorm/stats_job.hpp"
+
+namespace imgnorm {
+
+namespace {
+
+[[noreturn]] void invalid(const std::string& what) {
+  throw Error(ErrorCode::invalid_argument, what);
+}
+
+void check_cancel(const std::atomic<bool>* cancel) {
+  if (cancel && cancel->load()) throw Error(ErrorCode::interrupted, "interrupted");
+}
+
+bool ends_with_npy(const std::string& s) {
+  if (s.size() < 4) return false;
+  std::string t = s.substr(s.size() - 4);
+  std::transform(t.begin(), t.end(), t.begin(), [](unsigned char c) { return std::tolower(c); });
+  return t == ".npy";
+}
+
+bool needs_dataset_stats(const TransformSpec& spec) {
+  switch (spec.mode) {
+    case Mode::center:
+    case Mode::standardize:
+    case Mode::minmax_dataset:
+      return true;
+    case Mode::mean_image:
+      return spec.mean_image_std;
+    default:
+      return false;
+  }
+}
+
+std::string absolute_path(const std::string& p) {
+  std::error_code ec;
+  auto a = std::filesystem::absolute(p, ec);
+  return ec ? p : a.lexically_normal().string();
+}
+
+// True when `dir` exists (a folder); false when it is missing but can be created (its parent is a
+// folder). Error(io) naming it otherwise.
+bool check_output_folder(const std::string& dir) {
+  std::error_code ec;
+  auto st = std::filesystem::status(dir, ec);
+  if (std::filesystem::exists(st)) {
+    if (!std::filesystem::is_directory(st))
+      throw Error(ErrorCode::io, dir + ": exists and is not a folder");
+    return true;
+  }
+  auto parent = std::filesystem::absolute(dir, ec).lexically_normal().parent_path();
+  if (!std::filesystem::is_directory(parent, ec))
+    throw Error(ErrorCode::io,
+                dir + ": cannot create it: folder " + parent.string() + " does not exist");
+  return false;
+}
+
+// An output folder inside the dataset folder would become a class folder of the next scan.
+void check_not_inside(const std::string& output, const std::string& input) {
+  std::error_code ec;
+  auto in = std::filesystem::weakly_canonical(input, ec);
+  if (ec) return;
+  auto out = std::filesystem::weakly_canonical(output, ec);
+  if (ec || out == in) return;
+  auto rel = out.lexically_relative(in);
+  if (!rel.empty() && *rel.begin() != "..")
+    invalid(output + ": the output folder is inside the dataset folder " + input +
+            " (it would be scanned as a class folder next time); write it elsewhere");
+}
+
+}  // namespace
+
+// ---- sinks ----
+
+RowSink::~RowSink() = default;
+
+void MemorySink::begin(std::uint64_t planned_rows, std::size_t row_bytes) {
+  row_bytes_ = row_bytes;
+  data_.clear();
+  data_.reserve(static_cast<std::size_t>(planned_rows) * row_bytes);
+}
+void MemorySink::write_row(std::uint64_t row, const void* data) {
+  const std::size_t at = static_cast<std::size_t>(row) * row_bytes_;
+  if (data_.size() < at + row_bytes_) data_.resize(at + row_bytes_);
+  std::memcpy(data_.data() + at, data, row_bytes_);
+}
+void MemorySink::end(std::uint64_t rows) {
+  data_.resize(static_cast<std::size_t>(rows) * row_bytes_);
+}
+
+NpyFileSink::NpyFileSink(std::string path, DType dtype, std::vector<std::uint64_t> shape)
+    : writer_(std::move(path), dtype, std::move(shape)) {}
+void NpyFileSink::begin(std::uint64_t planned_rows, std::size_t row_bytes) {
+  if (planned_rows != writer_.rows() || row_bytes != writer_.row_bytes())
+    invalid(writer_.path() + ": the array's shape does not match the job");
+}
+void NpyFileSink::write_row(std::uint64_t row, const void* data) {
+  writer_.write_rows(row, data, 1);
+}
+void NpyFileSink::end(std::uint64_t rows) {
+  if (rows != writer_.rows()) writer_.set_rows(rows);
+}
+
+// ---- input ----
+
+NormalizeInput open_input(const std::string& input, const std::string& list) {
+  NormalizeInput in;
+  if (list.empty() && ends_with_npy(input)) {
+    in.source = input;
+    in.array = ImageArray::open_npy(input);
+    return in;
+  }
+  SelectOptions o;
+  o.folder = list.empty() ? input : "";
+  o.list = list;
+  Selection s = select_dataset(o);
+  in.from_list = !list.empty();
+  in.source = s.source;
+  in.dataset = std::move(s.dataset);
+  return in;
+}
+
+// ---- the job ----
+
+Normalization::~Normalization() = default;
+Normalization::Normalization(Normalization&&) noexcept = default;
+
+Normalization::Normalization(NormalizeJob job, NormalizeInput input)
+    : job_(std::move(job)), input_(std::move(input)) {
+  check_job(input_.array.has_value());
+  bind_input();
+}
+
+Normalization::Normalization(NormalizeJob job, const std::string& input, const std::string& list)
+    : job_(std::move(job)) {
+  check_job(list.empty() && ends_with_npy(input));
+  input_ = open_input(input, list);
+  bind_input();
+}
+
+void Normalization::check_job(bool is_array) {
+  TransformSpec& spec = job_.spec;
+  const bool has_stats = job_.stats || !job_.stats_path.empty();
+  if (has_stats && job_.fit) invalid("give --stats FILE or --fit, not both");
+  if (spec.mean_image_std && spec.mode != Mode::mean_image)
+    invalid("--divide-std applies to --mode mean-image only");
+  if (spec.mode == Mode::custom) {
+    if (spec.mean.empty()) invalid("--mode custom needs --mean");
+  } else if (!spec.mean.empty() || !spec.std.empty()) {
+    invalid("--mean and --std apply to --mode custom only");
+  }
+  if (spec.mode == Mode::mean_image && job_.mean_image_path.empty() && !job_.fit)
+    invalid(
+        "--mode mean-image needs --mean-image FILE.npy (from imgnorm stats --mean-image) or "
+        "--fit");
+
+  // The recipe: the training stats' unless overridden (with a warning), else the defaults'.
+  if (!job_.stats && !job_.stats_path.empty()) job_.stats = read_stats_file(job_.stats_path);
+  const std::optional<StatsFile>& stats = job_.stats;
+  const std::string stats_name = job_.stats_path.empty() ? "the statistics" : job_.stats_path;
+  if (needs_dataset_stats(spec) && !stats && !job_.fit)
+    invalid(std::string("--mode ") + to_string(spec.mode) +
+            " needs the dataset statistics: --stats FILE (from imgnorm stats) or --fit");
+  recipe_ = job_.recipe.apply(stats ? stats->recipe : Recipe{});
+  if (stats) {
+    std::string diff = recipe_differences(recipe_, stats->recipe);
+    if (!diff.empty())
+      warnings_.push_back("the recipe differs from the training recipe in " + stats_name + " (" +
+                          diff + ")");
+  }
+
+  // The output order; without statistics, gray also decodes gray.
+  if (job_.channels == ChannelOrder::gray && !stats) recipe_.channels = ChannelOrder::gray;
+  if (recipe_.resize == ResizeMode::none && !is_array)
+    invalid("normalize needs a fixed --size (not --resize none)");
+
+  format_.layout = job_.layout;
+  format_.dtype = job_.dtype;
+  if (job_.dtype != DType::float32 && job_.dtype != DType::float16)
+    invalid(std::string("invalid dtype '") + to_string(job_.dtype) + "' (expected float32|float16)");
+}
+
+void Normalization::bind_input() {
+  const TransformSpec& spec = job_.spec;
+  const std::optional<StatsFile>& stats = job_.stats;
+  const std::string stats_name = job_.stats_path.empty() ? "the statistics" : job_.stats_path;
+  const bool is_array = input_.array.has_value();
+  // An array's channels are taken to be in the recipe's order.
+  if (is_array) {
+    const ImageArray& a = *input_.array;
+    if (a.channels() != channel_count(recipe_.channels)) {
+      if (a.channels() == 1)
+        recipe_.channels = ChannelOrder::gray;
+      else if (stats)
+        invalid(a.name() + ": 3 channels, but the statistics in " + stats_name + " are gray");
+      else
+        recipe_.channels = ChannelOrder::rgb;
+    }
+    recipe_.size = {a.width(), a.height()};
+    recipe_.resize = ResizeMode::none;
+  }
+  const int nc = channel_count(recipe_.channels);
+  if (!job_.channels) {
+    auto p = preset_channel_order(spec.mode);
+    format_.channels = nc == 1 ? ChannelOrder::gray : (p ? *p : recipe_.channels);
+  } else {
+    format_.channels = *job_.channels;
+    if (nc == 1 && format_.channels != ChannelOrder::gray)
+      invalid(std::string("--channels ") + to_string(format_.channels) + " needs color input");
+    if (nc == 3 && format_.channels == ChannelOrder::gray)
+      invalid(stats ? "--channels gray: the statistics in " + stats_name +
+                          " are of color images (compute them with stats --channels gray)"
+                    : "--channels gray: " + input_.source + " has 3 channels");
+  }
+
+  // Labels: class ids of the training class list.
+  labels_ = job_.labels && !is_array;
+  classes_ = stats ? stats->classes : input_.dataset.classes;
+  if (labels_) {
+    std::map<std::string, int> id;
+    for (std::size_t i = 0; i < classes_.size(); ++i) id[classes_[i]] = static_cast<int>(i);
+    for (const std::string& c : input_.dataset.classes) {
+      auto it = id.find(c);
+      if (it == id.end())
+        invalid(c.empty() ? input_.source +
+                                ": the images are not in class folders, and the training "
+                                "statistics have classes; use --no-labels"
+                          : input_.source + ": class '" + c + "' is not among the " +
+                                std::to_string(classes_.size()) + " training classes of " +
+                                stats_name + "; use --no-labels to skip labels");
+      label_of_class_.push_back(it->second);
+    }
+  }
+}
+
+std::uint64_t Normalization::planned_rows() const {
+  return input_.array ? input_.array->rows() : input_.dataset.entries.size();
+}
+
+std::vector<std::uint64_t> Normalization::shape(std::uint64_t rows) const {
+  const std::uint64_t h = static_cast<std::uint64_t>(recipe_.size.height);
+  const std::uint64_t w = static_cast<std::uint64_t>(recipe_.size.width);
+  const std::uint64_t c = static_cast<std::uint64_t>(channel_count(recipe_.channels));
+  if (format_.layout == Layout::nhwc) return {rows, h, w, c};
+  return {rows, c, h, w};
+}
+
+std::size_t Normalization::row_bytes() const {
+  return static_cast<std::size_t>(recipe_.size.width) * recipe_.size.height *
+         channel_count(recipe_.channels) * dtype_size(format_.dtype);
+}
+
+void Normalization::prepare(const PipelineOptions& options) {
+  TransformSpec spec = job_.spec;
+  const int nc = channel_count(recipe_.channels);
+  // A mean image from a file is checked before the --fit pass.
+  if (spec.mode == Mode::mean_image && !job_.mean_image_path.empty()) {
+    spec.mean_image = read_mean_image(job_.mean_image_path, nc, spec.mean_image_size);
+    if (!(spec.mean_image_size == recipe_.size))
+      invalid(fmt::format("{}: the mean image is {}x{}, the images {}x{}", job_.mean_image_path,
+                          spec.mean_image_size.width, spec.mean_image_size.height,
+                          recipe_.size.width, recipe_.size.height));
+  }
+  // --fit: the statistics of this input, first pass.
+  std::optional<StatsFile> fitted;
+  if (job_.fit) {
+    StatsJob sj;
+    sj.recipe = recipe_;
+    sj.mean_image = spec.mode == Mode::mean_image && job_.mean_image_path.empty();
+    if (input_.array) {
+      fitted = compute_stats(*input_.array, sj, options.cancel);
+    } else {
+      PipelineOptions fit_options = options;
+      fit_options.on_skip = nullptr;  // reported once, by the normalizing pass
+      fitted = compute_stats(input_.dataset, sj, fit_options, version());
+    }
+    if (fitted->acc.images() == 0)
+      throw Error(ErrorCode::empty, input_.source + ": no image could be used for --fit");
+  }
+  const StatsFile* stats = fitted ? &*fitted : (job_.stats ? &*job_.stats : nullptr);
+  if (stats) {
+    if (channel_count(stats->recipe.channels) != nc)
+      invalid((job_.fit ? std::string("--fit")
+                        : (job_.stats_path.empty() ? "the statistics" : job_.stats_path)) +
+              ": the statistics have " + std::to_string(channel_count(stats->recipe.channels)) +
+              " channels, the input " + std::to_string(nc));
+    Summary s = summarize(stats->acc, stats->ddof);
+    for (const auto& c : s.channel) {
+      if (spec.mode != Mode::custom) {
+        spec.mean.push_back(c.mean);
+        spec.std.push_back(c.std);
+      }
+      spec.min.push_back(c.min);
+      spec.max.push_back(c.max);
+    }
+  }
+  if (spec.mode == Mode::mean_image && job_.mean_image_path.empty()) {
+    spec.mean_image = mean_image(stats->acc);
+    spec.mean_image_size = stats->acc.mean_image_size();
+  }
+  normalizer_ = std::make_unique<Normalizer>(spec, recipe_.channels, format_);
+}
+
+NormalizeResult Normalization::run(RowSink& sink, const PipelineOptions& options) const {
+  if (!normalizer_) invalid("Normalization::run: call prepare() first");
+  const Normalizer& norm = *normalizer_;
+  const bool per_image = is_per_image(job_.spec.mode);
+  const std::size_t rb = row_bytes();
+  NormalizeResult res;
+  sink.begin(planned_rows(), rb);
+
+  if (input_.array) {
+    const ImageArray& a = *input_.array;
+    std::vector<std::uint8_t> buf(rb);
+    a.for_each_row(
+        [&](std::uint64_t r, const ArrayRow& row) {
+          if (row.values) {
+            Affine used;
+            try {
+              res.constant_channels += static_cast<std::uint64_t>(
+                  norm.apply_values(row.values, a.width(), a.height(), buf.data(), &used));
+            } catch (const Error& e) {
+              throw Error(e.code(), a.name() + ": row " + std::to_string(r) + ": " + e.what());
+            }
+            if (per_image) res.per_image_maps.push_back(used);
+          } else if (per_image) {
+            int constant = 0;
+            res.per_image_maps.push_back(norm.apply_per_image(row.u8, buf.data(), &constant));
+            res.constant_channels += static_cast<std::uint64_t>(constant);
+          } else {
+            norm.apply(row.u8, buf.data());
+          }
+          sink.write_row(r, buf.data());
+          ++res.rows;
+        },
+        options.cancel);
+  } else {
+    const std::vector<Entry>& entries = input_.dataset.entries;
+    const int slots = pipeline_slots(options);
+    std::vector<std::uint8_t> slot_data(static_cast<std::size_t>(slots) * rb);
+    std::vector<Affine> slot_affine(static_cast<std::size_t>(slots));
+    std::vector<int> slot_constant(static_cast<std::size_t>(slots), 0);
+    run_pipeline(
+        entries, recipe_, options,
+        [&](const LoadedImage& li) {
+          std::uint8_t* dst = slot_data.data() + static_cast<std::size_t>(li.slot) * rb;
+          if (per_image)
+            slot_affine[li.slot] = norm.apply_per_image(li.image, dst, &slot_constant[li.slot]);
+          else
+            norm.apply(li.image, dst);
+        },
+        [&](std::size_t index, int slot, const Error* error) {
+          const Entry& e = entries[index];
+          if (error) {
+            res.skipped.push_back({e.path, error->code(), error->what()});
+            if (options.on_skip) options.on_skip(e.path, *error);
+            return;
+          }
+          sink.write_row(res.rows, slot_data.data() + static_cast<std::size_t>(slot) * rb);
+          res.files.push_back(e.path);
+          if (labels_) res.labels.push_back(label_of_class_[e.label]);
+          if (per_image) {
+            res.per_image_maps.push_back(slot_affine[slot]);
+            res.constant_channels += static_cast<std::uint64_t>(slot_constant[slot]);
+          }
+          ++res.rows;
+        });
+  }
+  if (res.rows == 0)
+    throw Error(ErrorCode::empty, "no image could be used: all " +
+                                      std::to_string(res.skipped.size()) + " files were skipped");
+  sink.end(res.rows);
+  return res;
+}
+
+Manifest Normalization::manifest(const NormalizeResult& r) const {
+  const Normalizer& norm = *normalizer_;
+  const TransformSpec& spec = norm.spec();
+  Manifest m;
+  m.tool_version = version();
+  m.source = input_.source;
+  if (!job_.stats_path.empty()) m.stats = job_.stats_path;
+  m.fit = job_.fit;
+  m.mode = spec.mode;
+  m.formula = norm.formula();
+  m.unit = spec.unit;
+  m.range = spec.range;
+  m.eps = spec.eps;
+  if (spec.mode == Mode::mean_image) {
+    if (!job_.mean_image_path.empty()) m.mean_image = absolute_path(job_.mean_image_path);
+    m.divide_std = spec.mean_image_std;
+  }
+  m.layout = format_.layout;
+  m.dtype = format_.dtype;
+  m.channels = format_.channels;
+  m.shape = shape(r.rows);
+  m.recipe = recipe_;
+  m.input_channels = recipe_.channels;
+  if (!spec.mean.empty() && spec.mode != Mode::custom) {
+    m.dataset_mean = spec.mean;
+    m.dataset_std = spec.std;
+  }
+  if (is_per_image(spec.mode)) {
+    for (const Affine& a : r.per_image_maps) m.per_image_maps.push_back({a, {}});
+  } else {
+    m.maps = norm.pixel_map();
+  }
+  m.constant_channels = r.constant_channels;
+  m.classes = classes_;
+  m.labels = labels_;
+  m.rows = r.rows;
+  for (std::size_t i = 0; i < r.files.size(); ++i)
+    m.files.push_back({r.files[i], labels_ ? std::optional<std::int64_t>(r.labels[i])
+                                           : std::nullopt});
+  m.skipped = r.skipped;
+  m.ignored = input_.dataset.ignored;
+  return m;
+}
+
+NormalizeResult normalize_to_folder(Normalization& job, const std::string& dir, bool force,
+                                    const PipelineOptions& options,
+                                    const PipelineOptions* fit_options) {
+  const std::string images = dir + "/images.npy", labels = dir + "/labels.npy",
+                    manifest = dir + "/manifest.json";
+  // Outputs are checked before any work; the folder is created only when the data is ready.
+  if (!job.input().array && !job.input().from_list) check_not_inside(dir, job.input().source);
+  if (check_output_folder(dir)) {
+    check_output_path(images, force);
+    check_output_path(manifest, force);
+    if (job.labels()) check_output_path(labels, force);
+  }
+  if (!job.prepared()) job.prepare(fit_options ? *fit_options : options);
+  check_cancel(options.cancel);
+  ensure_folder(dir);
+  NpyFileSink sink(images, job.job().dtype, job.shape(job.planned_rows()));
+  NormalizeResult r = job.run(sink, options);
+
+  // images.npy is renamed into place last: a run that stops earlier leaves no images.npy.
+  check_cancel(options.cancel);
+  if (force) {
+    // Old outputs go first: a stop between the renames below must not leave an old images.npy
+    // beside new labels (nor an old labels.npy after --no-labels).
+    ::unlink(images.c_str());
+    ::unlink(labels.c_str());
+  }
+  if (job.labels()) write_npy(labels, DType::int64, {r.rows}, r.labels.data());
+  write_file_atomic(manifest, to_json(job.manifest(r)), force, options.cancel);
+  sink.commit();
+  return r;
+}
+
+// ---- denormalize ----
+
+Manifest denormalize(const std::string& images, const std::string& manifest_path,
+                     const std::string& output, bool force, const std::atomic<bool>* cancel) {
+  const std::string mpath =
+      manifest_path.empty() ? folder_of(images) + "/manifest.json" : manifest_path;
+  Manifest m = read_manifest(mpath);
+  check_output_path(output, force);
+  const int nc = channel_count(m.input_channels);
+  const bool swap_rb = nc == 3 && m.channels != m.input_channels;
+
+  NpyReader reader(images);
+  const auto& sh = reader.header().shape;
+  if (reader.header().dtype != m.dtype || sh.size() != 4)
+    throw Error(ErrorCode::format, images + ": does not match " + mpath + " (dtype or rank)");
+  const std::uint64_t c = m.layout == Layout::nhwc ? sh[3] : sh[1];
+  const std::uint64_t h = m.layout == Layout::nhwc ? sh[1] : sh[2];
+  const std::uint64_t w = m.layout == Layout::nhwc ? sh[2] : sh[3];
+  if (c != static_cast<std::uint64_t>(nc) || h == 0 || w == 0 || h > 65535 || w > 65535)
+    throw Error(ErrorCode::format, images + ": shape does not match " + mpath);
+  if (sh[0] == 0) throw Error(ErrorCode::empty, images + ": the array has no rows");
+
+  std::vector<double> mean;
+  if (m.mode == Mode::mean_image) {
+    if (!m.mean_image)
+      invalid(mpath + ": the mean image was computed by --fit and not saved; cannot invert");
+    Size sz;
+    mean = read_mean_image(*m.mean_image, nc, sz);
+    if (sz.width != static_cast<int>(w) || sz.height != static_cast<int>(h))
+      throw Error(ErrorCode::format, "the mean image does not match " + images);
+  }
+  if (!m.maps && m.per_image_maps.size() != sh[0])
+    throw Error(ErrorCode::format, mpath + ": no maps for " + std::to_string(sh[0]) + " rows");
+
+  NpyWriter writer(output, DType::uint8, {sh[0], h, w, std::uint64_t(nc)});
+  std::vector<std::uint8_t> in(static_cast<std::size_t>(reader.header().row_bytes()));
+  std::vector<std::uint8_t> px(static_cast<std::size_t>(w * h) * nc);
+  for (std::uint64_t r = 0; r < sh[0]; ++r) {
+    check_cancel(cancel);
+    reader.read_rows(r, 1, in.data());
+    const PixelMap& map = m.maps ? *m.maps : m.per_image_maps[r];
+    try {
+      invert(in.data(), m.layout, m.dtype, swap_rb, map, static_cast<int>(w), static_cast<int>(h),
+             px.data(), mean.empty() ? nullptr : mean.data());
+    } catch (const Error& e) {
+      throw Error(e.code(), images + ": row " + std::to_string(r) + ": " + e.what());
+    }
+    if (swap_rb)
+      for (std::size_t i = 0; i < px.size(); i += 3) std::swap(px[i], px[i + 2]);
+    writer.write_rows(r, px.data(), 1);
+  }
+  writer.commit();
+  return m;
+}
+
+}  // namespace imgnorm

@@ -1,0 +1,61 @@
+// imgnorm inspect: shape, dtype and per-channel statistics of a .npy, or a stats.json's table
+// (library: imgnorm/inspect.hpp).
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <cctype>
+#include <memory>
+
+#include "cli.hpp"
+#include "imgnorm/inspect.hpp"
+
+namespace imgnorm::cli {
+namespace {
+
+bool ends_with_npy(const std::string& s) {
+  if (s.size() < 4) return false;
+  std::string t = s.substr(s.size() - 4);
+  std::transform(t.begin(), t.end(), t.begin(), [](unsigned char c) { return std::tolower(c); });
+  return t == ".npy";
+}
+
+int print_inspection(const std::string& path, const std::string& layout) {
+  std::optional<Layout> l;
+  if (!layout.empty()) l = parse_layout(layout);
+  const NpyInspection r = inspect_npy(path, l, &g_cancel);
+  const auto& sh = r.header.shape;
+  fmt::print("{}: shape ({}), dtype {}\n", path, fmt::join(sh, ", "), to_string(r.header.dtype));
+  if (r.header.count == 0) return kOk;
+  fmt::print("{:<8}{:>14}{:>14}{:>14}{:>14}\n", r.axis < sh.size() ? "channel" : "all", "mean",
+             "std", "min", "max");
+  for (std::size_t c = 0; c < r.channels.size(); ++c) {
+    const ValueMoments& m = r.channels[c];
+    fmt::print("{:<8}{:>14.6f}{:>14.6f}{:>14.6f}{:>14.6f}{}\n", c, m.mean, m.std, m.min, m.max,
+               m.nan ? fmt::format("  ({} NaN)", m.nan) : "");
+  }
+  return kOk;
+}
+
+}  // namespace
+
+Command add_inspect_command(CLI::App& app) {
+  struct InspectFlags {
+    std::string input;
+    std::string layout;
+  };
+  auto f = std::make_shared<InspectFlags>();
+  CLI::App* sub = app.add_subcommand(
+      "inspect", "Print shape, dtype and per-channel mean/std/min/max of a .npy, or a stats.json");
+  sub->add_option("file", f->input, "A .npy array or a stats.json")->required();
+  sub->add_option("--layout", f->layout, "Channel axis of a .npy: nhwc (last) | nchw (axis 1)")
+      ->check(CLI::IsMember({"nhwc", "nchw"}));
+  return {sub, [f] {
+            if (ends_with_npy(f->input)) return print_inspection(f->input, f->layout);
+            print_summary(read_stats_file(f->input), "table");
+            return static_cast<int>(kOk);
+          }};
+}
+
+}  // namespace imgnorm::cli

@@ -1,0 +1,76 @@
+// Printing statistics: the table, JSON, and the torchvision / Keras lines (stats, merge, inspect).
+
+#include <fmt/format.h>
+
+#include "cli.hpp"
+#include "imgnorm/stats.hpp"
+
+namespace imgnorm::cli {
+namespace {
+
+std::string join_numbers(const std::vector<double>& v, const char* fmt_spec) {
+  std::string s;
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if (i) s += ", ";
+    s += fmt::format(fmt::runtime(fmt_spec), v[i]);
+  }
+  return s;
+}
+
+template <typename F>
+std::vector<double> per_channel(const Summary& s, F f) {
+  std::vector<double> v;
+  for (const auto& c : s.channel) v.push_back(f(c));
+  return v;
+}
+
+void print_table(const StatsFile& st, const Summary& s) {
+  const auto names = channel_names(st.recipe.channels);
+  fmt::print("imgnorm stats: {} images, {} classes, {}x{} {}, resize {} ({}), ddof {}\n", s.images,
+             st.classes.size(), st.recipe.size.width, st.recipe.size.height,
+             to_string(st.recipe.channels), to_string(st.recipe.resize),
+             to_string(st.recipe.interp), s.ddof);
+  fmt::print("{:<8}{:>11}{:>11}{:>6}{:>6}{:>9}{:>11}{:>11}{:>14}\n", "channel", "mean", "std",
+             "min", "max", "median", "mean(0-1)", "std(0-1)", "mean img std");
+  for (int c = 0; c < s.channels; ++c) {
+    const auto& ch = s.channel[c];
+    fmt::print("{:<8}{:>11.4f}{:>11.4f}{:>6}{:>6}{:>9.1f}{:>11.6f}{:>11.6f}{:>14.4f}\n", names[c],
+               ch.mean, ch.std, ch.min, ch.max, ch.median, ch.mean_unit, ch.std_unit,
+               ch.mean_image_std);
+  }
+  if (st.sample) {
+    fmt::print("sample: {} of {} images (seed {}); 95% confidence intervals:\n", st.sample->sampled,
+               st.sample->population, st.sample->seed);
+    for (int c = 0; c < s.channels; ++c) {
+      const auto& ch = s.channel[c];
+      if (ch.mean_ci && ch.std_ci)
+        fmt::print("  {}: mean [{:.4f}, {:.4f}]  std [{:.4f}, {:.4f}]\n", names[c], ch.mean_ci->lo,
+                   ch.mean_ci->hi, ch.std_ci->lo, ch.std_ci->hi);
+    }
+  }
+  fmt::print("files: {} found, {} used, {} skipped; {} ignored\n", st.files_found, s.images,
+             st.skipped.size(), st.ignored.size());
+  for (const auto& k : st.skipped) fmt::print("  skipped {}: {}\n", k.path, k.reason);
+}
+
+}  // namespace
+
+void print_summary(const StatsFile& st, const std::string& format) {
+  Summary s = summarize(st.acc, st.ddof, st.sample ? &*st.sample : nullptr);
+  if (format == "table") {
+    print_table(st, s);
+  } else if (format == "json") {
+    fmt::print("{}", to_json(st));
+  } else if (format == "torchvision") {
+    fmt::print("transforms.Normalize(mean=[{}], std=[{}])\n",
+               join_numbers(per_channel(s, [](auto& c) { return c.mean_unit; }), "{:.6f}"),
+               join_numbers(per_channel(s, [](auto& c) { return c.std_unit; }), "{:.6f}"));
+  } else if (format == "keras") {
+    fmt::print("layers.Normalization(axis=-1, mean=[{}], variance=[{}])  # inputs in 0-255, {}\n",
+               join_numbers(per_channel(s, [](auto& c) { return c.mean; }), "{:.6f}"),
+               join_numbers(per_channel(s, [](auto& c) { return c.variance; }), "{:.6f}"),
+               to_string(st.recipe.channels));
+  }
+}
+
+}  // namespace imgnorm::cli
