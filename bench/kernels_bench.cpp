@@ -23,6 +23,7 @@
 #include "imgnorm/npy.hpp"
 #include "imgnorm/stats.hpp"
 #include "imgnorm/transform.hpp"
+#include "transform_kernels.hpp"
 #include "stats_ref.hpp"
 
 namespace {

@@ -21,6 +21,7 @@
 
 #include "imgnorm/dataset.hpp"
 #include "imgnorm/decode.hpp"
+#include "exif.hpp"
 #include "imgnorm/error.hpp"
 #include "imgnorm/image.hpp"
 #include "imgnorm/npy.hpp"

@@ -1,4 +1,5 @@
 #include "imgnorm/decode.hpp"
+#include "exif.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>

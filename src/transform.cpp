@@ -1,5 +1,7 @@
 #include "imgnorm/transform.hpp"
 
+#include "transform_kernels.hpp"
+
 #include <algorithm>
 #include <array>
 #include <cassert>
@@ -567,7 +569,8 @@ Normalizer::Normalizer(const TransformSpec& spec, ChannelOrder input, const Outp
               std::to_string(spec.matrix.size()));
     check_finite(spec.matrix, "channel matrix");
   }
-  if (!is_per_image(mode) && mode != Mode::mean_image) table_ = make_table(fixed_);
+  if (!is_per_image(mode) && mode != Mode::mean_image)
+    table_ = std::make_shared<const Table>(make_table(fixed_));
 }
 
 PixelMap Normalizer::pixel_map() const { return {fixed_, spec_.matrix}; }
@@ -652,7 +655,7 @@ int Normalizer::apply(const ImageView& img, void* out) const {
     return 0;
   }
   if (!is_per_image(spec_.mode)) {
-    imgnorm::apply(img, table_, swap_rb_, format_.layout, format_.dtype, out);
+    imgnorm::apply(img, *table_, swap_rb_, format_.layout, format_.dtype, out);
     return 0;
   }
   int constant = 0;

@@ -1,5 +1,7 @@
 #include "imgnorm/transform.hpp"
 
+#include "transform_kernels.hpp"
+
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>

@@ -83,10 +83,5 @@ Image decode_file(const std::string& path, const DecodeOptions& options = {},
 /// file: missing, unreadable, a directory, a symlink loop.
 void read_file(const std::string& path, std::vector<std::uint8_t>& out);
 
-namespace detail {
-/// EXIF orientation (1–8) from the payload of a JPEG APP1 segment (starting with "Exif\0\0"), or 1
-/// when absent or malformed. Never reads outside [data, data + size).
-int parse_exif_orientation(const std::uint8_t* data, std::size_t size) noexcept;
-}  // namespace detail
 
 }  // namespace imgnorm

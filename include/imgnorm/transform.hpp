@@ -18,6 +18,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -108,6 +109,8 @@ struct Affine {
   std::array<ChannelMap, 3> ch{};
 };
 
+struct Table;  // the 256-entry tables of a map (src/transform_kernels.hpp)
+
 /// The map of one image. Per channel (an Affine), or with a C×C channel-mixing `matrix` (input
 /// channel order, row-major): y_k = t_k + g_k · Σ_c matrix[k][c] · ((x_c / d_c − m_c) / s_c),
 /// evaluated in double and rounded once. The identity matrix gives the Affine's values.
@@ -126,16 +129,6 @@ struct OutputFormat {
   ChannelOrder channels = ChannelOrder::rgb;
 };
 
-/// Per-channel lookup tables: entry x of channel c is the map of channel c at x, rounded once from
-/// double to float32 (f32) and to float16 bits (f16).
-struct Table {
-  int channels = 0;
-  float f32[3][256];
-  std::uint16_t f16[3][256];
-};
-/// Builds the tables of an Affine.
-Table make_table(const Affine& affine);
-
 /// Per-channel exact moments of one image (integers; 0–255 units).
 struct ImageMoments {
   int channels = 0;
@@ -144,11 +137,6 @@ struct ImageMoments {
   std::array<int, 3> min{}, max{};
 };
 ImageMoments image_moments(const ImageView& img);
-
-/// Fast fused kernel: table lookup, channel reorder (swap_rb swaps channels 0 and 2 of a 3-channel
-/// image), layout and dtype, written to `out` (width·height·channels elements, densely packed).
-void apply(const ImageView& src, const Table& table, bool swap_rb, Layout layout, DType dtype,
-           void* out);
 
 /// Inverse of a PixelMap: per-channel maps as the Affine overload; with a matrix, z = M⁻¹ ·
 /// ((y − t) / g) per pixel, then x = round(d · (m + s · z)), clamped. Throws
@@ -213,26 +201,12 @@ class Normalizer {
   int channels_;
   bool swap_rb_;
   Affine fixed_;  // dataset-level modes
-  Table table_;   // dataset-level modes (not mean_image)
+  std::shared_ptr<const Table> table_;  // dataset-level modes (not mean_image)
   std::vector<double> mean_scaled_;
 };
 
 /// IEEE binary16 bits to float (exact), for reading float16 tensors.
 float half_to_float(std::uint16_t bits) noexcept;
 
-namespace detail {
-/// The channel-mixing map, per pixel in double, rounded once (the only path for a PixelMap with a
-/// matrix).
-void apply_linear(const ImageView& src, const PixelMap& map, bool swap_rb, Layout layout,
-                  DType dtype, void* out);
-/// The plain reference: per pixel, the ChannelMap formula in double (m from mean_image / d when
-/// given), rounded once to the output type, written in the output layout.
-void apply_reference(const ImageView& src, const Affine& affine, bool swap_rb, Layout layout,
-                     DType dtype, void* out, const double* mean_image = nullptr);
-/// Per-pixel fast path of mean_image mode; `mean_scaled` is mean_image / d. Same bits as the
-/// reference.
-void apply_mean_image(const ImageView& src, const Affine& affine, const double* mean_scaled,
-                      bool swap_rb, Layout layout, DType dtype, void* out);
-}  // namespace detail
 
 }  // namespace imgnorm
