@@ -5,6 +5,7 @@
 #include <string>
 
 #include "imgnorm/stats.hpp"
+#include "accumulator_access.hpp"
 #include "stats_ref.hpp"
 
 namespace imgnorm {
@@ -329,7 +330,7 @@ Accumulator accumulate_reference(int channels, const std::vector<ImageView>& ima
     n_n += static_cast<u128>(n) * n;
   }
   Accumulator acc(C);
-  acc.set_raw(n_images, pixels, n_n, hist, cross, clusters);
+  detail::AccumulatorAccess::set_raw(acc, n_images, pixels, n_n, hist, cross, clusters);
   return acc;
 }
 
@@ -468,7 +469,7 @@ Summary summarize(const Accumulator& acc, int ddof, const SampleInfo* sample) {
       cs.mean = static_cast<double>(S[c]) / static_cast<double>(N);
     else
       cs.mean = static_cast<double>(static_cast<long double>(S[c]) / static_cast<long double>(N));
-    const u128 q = acc.sum_squares(c);
+    const u128 q = detail::AccumulatorAccess::sum_squares(acc, c);
     const u128 var_num = static_cast<u128>(N) * q - static_cast<u128>(S[c]) * S[c];
     const long double var_ld = static_cast<long double>(var_num) /
                                (static_cast<long double>(N) * static_cast<long double>(N - ddof));
@@ -491,7 +492,7 @@ Summary summarize(const Accumulator& acc, int ddof, const SampleInfo* sample) {
     static constexpr double kPercentiles[4] = {1, 5, 95, 99};
     for (int i = 0; i < 4; ++i) cs.percentiles[i] = histogram_percentile(hist, kPercentiles[i]);
     cs.mean_image_std =
-        static_cast<double>(static_cast<long double>(acc.cluster(c).image_std_fixed) /
+        static_cast<double>(static_cast<long double>(detail::AccumulatorAccess::cluster(acc, c).image_std_fixed) /
                             4294967296.0L / static_cast<long double>(acc.images()));
   }
 
@@ -514,16 +515,16 @@ Summary summarize(const Accumulator& acc, int ddof, const SampleInfo* sample) {
     const long double M = static_cast<long double>(m);
     const long double n_bar = static_cast<long double>(N) / M;
     const long double scale = (1.0L - f) / (M * (M - 1) * n_bar * n_bar);
-    const long double nn = static_cast<long double>(acc.pixels_squared());
+    const long double nn = static_cast<long double>(detail::AccumulatorAccess::pixels_squared(acc));
     for (int c = 0; c < C; ++c) {
       ChannelSummary& cs = out.channel[c];
-      const ClusterSums& k = acc.cluster(c);
+      const ClusterSums& k = detail::AccumulatorAccess::cluster(acc, c);
       const long double ss = static_cast<long double>(k.s_s), sn = static_cast<long double>(k.s_n);
       const long double qq = static_cast<long double>(k.q_q), qs = static_cast<long double>(k.q_s);
       const long double qn = static_cast<long double>(k.q_n);
       const long double R = static_cast<long double>(S[c]) / static_cast<long double>(N);
       const long double R2 =
-          static_cast<long double>(acc.sum_squares(c)) / static_cast<long double>(N);
+          static_cast<long double>(detail::AccumulatorAccess::sum_squares(acc, c)) / static_cast<long double>(N);
       // Σd² with d_i = S_i − R·n_i.
       const long double dd = std::max(0.0L, ss - 2 * R * sn + R * R * nn);
       // Σu² with u_i = Q_i + a·S_i + b·n_i, a = −2R, b = 2R² − R2.

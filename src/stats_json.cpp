@@ -10,6 +10,7 @@
 #include <string>
 
 #include "imgnorm/stats.hpp"
+#include "accumulator_access.hpp"
 #include "json_internal.hpp"
 #include "stats_ref.hpp"
 
@@ -357,16 +358,16 @@ std::string to_json(const StatsFile& stats) {
   ojson sums;
   sums["images"] = acc.images();
   sums["pixels"] = acc.pixels();
-  sums["pixels_squared"] = u128_to_string(acc.pixels_squared());
+  sums["pixels_squared"] = u128_to_string(detail::AccumulatorAccess::pixels_squared(acc));
   ojson sum = ojson::array(), sum_sq = ojson::array(), cross = ojson::array(),
         cluster = ojson::array();
   for (int c = 0; c < C; ++c) {
     sum.push_back(acc.sum(c));
-    sum_sq.push_back(u128_to_string(acc.sum_squares(c)));
+    sum_sq.push_back(u128_to_string(detail::AccumulatorAccess::sum_squares(acc, c)));
     ojson row = ojson::array();
     for (int d = 0; d < C; ++d) row.push_back(acc.cross(c, d));
     cross.push_back(std::move(row));
-    const ClusterSums& k = acc.cluster(c);
+    const ClusterSums& k = detail::AccumulatorAccess::cluster(acc, c);
     cluster.push_back({{"s_s", u128_to_string(k.s_s)},
                        {"s_n", u128_to_string(k.s_n)},
                        {"q_q", u128_to_string(k.q_q)},
@@ -492,7 +493,8 @@ StatsFile stats_from_json(const std::string& text) {
     for (int d = 0; d < c; ++d)
       if (cross[c][d] != cross[d][c]) bad("field 'sums.cross' must be symmetric");
   st.acc = Accumulator(C);
-  st.acc.set_raw(images, pixels, pixels_squared, hists, cross, clusters);
+  detail::AccumulatorAccess::set_raw(st.acc, images, pixels, pixels_squared, hists, cross,
+                                     clusters);
 
   const ojson& counts = need_object(root, "counts", "counts");
   st.files_found = need_u64(counts, "files_found", "counts.files_found");

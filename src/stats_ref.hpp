@@ -9,6 +9,7 @@
 
 #include "imgnorm/image.hpp"
 #include "imgnorm/stats.hpp"
+#include "accumulator_access.hpp"
 
 namespace imgnorm::detail {
 

@@ -22,25 +22,12 @@
 
 namespace imgnorm {
 
-using u128 = unsigned __int128;
-
-/// Per-image ("cluster") sums of one channel, kept so that a sample's confidence interval can be
-/// computed from whole images (pixels inside an image are correlated; the image is the sampling
-/// unit). With n_i pixels, S_i = Σx and Q_i = Σx² of image i, all sums are over images.
-struct ClusterSums {
-  u128 s_s = 0;  ///< Σ S_i²
-  u128 s_n = 0;  ///< Σ S_i·n_i
-  u128 q_q = 0;  ///< Σ Q_i²
-  u128 q_s = 0;  ///< Σ Q_i·S_i
-  u128 q_n = 0;  ///< Σ Q_i·n_i
-  /// Σ over images of round(std_i · 2^32), std_i the image's population std in 0–255 units:
-  /// fixed point, so the mean of per-image std is exact and order-independent.
-  u128 image_std_fixed = 0;
-  bool operator==(const ClusterSums&) const = default;
-};
+namespace detail {
+struct AccumulatorAccess;  // src/accumulator_access.hpp: the exact sums, for stats.json and tests
+}
 
 /// Exact integer accumulator over u8 images with 1 or 3 channels.
-class Accumulator {
+class IMGNORM_API Accumulator {
  public:
   static constexpr int kMaxChannels = 3;
 
@@ -60,29 +47,43 @@ class Accumulator {
   std::uint64_t images() const { return images_; }
   /// Pixels per channel over all images.
   std::uint64_t pixels() const { return pixels_; }
-  /// Σ n_i² over images (n_i = pixels of image i).
-  u128 pixels_squared() const { return n_n_; }
   /// 256-bin histogram of channel c.
   const std::array<std::uint64_t, 256>& histogram(int c) const { return hist_[c]; }
-  /// Σx and Σx² of channel c (derived exactly from the histogram).
+  /// Σx of channel c (derived exactly from the histogram).
   std::uint64_t sum(int c) const;
-  u128 sum_squares(int c) const;
   /// Σ x_i·x_j over pixels, channels i and j (symmetric).
   std::uint64_t cross(int i, int j) const { return cross_[i][j]; }
-  const ClusterSums& cluster(int c) const { return cluster_[c]; }
   /// Per-pixel sums (H×W×C, row-major) when enable_mean_image was called, else empty.
   const std::vector<std::uint64_t>& pixel_sums() const { return pixel_sums_; }
   Size mean_image_size() const { return mean_size_; }
 
   bool operator==(const Accumulator&) const = default;
 
+ private:
+  friend struct detail::AccumulatorAccess;
+  using u128 = unsigned __int128;
+  /// Per-image ("cluster") sums of one channel, kept so that a sample's confidence interval can be
+  /// computed from whole images (pixels inside an image are correlated; the image is the sampling
+  /// unit). With n_i pixels, S_i = Σx and Q_i = Σx² of image i, all sums are over images.
+  struct ClusterSums {
+    u128 s_s = 0;  ///< Σ S_i²
+    u128 s_n = 0;  ///< Σ S_i·n_i
+    u128 q_q = 0;  ///< Σ Q_i²
+    u128 q_s = 0;  ///< Σ Q_i·S_i
+    u128 q_n = 0;  ///< Σ Q_i·n_i
+    /// Σ over images of round(std_i · 2^32), std_i the image's population std in 0–255 units:
+    /// fixed point, so the mean of per-image std is exact and order-independent.
+    u128 image_std_fixed = 0;
+    bool operator==(const ClusterSums&) const = default;
+  };
+
+  u128 sum_squares(int c) const;
   // Restoring from a serialized form (stats.json); the caller guarantees consistency.
   void set_raw(std::uint64_t images, std::uint64_t pixels, u128 pixels_squared,
                const std::vector<std::array<std::uint64_t, 256>>& histograms,
                const std::vector<std::vector<std::uint64_t>>& cross,
                const std::vector<ClusterSums>& clusters);
 
- private:
   int channels_;
   std::uint64_t images_ = 0;
   std::uint64_t pixels_ = 0;
