@@ -24,9 +24,9 @@ void check_shape(const std::string& name, const std::vector<std::uint64_t>& sh, 
   if (sh[0] == 0) throw Error(ErrorCode::empty, name + ": the array has no rows");
   std::uint64_t c = sh.size() == 4 ? sh[3] : 1;
   if (c != 1 && c != 3)
-    throw Error(ErrorCode::format,
-                name + ": expected 1 or 3 channels in the last axis (NHWC), got " +
-                    std::to_string(c));
+    throw Error(
+        ErrorCode::format,
+        name + ": expected 1 or 3 channels in the last axis (NHWC), got " + std::to_string(c));
   if (sh[1] == 0 || sh[2] == 0 || sh[1] > 65535 || sh[2] > 65535)
     throw Error(ErrorCode::format, name + ": image size out of range");
   if (dtype != DType::uint8 && dtype != DType::float32 && dtype != DType::float64)
@@ -90,7 +90,8 @@ void ImageArray::for_each_row(const std::function<void(std::uint64_t, const Arra
       }
       row.values = values.data();
     } else {
-      row.u8 = ImageView{p, width_, height_, channels_, static_cast<std::size_t>(width_) * channels_};
+      row.u8 =
+          ImageView{p, width_, height_, channels_, static_cast<std::size_t>(width_) * channels_};
     }
     f(r, row);
   }

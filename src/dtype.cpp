@@ -45,8 +45,8 @@ const char* to_string(DType dtype) noexcept {
 }
 
 DType parse_dtype(const std::string& text) {
-  static constexpr DType kAll[] = {DType::bool_,   DType::uint8,   DType::uint16,  DType::int32,
-                                   DType::int64,   DType::float16, DType::float32, DType::float64};
+  static constexpr DType kAll[] = {DType::bool_, DType::uint8,   DType::uint16,  DType::int32,
+                                   DType::int64, DType::float16, DType::float32, DType::float64};
   return detail::parse_enum(text, kAll, "dtype");
 }
 

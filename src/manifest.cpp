@@ -217,7 +217,7 @@ Manifest manifest_from_json(const std::string& text) {
   if (m.is_discarded() || !m.is_object() || !m.contains("format") || m["format"] != kFormatName)
     bad("not an imgnorm manifest.json");
   if (!m.contains("version") || !m["version"].is_number_unsigned() ||
-      m["version"].get<std::uint64_t>() > kFormatVersion)
+      m["version"].get<std::uint64_t>() != kFormatVersion)
     bad("unsupported manifest version (this imgnorm reads version 1)");
   Manifest mf;
   if (m.contains("tool_version") && m["tool_version"].is_string())
@@ -247,8 +247,8 @@ Manifest manifest_from_json(const std::string& text) {
   if (mf.dtype != DType::float32 && mf.dtype != DType::float16)
     bad("field 'dtype' must be float32 or float16");
   mf.channels = field("channels", [&] { return parse_channel_order(need_string(m, "channels")); });
-  mf.input_channels = field(
-      "input_channels", [&] { return parse_channel_order(need_string(m, "input_channels")); });
+  mf.input_channels = field("input_channels",
+                            [&] { return parse_channel_order(need_string(m, "input_channels")); });
   const int nc = channel_count(mf.input_channels);
   if (m.contains("shape")) {
     const ojson& sh = m["shape"];
@@ -299,9 +299,9 @@ Manifest manifest_from_json(const std::string& text) {
   read_pairs("skipped", [&](const ojson& e) {
     Skipped s{e["path"].get<std::string>(), ErrorCode::corrupt, e["reason"].get<std::string>()};
     if (e.contains("code") && e["code"].is_string())
-      for (ErrorCode c : {ErrorCode::invalid_argument, ErrorCode::io, ErrorCode::unsupported,
-                          ErrorCode::corrupt, ErrorCode::too_large, ErrorCode::format,
-                          ErrorCode::empty, ErrorCode::interrupted})
+      for (ErrorCode c :
+           {ErrorCode::invalid_argument, ErrorCode::io, ErrorCode::unsupported, ErrorCode::corrupt,
+            ErrorCode::too_large, ErrorCode::format, ErrorCode::empty, ErrorCode::interrupted})
         if (e["code"] == to_string(c)) s.code = c;
     mf.skipped.push_back(std::move(s));
   });

@@ -8,8 +8,8 @@
 
 #include <algorithm>
 #include <cctype>
-#include <filesystem>
 #include <cstring>
+#include <filesystem>
 #include <map>
 
 #include "imgnorm/error.hpp"
@@ -193,7 +193,8 @@ void Normalization::check_job(bool is_array) {
   format_.layout = job_.layout;
   format_.dtype = job_.dtype;
   if (job_.dtype != DType::float32 && job_.dtype != DType::float16)
-    invalid(std::string("invalid dtype '") + to_string(job_.dtype) + "' (expected float32|float16)");
+    invalid(std::string("invalid dtype '") + to_string(job_.dtype) +
+            "' (expected float32|float16)");
 }
 
 void Normalization::bind_input() {
@@ -426,8 +427,8 @@ Manifest Normalization::manifest(const NormalizeResult& r) const {
   m.labels = labels_;
   m.rows = r.rows;
   for (std::size_t i = 0; i < r.files.size(); ++i)
-    m.files.push_back({r.files[i], labels_ ? std::optional<std::int64_t>(r.labels[i])
-                                           : std::nullopt});
+    m.files.push_back(
+        {r.files[i], labels_ ? std::optional<std::int64_t>(r.labels[i]) : std::nullopt});
   m.skipped = r.skipped;
   m.ignored = input_.dataset.ignored;
   return m;

@@ -36,9 +36,8 @@ struct DescrEntry {
   DType dtype;
 };
 constexpr DescrEntry kDescrs[] = {
-    {"b1", DType::bool_},   {"u1", DType::uint8},   {"u2", DType::uint16},
-    {"i4", DType::int32},   {"i8", DType::int64},   {"f2", DType::float16},
-    {"f4", DType::float32}, {"f8", DType::float64},
+    {"b1", DType::bool_}, {"u1", DType::uint8},   {"u2", DType::uint16},  {"i4", DType::int32},
+    {"i8", DType::int64}, {"f2", DType::float16}, {"f4", DType::float32}, {"f8", DType::float64},
 };
 
 // Parser for the Python dict literal numpy writes, e.g.
@@ -255,7 +254,6 @@ NpyHeader read_header_fd(int fd, const std::string& path) {
   }
 }
 
-
 }  // namespace
 
 const char* npy_descr(DType dtype) noexcept {
@@ -404,8 +402,7 @@ NpyWriter::NpyWriter(std::string path, DType dtype, std::vector<std::uint64_t> s
     int err = errno;
     if (err == ENOSPC || err == EDQUOT || err == EFBIG) file_.fail("cannot reserve space", err);
   }
-  if (::ftruncate(file_.fd(), static_cast<off_t>(size)) != 0)
-    file_.fail("cannot size file", errno);
+  if (::ftruncate(file_.fd(), static_cast<off_t>(size)) != 0) file_.fail("cannot size file", errno);
 }
 
 NpyWriter::~NpyWriter() = default;
@@ -436,8 +433,7 @@ void NpyWriter::write_header() {
   h.back() = '\n';
   std::size_t done = 0;
   while (done < h.size()) {
-    ssize_t w =
-        ::pwrite(file_.fd(), h.data() + done, h.size() - done, static_cast<off_t>(done));
+    ssize_t w = ::pwrite(file_.fd(), h.data() + done, h.size() - done, static_cast<off_t>(done));
     if (w < 0 && errno == EINTR) continue;
     if (w <= 0) file_.fail("cannot write header", w < 0 ? errno : EIO);
     done += static_cast<std::size_t>(w);

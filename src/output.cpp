@@ -64,8 +64,7 @@ void AtomicFile::commit(bool sync) {
   int fd = fd_;
   fd_ = -1;
   if (::close(fd) != 0) fail("write failed", errno);
-  if (::rename(temp_path_.c_str(), path_.c_str()) != 0)
-    fail("cannot rename into place", errno);
+  if (::rename(temp_path_.c_str(), path_.c_str()) != 0) fail("cannot rename into place", errno);
   temp_path_.clear();
 }
 

@@ -4,8 +4,8 @@
 #include <cstring>
 #include <string>
 
-#include "imgnorm/stats.hpp"
 #include "accumulator_access.hpp"
+#include "imgnorm/stats.hpp"
 #include "stats_ref.hpp"
 
 namespace imgnorm {
@@ -491,9 +491,9 @@ Summary summarize(const Accumulator& acc, int ddof, const SampleInfo* sample) {
                   2.0;
     static constexpr double kPercentiles[4] = {1, 5, 95, 99};
     for (int i = 0; i < 4; ++i) cs.percentiles[i] = histogram_percentile(hist, kPercentiles[i]);
-    cs.mean_image_std =
-        static_cast<double>(static_cast<long double>(detail::AccumulatorAccess::cluster(acc, c).image_std_fixed) /
-                            4294967296.0L / static_cast<long double>(acc.images()));
+    cs.mean_image_std = static_cast<double>(
+        static_cast<long double>(detail::AccumulatorAccess::cluster(acc, c).image_std_fixed) /
+        4294967296.0L / static_cast<long double>(acc.images()));
   }
 
   for (int i = 0; i < C; ++i) {
@@ -524,7 +524,8 @@ Summary summarize(const Accumulator& acc, int ddof, const SampleInfo* sample) {
       const long double qn = static_cast<long double>(k.q_n);
       const long double R = static_cast<long double>(S[c]) / static_cast<long double>(N);
       const long double R2 =
-          static_cast<long double>(detail::AccumulatorAccess::sum_squares(acc, c)) / static_cast<long double>(N);
+          static_cast<long double>(detail::AccumulatorAccess::sum_squares(acc, c)) /
+          static_cast<long double>(N);
       // Σd² with d_i = S_i − R·n_i.
       const long double dd = std::max(0.0L, ss - 2 * R * sn + R * R * nn);
       // Σu² with u_i = Q_i + a·S_i + b·n_i, a = −2R, b = 2R² − R2.

@@ -161,12 +161,12 @@ StatsFile merge_parts(std::size_t n, Get get, const std::vector<std::string>& na
     auto key = std::make_pair(st.source, st.shard_count > 1 ? st.shard_index : -1);
     auto [it, fresh] = seen.emplace(key, path);
     if (!fresh)
-      throw Error(ErrorCode::invalid_argument,
-                  path + ": the same data as " + it->second + " (source " + st.source +
-                      (st.shard_count > 1
-                           ? fmt::format(", shard {}/{}", st.shard_index, st.shard_count)
-                           : std::string()) +
-                      "); merging would count it twice");
+      throw Error(
+          ErrorCode::invalid_argument,
+          path + ": the same data as " + it->second + " (source " + st.source +
+              (st.shard_count > 1 ? fmt::format(", shard {}/{}", st.shard_index, st.shard_count)
+                                  : std::string()) +
+              "); merging would count it twice");
     if (st.shard_count > 1) shards_of[st.source].insert(st.shard_index);
   };
   StatsFile all = get(0);
@@ -204,8 +204,8 @@ StatsFile merge_stats_files(const std::vector<std::string>& paths,
   StatsFile current;
   return merge_parts(
       paths.size(),
-      [&](std::size_t i) -> const StatsFile& { return current = read_stats_file(paths[i]); },
-      paths, warnings);
+      [&](std::size_t i) -> const StatsFile& { return current = read_stats_file(paths[i]); }, paths,
+      warnings);
 }
 
 }  // namespace imgnorm

@@ -9,8 +9,8 @@
 #include <sstream>
 #include <string>
 
-#include "imgnorm/stats.hpp"
 #include "accumulator_access.hpp"
+#include "imgnorm/stats.hpp"
 #include "json_internal.hpp"
 #include "stats_ref.hpp"
 

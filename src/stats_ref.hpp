@@ -7,9 +7,9 @@
 #include <cstdint>
 #include <vector>
 
+#include "accumulator_access.hpp"
 #include "imgnorm/image.hpp"
 #include "imgnorm/stats.hpp"
-#include "accumulator_access.hpp"
 
 namespace imgnorm::detail {
 

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <string>
 #include <vector>
+#include "imgnorm/export.hpp"
 
 namespace imgnorm {
 
@@ -57,7 +58,7 @@ struct ScanOptions {
 ///   reported ("unreadable folder: Permission denied") instead of throwing; only the root throws.
 /// - When there is no class folder, non-image files in the root are "not an image extension"; a
 ///   root with neither class folders nor images gives no classes.
-Dataset scan_folder(const std::string& root, const ScanOptions& options = {});
+IMGNORM_API Dataset scan_folder(const std::string& root, const ScanOptions& options = {});
 
 /// Reads a list file: one path per line (blank lines and lines starting with '#' skipped); a
 /// relative path is relative to the list file's folder. The class of a file is the name of its
@@ -70,13 +71,14 @@ Dataset scan_folder(const std::string& root, const ScanOptions& options = {});
 /// is kept, whatever its extension (the user named it; decoding sniffs the bytes anyway), so
 /// `options` is not applied, and duplicates are kept; `ignored` stays empty. Throws Error(io) when
 /// the list file is missing ("<list>: no such file") or a folder, Error(format) for a NUL byte.
-Dataset read_list(const std::string& list_file, const ScanOptions& options = {});
+IMGNORM_API Dataset read_list(const std::string& list_file, const ScanOptions& options = {});
 
 /// Indices of a uniform sample without replacement of `k` out of `n` (k <= n), sorted ascending.
 /// Deterministic for a seed on every platform (own generator, no std:: distributions): xoshiro256**
 /// seeded through splitmix64, Lemire's unbiased bounded integers, Floyd's algorithm (every k-subset
 /// equally likely; O(k) memory, or n bits when k >= n/64). Throws Error(invalid_argument) if k > n.
-std::vector<std::size_t> sample_indices(std::size_t n, std::size_t k, std::uint64_t seed);
+IMGNORM_API std::vector<std::size_t> sample_indices(std::size_t n, std::size_t k,
+                                                    std::uint64_t seed);
 
 /// How many to sample: "500" (a count) or "10%" (a percentage of n, rounded to nearest, at least
 /// 1). Throws Error(invalid_argument) for malformed text, 0, or more than 100%. A count above n
@@ -85,15 +87,15 @@ std::vector<std::size_t> sample_indices(std::size_t n, std::size_t k, std::uint6
 /// Grammar: digits, or digits ['.' digits] '%' (no sign, spaces or exponent; at most 9 decimals
 /// after trailing zeros are dropped). The percentage is computed exactly in integers, halves
 /// rounded up ("10%" of 25 is 3). Any percentage of n = 0 is 0.
-std::size_t parse_sample_count(const std::string& text, std::size_t n);
+IMGNORM_API std::size_t parse_sample_count(const std::string& text, std::size_t n);
 
 /// Keeps entries index % n == i (0 <= i < n), in order. Throws Error(invalid_argument) otherwise
 /// ("invalid shard 'i/n': ..."). `classes` and `ignored` are left whole, so labels mean the same in
 /// every shard (and every shard reports the same ignored files).
-void keep_shard(Dataset& dataset, int i, int n);
+IMGNORM_API void keep_shard(Dataset& dataset, int i, int n);
 
 /// Keeps only the entries at `indices` (strictly increasing, each < entries.size()), in order.
 /// Throws Error(invalid_argument), leaving `dataset` unchanged, when they are not.
-void keep_indices(Dataset& dataset, const std::vector<std::size_t>& indices);
+IMGNORM_API void keep_indices(Dataset& dataset, const std::vector<std::size_t>& indices);
 
 }  // namespace imgnorm

@@ -17,16 +17,17 @@
 #include <string>
 #include <vector>
 
+#include "imgnorm/export.hpp"
 #include "imgnorm/image.hpp"
 #include "imgnorm/recipe.hpp"
 
 namespace imgnorm {
 
 enum class Format { unknown, jpeg, png, webp };
-const char* to_string(Format f) noexcept;
+IMGNORM_API const char* to_string(Format f) noexcept;
 
 /// Format from the first bytes of a file (at least 12 bytes are needed for WebP).
-Format sniff_format(const std::uint8_t* data, std::size_t size) noexcept;
+IMGNORM_API Format sniff_format(const std::uint8_t* data, std::size_t size) noexcept;
 
 struct DecodeOptions {
   ChannelOrder channels = ChannelOrder::rgb;
@@ -58,7 +59,7 @@ struct DecodeInfo {
 
 /// A reusable decoder: keeps its libjpeg/libspng state and scratch buffers between images, so that
 /// one worker decodes image after image without allocating. Not thread-safe; one per worker.
-class Decoder {
+class IMGNORM_API Decoder {
  public:
   Decoder();
   ~Decoder();
@@ -76,12 +77,11 @@ class Decoder {
 };
 
 /// Convenience: reads and decodes one file. Errors name the file.
-Image decode_file(const std::string& path, const DecodeOptions& options = {},
-                  DecodeInfo* info = nullptr);
+IMGNORM_API Image decode_file(const std::string& path, const DecodeOptions& options = {},
+                              DecodeInfo* info = nullptr);
 
 /// Reads a whole file into `out` (resized; its capacity is reused). Throws Error(io) naming the
 /// file: missing, unreadable, a directory, a symlink loop.
-void read_file(const std::string& path, std::vector<std::uint8_t>& out);
-
+IMGNORM_API void read_file(const std::string& path, std::vector<std::uint8_t>& out);
 
 }  // namespace imgnorm

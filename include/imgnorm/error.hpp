@@ -5,6 +5,7 @@
 
 #include <stdexcept>
 #include <string>
+#include "imgnorm/export.hpp"
 
 namespace imgnorm {
 
@@ -21,11 +22,11 @@ enum class ErrorCode {
 };
 
 /// Short lower-case name of a code ("io", "corrupt", ...), as written to stats.json.
-const char* to_string(ErrorCode code) noexcept;
+IMGNORM_API const char* to_string(ErrorCode code) noexcept;
 
 /// Bad input. what() has the form "path: what went wrong" (or just "what went wrong" when no file
 /// is involved), short enough for one line on stderr.
-class Error : public std::runtime_error {
+class IMGNORM_API Error : public std::runtime_error {
  public:
   Error(ErrorCode code, const std::string& message) : std::runtime_error(message), code_(code) {}
   ErrorCode code() const noexcept { return code_; }
@@ -36,6 +37,6 @@ class Error : public std::runtime_error {
 
 /// Returns a copy of `e` whose message is prefixed with `path: ` (unless it already starts with
 /// it).
-Error with_path(const Error& e, const std::string& path);
+IMGNORM_API Error with_path(const Error& e, const std::string& path);
 
 }  // namespace imgnorm

@@ -1,9 +1,9 @@
 #pragma once
 /// \file normalize.hpp
-/// The normalize job (`imgnorm normalize`) as library calls: a dataset (folder, list) or an array of
-/// images, through the recipe and a mode, into rows of a tensor handed to a RowSink in row order;
-/// plus the output folder (images.npy, labels.npy, manifest.json) committed whole, and the inverse
-/// (denormalize).
+/// The normalize job (`imgnorm normalize`) as library calls: a dataset (folder, list) or an array
+/// of images, through the recipe and a mode, into rows of a tensor handed to a RowSink in row
+/// order; plus the output folder (images.npy, labels.npy, manifest.json) committed whole, and the
+/// inverse (denormalize).
 ///
 ///     imgnorm::NormalizeJob job;
 ///     job.spec.mode = imgnorm::Mode::standardize;
@@ -113,9 +113,9 @@ struct NormalizeJob {
 /// What a run produced, in row order.
 struct NormalizeResult {
   std::uint64_t rows = 0;
-  std::vector<std::string> files;    ///< row order (empty for array input)
-  std::vector<std::int64_t> labels;  ///< row order (empty without labels)
-  std::vector<Skipped> skipped;      ///< dataset order
+  std::vector<std::string> files;      ///< row order (empty for array input)
+  std::vector<std::int64_t> labels;    ///< row order (empty without labels)
+  std::vector<Skipped> skipped;        ///< dataset order
   std::vector<Affine> per_image_maps;  ///< row order (per-image modes)
   std::uint64_t constant_channels = 0;
 };

@@ -15,12 +15,13 @@
 #include <vector>
 
 #include "imgnorm/dtype.hpp"
+#include "imgnorm/export.hpp"
 #include "imgnorm/output.hpp"
 
 namespace imgnorm {
 
 /// The little-endian descr written to headers: "|u1", "<f4", "|b1", ...
-const char* npy_descr(DType dtype) noexcept;
+IMGNORM_API const char* npy_descr(DType dtype) noexcept;
 
 /// Header fields larger than this are refused (numpy itself refuses more than 10,000 bytes unless
 /// told otherwise).
@@ -29,7 +30,7 @@ inline constexpr std::size_t kMaxNpyHeaderBytes = 1 << 20;
 inline constexpr std::size_t kMaxNpyDims = 64;
 
 /// A parsed, validated .npy header.
-struct NpyHeader {
+struct IMGNORM_API NpyHeader {
   int version_major = 1;  ///< 1, 2 or 3
   DType dtype = DType::uint8;
   bool big_endian = false;           ///< data bytes are big-endian (descr starts with '>')
@@ -47,10 +48,10 @@ struct NpyHeader {
 /// past `size`, malformed dict, missing or unknown keys, unsupported descr, fortran_order True,
 /// negative or overflowing shape. Never reads outside [data, data + size). The caller checks the
 /// file size against data_offset + data_bytes.
-NpyHeader parse_npy_header(const std::uint8_t* data, std::size_t size);
+IMGNORM_API NpyHeader parse_npy_header(const std::uint8_t* data, std::size_t size);
 
 /// Reads only the header of a file; errors name the file.
-NpyHeader read_npy_header(const std::string& path);
+IMGNORM_API NpyHeader read_npy_header(const std::string& path);
 
 /// A whole array in memory: elements in native byte order, C order.
 struct NpyArray {
@@ -67,10 +68,10 @@ struct NpyArray {
 /// Reads a whole .npy file. The file size must equal data_offset + data_bytes exactly (truncated
 /// files and trailing garbage are refused) and big-endian data is converted to native order.
 /// Errors are Error(format) or Error(io) of the form "path: what went wrong".
-NpyArray read_npy(const std::string& path);
+IMGNORM_API NpyArray read_npy(const std::string& path);
 
 /// Reads rows of a large .npy file on demand (pread: several threads may read at once).
-class NpyReader {
+class IMGNORM_API NpyReader {
  public:
   /// Opens and validates `path` (header and exact file size).
   explicit NpyReader(const std::string& path);
@@ -94,7 +95,7 @@ class NpyReader {
 /// Writes a .npy file (version 1.0, C order) row by row. The data goes to a temporary file in the
 /// same folder ("<path>.tmp-<pid>-<n>"), which commit() renames to `path`; destroying the writer
 /// without commit() removes the temporary, so a failed or interrupted run leaves no partial file.
-class NpyWriter {
+class IMGNORM_API NpyWriter {
  public:
   /// Creates the temporary file, sized for the whole array (space is reserved up front where the
   /// file system allows, so a full disk is reported here rather than halfway through). shape may
@@ -137,7 +138,7 @@ class NpyWriter {
 
 /// Writes a whole array in one call (through NpyWriter, so also atomically). `data` holds
 /// product(shape) elements of `dtype`.
-void write_npy(const std::string& path, DType dtype, const std::vector<std::uint64_t>& shape,
-               const void* data);
+IMGNORM_API void write_npy(const std::string& path, DType dtype,
+                           const std::vector<std::uint64_t>& shape, const void* data);
 
 }  // namespace imgnorm

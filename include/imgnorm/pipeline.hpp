@@ -16,6 +16,7 @@
 #include "imgnorm/dataset.hpp"
 #include "imgnorm/decode.hpp"
 #include "imgnorm/error.hpp"
+#include "imgnorm/export.hpp"
 #include "imgnorm/image.hpp"
 #include "imgnorm/recipe.hpp"
 
@@ -50,28 +51,28 @@ struct LoadedImage {
 /// (nullptr when it loaded) and the slot its process() call used. A file that fails is never
 /// fatal here; what to do with it is the caller's decision. Returns the number of slots used.
 /// Throws Error(interrupted) when options.cancel was raised.
-void run_pipeline(
+IMGNORM_API void run_pipeline(
     const std::vector<Entry>& entries, const Recipe& recipe, const PipelineOptions& options,
     const std::function<void(const LoadedImage&)>& process,
     const std::function<void(std::size_t index, int slot, const Error* error)>& in_order);
 
 /// The number of token slots run_pipeline uses for these options (so callers can size per-slot
 /// buffers before calling it).
-int pipeline_slots(const PipelineOptions& options);
+IMGNORM_API int pipeline_slots(const PipelineOptions& options);
 
 /// Effective thread count for options.threads (0 → hardware concurrency).
-int effective_threads(int threads);
+IMGNORM_API int effective_threads(int threads);
 
 /// Decode options that implement `recipe` (channel order, pixel limit, DCT prescale unless
 /// exact_decode).
-DecodeOptions decode_options_for(const Recipe& recipe, bool allow_truncated = false);
+IMGNORM_API DecodeOptions decode_options_for(const Recipe& recipe, bool allow_truncated = false);
 
 /// Loads one file through the recipe (read, decode, resize) — the plain path, used by tools and
 /// tests. `out` receives the resized image.
-void load_image(const std::string& path, const Recipe& recipe, Image& out,
-                DecodeInfo* info = nullptr, bool allow_truncated = false);
+IMGNORM_API void load_image(const std::string& path, const Recipe& recipe, Image& out,
+                            DecodeInfo* info = nullptr, bool allow_truncated = false);
 
 /// The version of this library ("0.1.0").
-const char* version() noexcept;
+IMGNORM_API const char* version() noexcept;
 
 }  // namespace imgnorm

@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <vector>
+#include "imgnorm/export.hpp"
 
 namespace imgnorm {
 
@@ -33,21 +34,21 @@ struct Size {
 
 /// Names of the channels in this order, as stats.json and the tables write them: {"R", "G", "B"},
 /// {"B", "G", "R"} or {"Y"}.
-std::vector<std::string> channel_names(ChannelOrder order);
+IMGNORM_API std::vector<std::string> channel_names(ChannelOrder order);
 
 /// Number of channels of an order: 3, or 1 for gray.
 inline int channel_count(ChannelOrder order) { return order == ChannelOrder::gray ? 1 : 3; }
 
-const char* to_string(ChannelOrder v) noexcept;
-const char* to_string(ResizeMode v) noexcept;
-const char* to_string(Interp v) noexcept;
+IMGNORM_API const char* to_string(ChannelOrder v) noexcept;
+IMGNORM_API const char* to_string(ResizeMode v) noexcept;
+IMGNORM_API const char* to_string(Interp v) noexcept;
 /// Parsers for the names above (the CLI's and stats.json's spelling); throw
 /// Error(invalid_argument).
-ChannelOrder parse_channel_order(const std::string& s);
-ResizeMode parse_resize_mode(const std::string& s);
-Interp parse_interp(const std::string& s);
+IMGNORM_API ChannelOrder parse_channel_order(const std::string& s);
+IMGNORM_API ResizeMode parse_resize_mode(const std::string& s);
+IMGNORM_API Interp parse_interp(const std::string& s);
 /// Parses "224" (square) or "320x240" (width x height). Throws Error(invalid_argument).
-Size parse_size(const std::string& s);
+IMGNORM_API Size parse_size(const std::string& s);
 
 /// Default pixel limit: the same as Pillow's decompression-bomb threshold (178,956,970 pixels).
 inline constexpr std::uint64_t kDefaultMaxPixels = 178956970;
@@ -69,7 +70,7 @@ struct Recipe {
 
 /// The recipe fields a user gave explicitly; the others come from a base recipe (the training
 /// statistics', or the default).
-struct RecipeOverrides {
+struct IMGNORM_API RecipeOverrides {
   std::optional<ChannelOrder> channels;
   std::optional<Size> size;
   std::optional<ResizeMode> resize;
@@ -83,6 +84,6 @@ struct RecipeOverrides {
 
 /// The fields in which `recipe` differs from `base`, for a warning ("size 64x64 vs 224x224,
 /// interp area vs linear"; base's value first); empty when equal apart from the channel order.
-std::string recipe_differences(const Recipe& recipe, const Recipe& base);
+IMGNORM_API std::string recipe_differences(const Recipe& recipe, const Recipe& base);
 
 }  // namespace imgnorm

@@ -3,6 +3,7 @@
 /// Bringing a decoded image to the recipe's size: stretch, crop (shorter side + center crop) or
 /// pad (letterbox), with cv::resize's interpolation (OpenCV imgproc, run on our buffers).
 
+#include "imgnorm/export.hpp"
 #include "imgnorm/image.hpp"
 #include "imgnorm/recipe.hpp"
 
@@ -17,10 +18,10 @@ namespace imgnorm {
 /// pad_value canvas. ResizeMode::none copies `src` and
 /// requires it to have the recipe's size (Error(invalid_argument) otherwise).
 /// `scratch` holds the intermediate image of crop and pad (reused between calls).
-void resize(const ImageView& src, const Recipe& recipe, Image& out, Image& scratch);
+IMGNORM_API void resize(const ImageView& src, const Recipe& recipe, Image& out, Image& scratch);
 
 /// The smallest decoded size (w, h) that resize() needs to avoid upsampling an image whose full
 /// size is `full`: stretch needs (W, H); crop and pad need the scaled size before cropping/padding.
-Size needed_source_size(const Recipe& recipe, Size full);
+IMGNORM_API Size needed_source_size(const Recipe& recipe, Size full);
 
 }  // namespace imgnorm

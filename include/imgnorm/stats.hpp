@@ -16,6 +16,7 @@
 
 #include "imgnorm/dataset.hpp"
 #include "imgnorm/error.hpp"
+#include "imgnorm/export.hpp"
 #include "imgnorm/image.hpp"
 #include "imgnorm/recipe.hpp"
 #include "imgnorm/select.hpp"
@@ -131,11 +132,12 @@ struct Summary {
 };
 
 /// Percentile p (0–100) of the values counted by `hist`, numpy's 'linear' method.
-double histogram_percentile(const std::array<std::uint64_t, 256>& hist, double p);
+IMGNORM_API double histogram_percentile(const std::array<std::uint64_t, 256>& hist, double p);
 
 /// Finalizes `acc` into doubles. ddof is 0 (population, numpy's default) or 1. With `sample`, also
 /// computes the 95% confidence intervals. Throws Error(empty) when acc has no pixels.
-Summary summarize(const Accumulator& acc, int ddof = 0, const SampleInfo* sample = nullptr);
+IMGNORM_API Summary summarize(const Accumulator& acc, int ddof = 0,
+                              const SampleInfo* sample = nullptr);
 
 /// A file that was found but could not be used.
 struct Skipped {
@@ -164,21 +166,21 @@ struct StatsFile {
 
 /// The recipe as the compact JSON object stats.json's "recipe" field holds (manifest.json uses it
 /// too, so both files describe a recipe the same way).
-std::string to_json(const Recipe& recipe);
+IMGNORM_API std::string to_json(const Recipe& recipe);
 
 /// Serializes to the stats.json text (format "imgnorm-stats", version 1), numbers rounded the same
 /// way every time (shortest round-trip representation), so equal inputs give equal bytes.
-std::string to_json(const StatsFile& stats);
+IMGNORM_API std::string to_json(const StatsFile& stats);
 
 /// Parses and validates stats.json text. Error(format) names what is wrong (malformed JSON, wrong
 /// format name, newer version, missing fields, inconsistent sums, NaN or negative std).
-StatsFile stats_from_json(const std::string& text);
+IMGNORM_API StatsFile stats_from_json(const std::string& text);
 
 /// Reads a stats.json file; errors name the file.
-StatsFile read_stats_file(const std::string& path);
+IMGNORM_API StatsFile read_stats_file(const std::string& path);
 
 /// Adds b into a: exact sums added, skipped lists concatenated (sorted by path), ignored lists
 /// united. Throws Error(invalid_argument) when recipes, ddof, classes or sampling differ.
-void merge_into(StatsFile& a, const StatsFile& b);
+IMGNORM_API void merge_into(StatsFile& a, const StatsFile& b);
 
 }  // namespace imgnorm

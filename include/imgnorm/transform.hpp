@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "imgnorm/dtype.hpp"
+#include "imgnorm/export.hpp"
 #include "imgnorm/image.hpp"
 #include "imgnorm/recipe.hpp"
 
@@ -52,18 +53,18 @@ enum class Mode {
   custom,             ///< (x − mean_c) / std_c with user constants in the chosen unit
 };
 
-const char* to_string(Layout v) noexcept;
+IMGNORM_API const char* to_string(Layout v) noexcept;
 /// Mode names as the CLI spells them: "scale", "mean-image", "per-image-channel", "imagenet", ...
-const char* to_string(Mode v) noexcept;
+IMGNORM_API const char* to_string(Mode v) noexcept;
 /// Parsers for the names above; '_' is accepted for '-'. Throw Error(invalid_argument).
-Layout parse_layout(const std::string& s);
-Mode parse_mode(const std::string& s);
+IMGNORM_API Layout parse_layout(const std::string& s);
+IMGNORM_API Mode parse_mode(const std::string& s);
 
 /// True for modes whose map depends on the image itself (minmax, per_image, per_image_channel).
-bool is_per_image(Mode mode) noexcept;
+IMGNORM_API bool is_per_image(Mode mode) noexcept;
 /// The channel order a preset's network expects: bgr for caffe, rgb for imagenet, inception and
 /// clip; nullopt for the other modes. A caller's default for --channels.
-std::optional<ChannelOrder> preset_channel_order(Mode mode) noexcept;
+IMGNORM_API std::optional<ChannelOrder> preset_channel_order(Mode mode) noexcept;
 
 /// Everything a mode needs besides the pixels.
 struct TransformSpec {
@@ -136,25 +137,27 @@ struct ImageMoments {
   std::array<std::uint64_t, 3> sum{}, sum_sq{};
   std::array<int, 3> min{}, max{};
 };
-ImageMoments image_moments(const ImageView& img);
+IMGNORM_API ImageMoments image_moments(const ImageView& img);
 
 /// Inverse of a PixelMap: per-channel maps as the Affine overload; with a matrix, z = M⁻¹ ·
 /// ((y − t) / g) per pixel, then x = round(d · (m + s · z)), clamped. Throws
 /// Error(invalid_argument) for a singular matrix.
-void invert(const void* in, Layout layout, DType dtype, bool swap_rb, const PixelMap& map,
-            int width, int height, std::uint8_t* out, const double* mean_image = nullptr);
+IMGNORM_API void invert(const void* in, Layout layout, DType dtype, bool swap_rb,
+                        const PixelMap& map, int width, int height, std::uint8_t* out,
+                        const double* mean_image = nullptr);
 
 /// Inverse map back to u8: x = round(d · (m + s · (y − t) / g)), clamped to 0–255 (NaN → 0).
 /// `in` is in the kernel's output format; `out` receives width·height·channels u8 values in input
 /// channel order, packed. `mean_image` (H×W×C, 0–255, input order) is for mean_image mode and
 /// replaces m by mean_image[i] / d. A channel with g = 0 (a constant channel of minmax, whose map
 /// keeps the constant in m) gives round(d · m). Throws Error(invalid_argument) when d or s is 0.
-void invert(const void* in, Layout layout, DType dtype, bool swap_rb, const Affine& affine,
-            int width, int height, std::uint8_t* out, const double* mean_image = nullptr);
+IMGNORM_API void invert(const void* in, Layout layout, DType dtype, bool swap_rb,
+                        const Affine& affine, int width, int height, std::uint8_t* out,
+                        const double* mean_image = nullptr);
 
 /// A prepared normalization for one run: validated spec, dataset-level tables, the mean image.
 /// Thread-safe: apply() is const.
-class Normalizer {
+class IMGNORM_API Normalizer {
  public:
   /// `input` is the channel order of the u8 images apply() will see (the recipe's). Throws
   /// Error(invalid_argument) for a bad spec: wrong number of constants, std 0 without eps, NaN,
@@ -200,13 +203,12 @@ class Normalizer {
   OutputFormat format_;
   int channels_;
   bool swap_rb_;
-  Affine fixed_;  // dataset-level modes
+  Affine fixed_;                        // dataset-level modes
   std::shared_ptr<const Table> table_;  // dataset-level modes (not mean_image)
   std::vector<double> mean_scaled_;
 };
 
 /// IEEE binary16 bits to float (exact), for reading float16 tensors.
-float half_to_float(std::uint16_t bits) noexcept;
-
+IMGNORM_API float half_to_float(std::uint16_t bits) noexcept;
 
 }  // namespace imgnorm

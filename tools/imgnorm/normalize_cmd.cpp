@@ -66,10 +66,9 @@ NormalizeJob make_job(const CLI::App& app, const NormalizeFlags& f) {
 void print_result(const Normalization& n, const NormalizeResult& r, const std::string& dir) {
   const auto shape = n.shape(r.rows);
   const Normalizer& norm = n.normalizer();
-  fmt::print("imgnorm normalize: {} images -> {}/images.npy ({} {} {}, {}), mode {}\n", r.rows,
-             dir, fmt::join(shape, "x"), to_string(norm.format().layout),
-             to_string(norm.format().dtype), to_string(norm.format().channels),
-             to_string(norm.spec().mode));
+  fmt::print("imgnorm normalize: {} images -> {}/images.npy ({} {} {}, {}), mode {}\n", r.rows, dir,
+             fmt::join(shape, "x"), to_string(norm.format().layout), to_string(norm.format().dtype),
+             to_string(norm.format().channels), to_string(norm.spec().mode));
   fmt::print("  {}\n", norm.formula());
   if (!r.skipped.empty())
     fmt::print("  {} files skipped (listed in manifest.json)\n", r.skipped.size());
