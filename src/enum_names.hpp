@@ -3,7 +3,9 @@
 // the same error message everywhere.
 
 #include <cstddef>
+#include <iterator>
 #include <string>
+#include <type_traits>
 
 #include "imgnorm/error.hpp"
 
@@ -11,13 +13,14 @@ namespace imgnorm::detail {
 
 /// Returns the value of `values` whose to_string() equals `text` ('_' accepted for '-'); throws
 /// Error(invalid_argument) "invalid <what> 'text' (expected a|b|c)" otherwise.
-template <typename E, std::size_t N>
-E parse_enum(const std::string& text, const E (&values)[N], const char* what) {
+template <typename Values>
+auto parse_enum(const std::string& text, const Values& values, const char* what)
+    -> std::remove_cvref_t<decltype(*std::begin(values))> {
   std::string dashed = text;
   for (char& c : dashed)
     if (c == '_') c = '-';
   std::string names;
-  for (E v : values) {
+  for (auto v : values) {
     const std::string name = to_string(v);
     if (text == name || dashed == name) return v;
     names += names.empty() ? "" : "|";

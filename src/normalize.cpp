@@ -35,19 +35,6 @@ bool ends_with_npy(const std::string& s) {
   return t == ".npy";
 }
 
-bool needs_dataset_stats(const TransformSpec& spec) {
-  switch (spec.mode) {
-    case Mode::center:
-    case Mode::standardize:
-    case Mode::minmax_dataset:
-      return true;
-    case Mode::mean_image:
-      return spec.mean_image_std;
-    default:
-      return false;
-  }
-}
-
 std::string absolute_path(const std::string& p) {
   std::error_code ec;
   auto a = std::filesystem::absolute(p, ec);

@@ -24,11 +24,42 @@ namespace {
   throw Error(ErrorCode::invalid_argument, what);
 }
 
-constexpr Mode kModes[] = {
-    Mode::scale,    Mode::center,         Mode::standardize, Mode::mean_image,
-    Mode::minmax,   Mode::minmax_dataset, Mode::per_image,   Mode::per_image_channel,
-    Mode::imagenet, Mode::caffe,          Mode::inception,   Mode::clip,
-    Mode::custom};
+// Every mode's properties, in one place: its name (as the CLI, stats and manifest spell it),
+// whether its map depends on the image, whether it needs the dataset statistics, whether it takes
+// a --range, and the channel order its network expects. A new mode adds a row here, a case in
+// Normalizer's constructor (its map) and in formula(), and its docs and tests.
+enum class Needs { nothing, dataset_stats, dataset_stats_if_divided };
+struct ModeTraits {
+  Mode mode;
+  const char* name;
+  bool per_image;
+  Needs needs;
+  bool has_range;
+  std::optional<ChannelOrder> preset;
+};
+constexpr ModeTraits kModeTable[] = {
+    {Mode::scale, "scale", false, Needs::nothing, true, std::nullopt},
+    {Mode::center, "center", false, Needs::dataset_stats, false, std::nullopt},
+    {Mode::standardize, "standardize", false, Needs::dataset_stats, false, std::nullopt},
+    {Mode::mean_image, "mean-image", false, Needs::dataset_stats_if_divided, false, std::nullopt},
+    {Mode::minmax, "minmax", true, Needs::nothing, true, std::nullopt},
+    {Mode::minmax_dataset, "minmax-dataset", false, Needs::dataset_stats, true, std::nullopt},
+    {Mode::per_image, "per-image", true, Needs::nothing, false, std::nullopt},
+    {Mode::per_image_channel, "per-image-channel", true, Needs::nothing, false, std::nullopt},
+    {Mode::imagenet, "imagenet", false, Needs::nothing, false, ChannelOrder::rgb},
+    {Mode::caffe, "caffe", false, Needs::nothing, false, ChannelOrder::bgr},
+    {Mode::inception, "inception", false, Needs::nothing, false, ChannelOrder::rgb},
+    {Mode::clip, "clip", false, Needs::nothing, false, ChannelOrder::rgb},
+    {Mode::custom, "custom", false, Needs::nothing, false, std::nullopt},
+};
+
+const ModeTraits& traits(Mode m) {
+  for (const ModeTraits& t : kModeTable)
+    if (t.mode == m) return t;
+  assert(false && "a Mode without a row in kModeTable");
+  return kModeTable[0];
+}
+
 
 // Name of input channel c, for messages.
 const char* channel_name(ChannelOrder order, int c) {
@@ -155,59 +186,28 @@ ChannelMap divisor_map(int unit) {
 
 const char* to_string(Layout v) noexcept { return v == Layout::nchw ? "nchw" : "nhwc"; }
 
-const char* to_string(Mode v) noexcept {
-  switch (v) {
-    case Mode::scale:
-      return "scale";
-    case Mode::center:
-      return "center";
-    case Mode::standardize:
-      return "standardize";
-    case Mode::mean_image:
-      return "mean-image";
-    case Mode::minmax:
-      return "minmax";
-    case Mode::minmax_dataset:
-      return "minmax-dataset";
-    case Mode::per_image:
-      return "per-image";
-    case Mode::per_image_channel:
-      return "per-image-channel";
-    case Mode::imagenet:
-      return "imagenet";
-    case Mode::caffe:
-      return "caffe";
-    case Mode::inception:
-      return "inception";
-    case Mode::clip:
-      return "clip";
-    case Mode::custom:
-      return "custom";
-  }
-  return "?";
-}
+const char* to_string(Mode v) noexcept { return traits(v).name; }
 
 Layout parse_layout(const std::string& s) {
   static constexpr Layout kAll[] = {Layout::nhwc, Layout::nchw};
   return detail::parse_enum(s, kAll, "layout");
 }
-Mode parse_mode(const std::string& s) { return detail::parse_enum(s, kModes, "mode"); }
-
-bool is_per_image(Mode mode) noexcept {
-  return mode == Mode::minmax || mode == Mode::per_image || mode == Mode::per_image_channel;
+Mode parse_mode(const std::string& s) {
+  static constexpr auto kModes = [] {
+    std::array<Mode, std::size(kModeTable)> all{};
+    for (std::size_t i = 0; i < all.size(); ++i) all[i] = kModeTable[i].mode;
+    return all;
+  }();
+  return detail::parse_enum(s, kModes, "mode");
 }
 
-std::optional<ChannelOrder> preset_channel_order(Mode mode) noexcept {
-  switch (mode) {
-    case Mode::caffe:
-      return ChannelOrder::bgr;
-    case Mode::imagenet:
-    case Mode::inception:
-    case Mode::clip:
-      return ChannelOrder::rgb;
-    default:
-      return std::nullopt;
-  }
+bool is_per_image(Mode mode) noexcept { return traits(mode).per_image; }
+
+std::optional<ChannelOrder> preset_channel_order(Mode mode) noexcept { return traits(mode).preset; }
+
+bool needs_dataset_stats(const TransformSpec& spec) noexcept {
+  const Needs n = traits(spec.mode).needs;
+  return n == Needs::dataset_stats || (n == Needs::dataset_stats_if_divided && spec.mean_image_std);
 }
 
 Table make_table(const Affine& affine) {
@@ -433,8 +433,7 @@ Normalizer::Normalizer(const TransformSpec& spec, ChannelOrder input, const Outp
   if (spec.unit != 1 && spec.unit != 255) invalid("unit must be 1 or 255");
   if (spec.eps && !(std::isfinite(*spec.eps) && *spec.eps > 0))
     invalid("eps must be a positive number");
-  const bool has_range =
-      mode == Mode::scale || mode == Mode::minmax || mode == Mode::minmax_dataset;
+  const bool has_range = traits(mode).has_range;
   if (spec.range && !has_range)
     invalid(std::string("--range applies to scale, minmax and minmax-dataset, not ") +
             to_string(mode));

@@ -66,6 +66,11 @@ IMGNORM_API bool is_per_image(Mode mode) noexcept;
 /// clip; nullopt for the other modes. A caller's default for --channels.
 IMGNORM_API std::optional<ChannelOrder> preset_channel_order(Mode mode) noexcept;
 
+struct TransformSpec;
+/// True when the spec's mode needs the dataset statistics (mean/std, min/max): center,
+/// standardize, minmax_dataset, and mean_image with mean_image_std.
+IMGNORM_API bool needs_dataset_stats(const TransformSpec& spec) noexcept;
+
 /// Everything a mode needs besides the pixels.
 struct TransformSpec {
   Mode mode = Mode::scale;
