@@ -3,8 +3,9 @@ BUILD     ?= build
 JOBS      ?= $(shell nproc)
 CMAKE_ARGS ?=
 SECONDS   ?= 60
+PREFIX    ?= /usr/local
 
-.PHONY: all deps build run test test-unit test-ref test-sanitize test-tsan bench fuzz format clean
+.PHONY: all deps build install run test test-unit test-ref test-sanitize test-tsan bench fuzz format clean
 
 all: build
 
@@ -16,6 +17,10 @@ $(BUILD)/CMakeCache.txt:
 
 build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
+
+## make install: library, headers, CMake package (find_package(imgnorm)) and CLI into PREFIX
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
 
 ## make run: the main job on the bundled sample dataset, examples/flowers: stats, then normalize
 run: build
