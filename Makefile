@@ -31,6 +31,12 @@ run: build
 	@echo
 	./$(BUILD)/imgnorm normalize examples/flowers --stats $(BUILD)/stats.json --mode standardize -o $(BUILD)/flowers-normalized --force -q
 	./$(BUILD)/imgnorm inspect $(BUILD)/flowers-normalized/images.npy
+	@echo
+	@echo "The same from Python (PYTHONPATH=$(BUILD)/python /usr/bin/python3):"
+	PYTHONPATH=$(BUILD)/python /usr/bin/python3 -c "import imgnorm; \
+	  s = imgnorm.stats('examples/flowers', size=224, progress=False); print(s); \
+	  x, y = imgnorm.normalize('examples/flowers', stats=s, progress=False); \
+	  print(x.shape, x.dtype, 'labels', y[:8], 'mean', x.mean(axis=(0, 1, 2)).round(6))"
 
 ## make test: every test (GoogleTest through ctest, and the Python reference tests)
 test: build

@@ -7,11 +7,12 @@ build_pkgs=(
   g++ cmake make pkg-config
   libjpeg62-turbo-dev libturbojpeg0-dev libspng-dev libwebp-dev
   libopencv-imgproc-dev libtbb-dev nlohmann-json3-dev libcli11-dev libfmt-dev
+  pybind11-dev python3-dev python3-numpy
 )
 test_pkgs=(
   libgtest-dev libgmock-dev libbenchmark-dev
   python3-numpy python3-opencv python3-pil python3-torch python3-torchvision
-  time
+  python3-pytest python3-tqdm time
 )
 
 want=("${build_pkgs[@]}")

@@ -67,33 +67,42 @@ ImageArray ImageArray::from_memory(const void* data, DType dtype, std::uint64_t 
   return a;
 }
 
-void ImageArray::for_each_row(const std::function<void(std::uint64_t, const ArrayRow&)>& f,
-                              const std::atomic<bool>* cancel) const {
+ArrayRow ImageArray::row(std::uint64_t r, std::vector<std::uint8_t>& raw,
+                         std::vector<double>& values) const {
   const std::size_t n = static_cast<std::size_t>(width_) * height_ * channels_;
   const std::size_t row_bytes = n * dtype_size(dtype_);
-  std::vector<std::uint8_t> raw(reader_ ? row_bytes : 0);
-  std::vector<double> values(is_float() ? n : 0);
+  const std::uint8_t* p = memory_ ? memory_ + r * row_bytes : nullptr;
+  if (reader_) {
+    raw.resize(row_bytes);
+    reader_->read_rows(r, 1, raw.data());
+    p = raw.data();
+  }
+  ArrayRow row;
+  if (is_float()) {
+    values.resize(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      if (dtype_ == DType::float32) {
+        float x;
+        std::memcpy(&x, p + 4 * i, 4);
+        values[i] = x;
+      } else {
+        std::memcpy(&values[i], p + 8 * i, 8);
+      }
+    }
+    row.values = values.data();
+  } else {
+    row.u8 = ImageView{p, width_, height_, channels_, static_cast<std::size_t>(width_) * channels_};
+  }
+  return row;
+}
+
+void ImageArray::for_each_row(const std::function<void(std::uint64_t, const ArrayRow&)>& f,
+                              const std::atomic<bool>* cancel) const {
+  std::vector<std::uint8_t> raw;
+  std::vector<double> values;
   for (std::uint64_t r = 0; r < rows_; ++r) {
     if (cancel && cancel->load()) throw Error(ErrorCode::interrupted, "interrupted");
-    const std::uint8_t* p = memory_ ? memory_ + r * row_bytes : raw.data();
-    if (reader_) reader_->read_rows(r, 1, raw.data());
-    ArrayRow row;
-    if (is_float()) {
-      for (std::size_t i = 0; i < n; ++i) {
-        if (dtype_ == DType::float32) {
-          float x;
-          std::memcpy(&x, p + 4 * i, 4);
-          values[i] = x;
-        } else {
-          std::memcpy(&values[i], p + 8 * i, 8);
-        }
-      }
-      row.values = values.data();
-    } else {
-      row.u8 =
-          ImageView{p, width_, height_, channels_, static_cast<std::size_t>(width_) * channels_};
-    }
-    f(r, row);
+    f(r, row(r, raw, values));
   }
 }
 

@@ -4,13 +4,18 @@
 #include "imgnorm/normalize.hpp"
 
 #include <fmt/format.h>
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+#include <tbb/task_arena.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
 #include <cstring>
 #include <filesystem>
+#include <exception>
 #include <map>
+#include <mutex>
 
 #include "imgnorm/error.hpp"
 #include "imgnorm/output.hpp"
@@ -451,6 +456,83 @@ NormalizeResult normalize_to_folder(Normalization& job, const std::string& dir, 
   write_file_atomic(manifest, to_json(job.manifest(r)), force, options.cancel);
   sink.commit();
   return r;
+}
+
+// ---- arrays ----
+
+Normalizer make_normalizer(const NormalizeJob& job, Size size) {
+  if (job.fit) invalid("fit needs the data: compute the statistics first (imgnorm.stats)");
+  if (size.width <= 0 || size.height <= 0) invalid("image size must be at least 1x1");
+  NormalizeJob j = job;
+  j.labels = false;
+  if (!j.stats && !j.stats_path.empty()) j.stats = read_stats_file(j.stats_path);
+  const bool gray = j.stats ? j.stats->recipe.channels == ChannelOrder::gray
+                            : j.channels == ChannelOrder::gray;
+  // The job is checked and prepared exactly as for an array input; prepare() without fit reads
+  // no pixel, so one row of a 1-byte stand-in is enough.
+  static const std::uint8_t kNothing = 0;
+  NormalizeInput in;
+  in.source = "array";
+  in.array = ImageArray::from_memory(&kNothing, DType::uint8, 1, size.height, size.width,
+                                     gray ? 1 : 3, "array");
+  Normalization n(std::move(j), std::move(in));
+  n.prepare({});
+  return n.normalizer();
+}
+
+std::uint64_t normalize_rows(const Normalizer& norm, const ImageArray& array, void* out,
+                             int threads, std::vector<Affine>* per_image_maps,
+                             const std::atomic<bool>* cancel) {
+  if (array.channels() != norm.channels())
+    invalid(array.name() + ": " + std::to_string(array.channels()) + " channels, the " +
+            "normalizer expects " + std::to_string(norm.channels()));
+  const std::size_t rb = static_cast<std::size_t>(array.width()) * array.height() *
+                         array.channels() * dtype_size(norm.format().dtype);
+  const bool per_image = is_per_image(norm.spec().mode);
+  std::vector<Affine> maps(per_image ? static_cast<std::size_t>(array.rows()) : 0);
+  std::vector<int> constant(static_cast<std::size_t>(array.rows()), 0);
+  auto* dst = static_cast<std::uint8_t*>(out);
+  std::atomic<bool> failed{false};
+  std::exception_ptr error;
+  std::mutex error_mutex;
+  tbb::task_arena arena(effective_threads(threads));
+  arena.execute([&] {
+    tbb::parallel_for(
+        tbb::blocked_range<std::uint64_t>(0, array.rows()),
+        [&](const tbb::blocked_range<std::uint64_t>& range) {
+          std::vector<std::uint8_t> raw;
+          std::vector<double> values;
+          for (std::uint64_t r = range.begin(); r != range.end(); ++r) {
+            if (failed.load() || (cancel && cancel->load())) return;
+            try {
+              const ArrayRow row = array.row(r, raw, values);
+              std::uint8_t* o = dst + r * rb;
+              Affine used;
+              if (row.values) {
+                constant[r] = norm.apply_values(row.values, array.width(), array.height(), o,
+                                                &used);
+              } else {
+                used = norm.apply_per_image(row.u8, o, &constant[r]);
+              }
+              if (per_image) maps[r] = used;
+            } catch (const Error& e) {
+              std::lock_guard<std::mutex> lock(error_mutex);
+              if (!failed.exchange(true))
+                error = std::make_exception_ptr(
+                    Error(e.code(), array.name() + ": row " + std::to_string(r) + ": " + e.what()));
+            } catch (...) {
+              std::lock_guard<std::mutex> lock(error_mutex);
+              if (!failed.exchange(true)) error = std::current_exception();
+            }
+          }
+        });
+  });
+  if (error) std::rethrow_exception(error);
+  if (cancel && cancel->load()) throw Error(ErrorCode::interrupted, "interrupted");
+  std::uint64_t total = 0;
+  for (int c : constant) total += static_cast<std::uint64_t>(c);
+  if (per_image_maps) *per_image_maps = std::move(maps);
+  return total;
 }
 
 // ---- denormalize ----

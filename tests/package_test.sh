@@ -60,3 +60,19 @@ cmake --build "$work/example" -j 2 >"$work/build.log" \
 
 echo "== run"
 "$work/example/stats_demo" "$work/example/libdemo_module.so"
+
+# The Python package, when the build has it: importable from PREFIX/lib/python3.X/dist-packages
+# (the folder Debian's python3 searches for PREFIX=/usr/local), with nothing from the build tree.
+if [ -d "$build/python/imgnorm" ]; then
+  echo "== python package under $prefix"
+  site=$(/usr/bin/python3 -c 'import sys; print(f"lib/python{sys.version_info[0]}.{sys.version_info[1]}/dist-packages")')
+  [ -f "$prefix/$site/imgnorm/__init__.py" ] || fail "no $site/imgnorm/__init__.py"
+  ls "$prefix/$site"/imgnorm/_core*.so >/dev/null || fail "no $site/imgnorm/_core*.so"
+  (cd "$work" && PYTHONPATH="$prefix/$site" /usr/bin/python3 -c "
+import imgnorm, numpy as np
+assert imgnorm.__file__.startswith('$prefix'), imgnorm.__file__
+x = imgnorm.Normalizer(None, mode='scale')(np.full((2, 3, 4, 3), 255, np.uint8))
+assert x.shape == (2, 3, 4, 3) and (x == 1).all()
+print('imported', imgnorm.__version__, 'from', imgnorm.__file__)
+") || fail "the installed Python package does not import"
+fi

@@ -12,6 +12,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "imgnorm/dtype.hpp"
 #include "imgnorm/export.hpp"
@@ -45,6 +46,10 @@ class IMGNORM_API ImageArray {
   int width() const { return width_; }
   int height() const { return height_; }
   int channels() const { return channels_; }
+
+  /// Row r (r < rows()). `raw` and `values` are the caller's scratch buffers (reused, so a
+  /// worker allocates once); the row is valid while they are. Thread-safe.
+  ArrayRow row(std::uint64_t r, std::vector<std::uint8_t>& raw, std::vector<double>& values) const;
 
   /// Calls f(row index, row) for every row in order. Checks `cancel` before each row and throws
   /// Error(interrupted) when it is raised.

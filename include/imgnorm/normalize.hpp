@@ -182,6 +182,22 @@ IMGNORM_API NormalizeResult normalize_to_folder(Normalization& job, const std::s
                                                 bool force, const PipelineOptions& options,
                                                 const PipelineOptions* fit_options = nullptr);
 
+/// The Normalizer `normalize` builds for this job, for images of `size` (the channel count and
+/// order are the statistics' — images must come in that order —, or rgb without statistics; gray
+/// when job.channels is gray). Reads job.stats_path when job.stats is empty. job.fit is refused:
+/// fitting needs data (compute the statistics first). For arrays of images: normalize_rows().
+IMGNORM_API Normalizer make_normalizer(const NormalizeJob& job, Size size);
+
+/// Normalizes every row of `array` into `out` (array.rows() × the rows' bytes, in the Normalizer's
+/// layout and dtype), rows in parallel on `threads` threads (0: all cores); the same values as a
+/// normalize job over the array, whatever the thread count. Returns the number of constant
+/// channels; `per_image_maps` (if given) receives each row's map. Error(interrupted) when `cancel`
+/// is raised; Error(invalid_argument) when the array's channels or size do not fit.
+IMGNORM_API std::uint64_t normalize_rows(const Normalizer& norm, const ImageArray& array, void* out,
+                                         int threads = 0,
+                                         std::vector<Affine>* per_image_maps = nullptr,
+                                         const std::atomic<bool>* cancel = nullptr);
+
 /// `imgnorm denormalize`: maps a normalized images.npy back to uint8 N×H×W×C (in its channel
 /// order) with the manifest beside it (or `manifest_path`), exactly for every mode. Writes
 /// `output` atomically. Returns the manifest used.

@@ -1,0 +1,274 @@
+"""imgnorm: exact per-channel statistics of image datasets and normalized tensors.
+
+The same library calls as the ``imgnorm`` command line, with the same arguments and defaults::
+
+    import imgnorm
+    s = imgnorm.stats("flower_photos", size=224)   # exact mean/std, 0-255 units
+    s.mean, s.std                                   # numpy float64 arrays (C,)
+    s.save("stats.json")                            # the CLI's stats.json
+    x, y = imgnorm.normalize("test", stats=s, mode="standardize")   # (N,H,W,C) float32, int64
+    norm = imgnorm.Normalizer(s, mode="standardize", layout="nchw")
+    z = norm(batch_u8)                              # the CLI's exact values
+
+Keyword names are the CLI's long flags with ``_`` for ``-``. Errors raise :class:`imgnorm.Error`:
+:class:`ArgumentError` (also a ``ValueError``) for bad arguments and empty inputs,
+:class:`FileError` (also an ``OSError``) for files that cannot be read, written or parsed; the
+message is the CLI's, and ``e.code`` is its kind ("invalid_argument", "io", "format", ...).
+Ctrl-C stops a running job promptly and raises ``KeyboardInterrupt``; no partial output is left.
+The GIL is released while imgnorm decodes, resizes, accumulates and normalizes.
+"""
+
+import builtins
+import os
+import sys
+
+from . import _core
+from ._core import ArgumentError, Error, FileError, Stats
+
+__version__ = _core.__version__
+__all__ = [
+    "Error",
+    "ArgumentError",
+    "FileError",
+    "Stats",
+    "Normalizer",
+    "stats",
+    "merge",
+    "normalize",
+    "load",
+]
+
+
+# ---- progress ------------------------------------------------------------------------------------
+
+
+class _Bar:
+    """A progress callback: tqdm when it is installed, else one line rewritten on stderr."""
+
+    def __init__(self, label):
+        self.label = label
+        self.bar = None
+        self.plain_done = -1
+        try:
+            import tqdm  # noqa: F401
+
+            self.tqdm = tqdm.tqdm
+        except ImportError:
+            self.tqdm = None
+
+    def __call__(self, done, total):
+        if total == 0:
+            return
+        if self.tqdm is not None:
+            if self.bar is None:
+                self.bar = self.tqdm(total=total, desc=self.label, unit="img", file=sys.stderr)
+            self.bar.update(done - self.bar.n)
+        elif done != self.plain_done:
+            self.plain_done = done
+            sys.stderr.write(f"\r{self.label} {done}/{total}")
+            if done == total:
+                sys.stderr.write("\n")
+            sys.stderr.flush()
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _progress(progress, label):
+    """The callback for ``progress=``: None (default) shows a bar only when stderr is a terminal;
+    True/False force it; a callable receives (done, total)."""
+    if callable(progress):
+        return progress
+    if progress is None:
+        progress = sys.stderr.isatty()
+    return _Bar(label) if progress else None
+
+
+def _run(fn, label, progress, *args):
+    cb = _progress(progress, label)
+    try:
+        return fn(*args, cb)
+    finally:
+        if isinstance(cb, _Bar):
+            cb.close()
+
+
+def _path(p):
+    return None if p is None else os.fspath(p)
+
+
+# ---- statistics ----------------------------------------------------------------------------------
+
+
+def stats(dataset=None, *, list=None, size=224, resize="stretch", interp="linear", channels="rgb",
+          pad_value=0, exact_decode=False, max_pixels=None, sample=None, seed=0, shard=None, ddof=0,
+          mean_image=False, threads=0, allow_truncated=False, progress=None):
+    """Exact per-channel statistics of a dataset, as ``imgnorm stats`` computes them.
+
+    dataset: a class-folder tree (``DIR/<class>/**/*.jpg``) or a flat folder; or ``list=FILE``
+    (one path per line). size: N or (width, height) or "WxH", pixels. resize: stretch | crop | pad
+    | none. interp: linear | area | nearest | cubic | lanczos (cv2.INTER_*). channels: rgb | bgr
+    | gray. exact_decode: decode JPEGs at full size (pixels identical to cv2.imread + cv2.resize).
+    max_pixels: refuse larger images (default 178956970). sample: K images or "P%" (uniform,
+    without replacement, seeded by ``seed``); shard: "I/N" or (I, N). ddof: 0 (numpy) or 1.
+    mean_image: also keep the per-pixel mean image (``Stats.mean_image``). threads: 0 = all cores.
+    Returns a :class:`Stats`; skipped files are in ``Stats.skipped``.
+    """
+    shard_index, shard_count = _shard(shard)
+    kw = dict(list=_path(list), size=size, resize=resize, interp=interp, channels=channels,
+              pad_value=pad_value, exact_decode=exact_decode, max_pixels=max_pixels,
+              sample=None if sample is None else str(sample), seed=seed, shard_index=shard_index,
+              shard_count=shard_count, ddof=ddof, mean_image=mean_image, threads=threads,
+              allow_truncated=allow_truncated)
+    return _run(_core.stats, "stats", progress, _path(dataset), kw)
+
+
+def _shard(shard):
+    if shard is None:
+        return 0, 1
+    if isinstance(shard, str):
+        i, sep, n = shard.partition("/")
+        if not sep or not i.isdigit() or not n.isdigit():
+            raise ArgumentError(f"invalid shard '{shard}': expected I/N")
+        return int(i), int(n)
+    i, n = shard
+    return int(i), int(n)
+
+
+def merge(parts):
+    """Adds the exact sums of several :class:`Stats` (shards of one selection, or disjoint
+    datasets) with the rules of ``imgnorm merge``: the same shard twice is refused; missing shards
+    give a warning. The result equals one run over all of them."""
+    return _core.merge(builtins.list(parts))
+
+
+def _torchvision(self):
+    """A ``torchvision.transforms.Normalize`` with these constants (mean/std in 0-1 units, the
+    statistics' channel order), for tensors from ``ToTensor``."""
+    from torchvision import transforms
+
+    return transforms.Normalize(mean=self.mean_unit.tolist(), std=self.std_unit.tolist())
+
+
+def _keras(self):
+    """``dict(mean=..., variance=...)`` in 0-255 units for
+    ``keras.layers.Normalization(axis=-1, **s.keras())`` on 0-255 inputs."""
+    return dict(mean=self.mean.tolist(), variance=self.variance.tolist())
+
+
+def _stats_repr(self):
+    return (f"<imgnorm.Stats {self.images} images, {self.channel_order}, "
+            f"mean={[round(v, 4) for v in self.mean.tolist()]}, "
+            f"std={[round(v, 4) for v in self.std.tolist()]}>")
+
+
+Stats.torchvision = _torchvision
+Stats.keras = _keras
+Stats.__repr__ = _stats_repr
+
+
+# ---- normalization -------------------------------------------------------------------------------
+
+
+def _job_kwargs(stats, mode, range, unit, mean, std, mean_image, divide_std, eps, layout, dtype,
+                channels, matrix=None):
+    return dict(stats=stats if isinstance(stats, Stats) or stats is None else _path(stats),
+                mode=mode, range=None if range is None else tuple(range), unit=unit,
+                mean=None if mean is None else builtins.list(mean),
+                std=None if std is None else builtins.list(std), mean_image=_path(mean_image),
+                divide_std=divide_std, eps=eps, layout=layout, dtype=dtype, channels=channels,
+                matrix=None if matrix is None else [float(v) for row in matrix for v in row])
+
+
+def normalize(dataset=None, *, list=None, stats=None, fit=False, mode="standardize", range=None,
+              unit=255, mean=None, std=None, mean_image=None, divide_std=False, eps=None,
+              layout="nhwc", dtype="float32", channels=None, labels=True, size=None, resize=None,
+              interp=None, pad_value=None, exact_decode=None, max_pixels=None, out=None,
+              force=False, threads=0, allow_truncated=False, progress=None):
+    """Normalizes a dataset as ``imgnorm normalize`` does.
+
+    dataset: a folder (or ``list=FILE``), a .npy path, or a numpy array (N,H,W,C) / (N,H,W) of
+    uint8, or float32/float64 values in 0-255. stats: a :class:`Stats` or a stats.json path (the
+    training statistics; their recipe is used unless size=, resize=, ... override it, with a
+    warning); or fit=True to compute them from this input first. mode: standardize | scale | center
+    | mean-image | minmax | minmax-dataset | per-image | per-image-channel | imagenet | caffe |
+    inception | clip | custom ("preset:imagenet" also works). range=(lo, hi) for scale/minmax;
+    unit: 255 or 1; mean/std: custom constants (output channel order); eps: floor of a zero std;
+    layout: nhwc | nchw; dtype: float32 | float16; channels: output order rgb | bgr | gray.
+
+    Without ``out``: returns ``(x, y)``, x the normalized array (owning its memory), y the int64
+    labels (training class ids), or None for array input or labels=False. With ``out=DIR``: writes
+    images.npy, labels.npy and manifest.json there (committed whole; ``force`` replaces) and
+    returns ``(rows, skipped)``.
+    """
+    kw = _job_kwargs(stats, mode, range, unit, mean, std, mean_image, divide_std, eps, layout,
+                     dtype, channels)
+    kw.update(list=_path(list), fit=fit, labels=labels, size=size, resize=resize, interp=interp,
+              pad_value=pad_value, exact_decode=exact_decode, max_pixels=max_pixels, out=_path(out),
+              force=force, threads=threads, allow_truncated=allow_truncated)
+    if not _is_array(dataset):
+        dataset = _path(dataset)
+    result = _run(_core.normalize, "normalize", progress, dataset, kw)
+    if out is not None:
+        return result
+    x, y, _files, skipped = result
+    if skipped and not (progress is False):
+        import warnings
+
+        warnings.warn(f"{len(skipped)} files skipped: " +
+                      "; ".join(f"{p}: {r}" for p, r in skipped[:5]), stacklevel=2)
+    return x, y
+
+
+def _is_array(x):
+    return type(x).__module__ == "numpy" and type(x).__name__ == "ndarray"
+
+
+class Normalizer:
+    """A prepared normalization for numpy images, with the CLI's exact values.
+
+    ``Normalizer(stats, mode="standardize", layout="nhwc", dtype="float32", ...)`` takes the
+    arguments of :func:`normalize` (no dataset). Calling it on uint8 (or float 0-255) images
+    ``(N,H,W,C)``, one image ``(H,W,C)`` or one gray image ``(H,W)``, in the statistics' channel
+    order, returns a new float32/float16 array (``(N,H,W,C)`` or ``(N,C,H,W)``). Batches are
+    normalized on ``threads`` threads (0 = all cores) with the GIL released. Picklable.
+    """
+
+    def __init__(self, stats=None, mode="standardize", *, range=None, unit=255, mean=None,
+                 std=None, mean_image=None, divide_std=False, eps=None, layout="nhwc",
+                 dtype="float32", channels=None, matrix=None, threads=0):
+        self._args = dict(stats=stats, mode=mode, range=range, unit=unit, mean=mean, std=std,
+                          mean_image=mean_image, divide_std=divide_std, eps=eps, layout=layout,
+                          dtype=dtype, channels=channels, matrix=matrix, threads=threads)
+        kw = _job_kwargs(stats, mode, range, unit, mean, std, mean_image, divide_std, eps, layout,
+                         dtype, channels, matrix)
+        kw["threads"] = threads
+        self._core = _core.Normalizer(kw)
+
+    def __call__(self, images):
+        return self._core(images)
+
+    def __getstate__(self):
+        return self._args
+
+    def __setstate__(self, args):
+        self.__init__(**args)
+
+    formula = property(lambda self: self._core.formula, doc="The formula, as the manifest says.")
+    mode = property(lambda self: self._core.mode)
+    layout = property(lambda self: self._core.layout)
+    dtype = property(lambda self: self._core.dtype)
+    channels = property(lambda self: self._core.channels, doc="Output channel order.")
+
+    def __repr__(self):
+        return f"<imgnorm.Normalizer {self.mode}: {self.formula} ({self.layout}, {self.dtype})>"
+
+
+def load(path, *, size=224, resize="stretch", interp="linear", channels="rgb", pad_value=0,
+         exact_decode=False, max_pixels=None, allow_truncated=False):
+    """One image through the recipe, exactly as the pipeline sees it: uint8 (H,W,C), or (H,W) for
+    channels="gray". The arguments are those of :func:`stats`."""
+    kw = dict(size=size, resize=resize, interp=interp, channels=channels, pad_value=pad_value,
+              exact_decode=exact_decode, max_pixels=max_pixels, allow_truncated=allow_truncated)
+    return _core.load(_path(path), kw)

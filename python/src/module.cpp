@@ -1,0 +1,657 @@
+// imgnorm._core: the pybind11 extension. It converts types, releases the GIL and calls the library;
+// it computes nothing of its own (the jobs are in include/imgnorm/). The keyword-rich public API,
+// the progress bar and the torchvision/Keras adapters are in python/imgnorm/__init__.py.
+
+#include <pybind11/functional.h>
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <exception>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "imgnorm/error.hpp"
+#include "imgnorm/normalize.hpp"
+#include "imgnorm/output.hpp"
+#include "imgnorm/pipeline.hpp"
+#include "imgnorm/stats_job.hpp"
+
+namespace py = pybind11;
+using namespace imgnorm;
+
+namespace {
+
+// ---- errors -------------------------------------------------------------------------------------
+
+PyObject* g_error = nullptr;           // imgnorm.Error(Exception)
+PyObject* g_argument_error = nullptr;  // imgnorm.ArgumentError(Error, ValueError)
+PyObject* g_file_error = nullptr;      // imgnorm.FileError(Error, OSError)
+
+void raise_error(const Error& e) {
+  if (e.code() == ErrorCode::interrupted) {
+    PyErr_SetNone(PyExc_KeyboardInterrupt);
+    return;
+  }
+  const bool argument = e.code() == ErrorCode::invalid_argument || e.code() == ErrorCode::empty;
+  PyObject* type = argument ? g_argument_error : g_file_error;
+  PyObject* inst = PyObject_CallFunction(type, "s", e.what());
+  if (!inst) return;
+  PyObject* code = PyUnicode_FromString(to_string(e.code()));
+  PyObject_SetAttrString(inst, "code", code);
+  Py_XDECREF(code);
+  PyErr_SetObject(type, inst);
+  Py_DECREF(inst);
+}
+
+// ---- running a job: GIL released, Ctrl-C and progress handled by the calling thread --------------
+
+struct Progress {
+  std::atomic<std::size_t> done{0}, total{0};
+};
+
+// Runs `job(cancel, progress)` on a worker thread while this thread (holding the GIL between
+// waits) polls for signals every 50 ms and reports progress to `on_progress(done, total)`. Ctrl-C
+// raises the cancel flag, waits for the job to stop (it removes its temporaries) and raises
+// KeyboardInterrupt. Library errors become imgnorm exceptions.
+template <typename Result, typename Job>
+Result run_job(Job job, const py::object& on_progress) {
+  std::atomic<bool> cancel{false};
+  Progress progress;
+  std::mutex m;
+  std::condition_variable cv;
+  bool finished = false;
+  std::optional<Result> result;
+  std::exception_ptr error;
+  std::thread worker([&] {
+    try {
+      result.emplace(job(&cancel, &progress));
+    } catch (...) {
+      error = std::current_exception();
+    }
+    std::lock_guard<std::mutex> lock(m);
+    finished = true;
+    cv.notify_all();
+  });
+  bool interrupted = false;
+  std::optional<py::error_already_set> python_error;
+  std::size_t reported = static_cast<std::size_t>(-1);
+  while (true) {
+    bool done;
+    {
+      py::gil_scoped_release release;
+      std::unique_lock<std::mutex> lock(m);
+      cv.wait_for(lock, std::chrono::milliseconds(50), [&] { return finished; });
+      done = finished;
+    }
+    if (!interrupted && !python_error && PyErr_CheckSignals() != 0) {
+      python_error.emplace();  // fetches the KeyboardInterrupt (or the handler's exception)
+      interrupted = true;
+      cancel.store(true);
+    }
+    if (!on_progress.is_none() && !python_error && progress.done.load() != reported) {
+      reported = progress.done.load();
+      try {
+        on_progress(reported, progress.total.load());
+      } catch (py::error_already_set& e) {
+        python_error.emplace(std::move(e));
+        cancel.store(true);
+      }
+    }
+    if (done) break;
+  }
+  {
+    py::gil_scoped_release release;
+    worker.join();
+  }
+  if (python_error) throw std::move(*python_error);
+  if (error) std::rethrow_exception(error);
+  return std::move(*result);
+}
+
+PipelineOptions options_for(int threads, bool allow_truncated, const std::atomic<bool>* cancel,
+                            Progress* progress) {
+  PipelineOptions o;
+  o.threads = threads;
+  o.allow_truncated = allow_truncated;
+  o.cancel = cancel;
+  o.progress = [progress](std::size_t done, std::size_t total) {
+    progress->total.store(total);
+    progress->done.store(done);
+  };
+  return o;
+}
+
+// ---- numpy --------------------------------------------------------------------------------------
+
+// A numpy array that owns `bytes` through a capsule: no copy, no other owner.
+py::array owning_array(std::vector<std::uint8_t>&& bytes, const py::dtype& dtype,
+                       std::vector<py::ssize_t> shape) {
+  auto* owner = new std::vector<std::uint8_t>(std::move(bytes));
+  py::capsule base(owner, [](void* p) { delete static_cast<std::vector<std::uint8_t>*>(p); });
+  return py::array(dtype, shape, {}, owner->data(), base);
+}
+
+py::dtype numpy_dtype(DType d) { return py::dtype(to_string(d)); }
+
+DType dtype_of(const py::array& a) {
+  if (a.dtype().is(py::dtype::of<std::uint8_t>())) return DType::uint8;
+  if (a.dtype().is(py::dtype::of<float>())) return DType::float32;
+  if (a.dtype().is(py::dtype::of<double>())) return DType::float64;
+  throw Error(ErrorCode::invalid_argument,
+              "array dtype " + py::str(a.dtype()).cast<std::string>() +
+                  " is not supported (uint8, or float32/float64 in 0-255)");
+}
+
+// An ImageArray over a C-contiguous numpy array (N,H,W,C) or (N,H,W) (gray); the caller keeps the
+// array alive.
+ImageArray array_view(const py::array& a, const std::string& name) {
+  const DType dt = dtype_of(a);
+  if (a.ndim() != 3 && a.ndim() != 4)
+    throw Error(ErrorCode::invalid_argument,
+                name + ": expected an NHWC array (N,H,W,C) or (N,H,W), got " +
+                    std::to_string(a.ndim()) + " dimensions");
+  const int channels = a.ndim() == 4 ? static_cast<int>(a.shape(3)) : 1;
+  return ImageArray::from_memory(a.data(), dt, static_cast<std::uint64_t>(a.shape(0)),
+                                 static_cast<int>(a.shape(1)), static_cast<int>(a.shape(2)),
+                                 channels, name);
+}
+
+// ---- Stats --------------------------------------------------------------------------------------
+
+struct PyStats {
+  std::shared_ptr<const StatsFile> file;
+  Summary summary;
+  explicit PyStats(StatsFile f)
+      : file(std::make_shared<const StatsFile>(std::move(f))),
+        summary(summarize(file->acc, file->ddof, file->sample ? &*file->sample : nullptr)) {}
+};
+
+template <typename F>
+py::array_t<double> per_channel(const PyStats& s, F f) {
+  py::array_t<double> out(static_cast<py::ssize_t>(s.summary.channel.size()));
+  auto v = out.mutable_unchecked<1>();
+  for (std::size_t c = 0; c < s.summary.channel.size(); ++c) v(c) = f(s.summary.channel[c]);
+  return out;
+}
+
+py::dict recipe_dict(const Recipe& r) {
+  py::dict d;
+  d["size"] = py::make_tuple(r.size.width, r.size.height);
+  d["resize"] = to_string(r.resize);
+  d["interp"] = to_string(r.interp);
+  d["channels"] = to_string(r.channels);
+  d["pad_value"] = static_cast<int>(r.pad_value);
+  d["exact_decode"] = r.exact_decode;
+  d["max_pixels"] = r.max_pixels;
+  return d;
+}
+
+py::object interval_array(const PyStats& s, bool mean) {
+  const auto& ch = s.summary.channel;
+  if (ch.empty() || !(mean ? ch[0].mean_ci : ch[0].std_ci)) return py::none();
+  py::array_t<double> out({static_cast<py::ssize_t>(ch.size()), py::ssize_t(2)});
+  auto v = out.mutable_unchecked<2>();
+  for (std::size_t c = 0; c < ch.size(); ++c) {
+    const Interval& i = mean ? *ch[c].mean_ci : *ch[c].std_ci;
+    v(c, 0) = i.lo;
+    v(c, 1) = i.hi;
+  }
+  return std::move(out);
+}
+
+void bind_stats(py::module_& m) {
+  py::class_<PyStats, std::shared_ptr<PyStats>> c(m, "Stats");
+  c.def_static(
+       "load", [](const std::string& path) { return PyStats(read_stats_file(path)); },
+       py::arg("path"))
+      .def_static(
+          "from_json", [](const std::string& text) { return PyStats(stats_from_json(text)); },
+          py::arg("text"))
+      .def("to_json", [](const PyStats& s) { return to_json(*s.file); })
+      .def(
+          "save",
+          [](const PyStats& s, const std::string& path, bool force) {
+            write_file_atomic(path, to_json(*s.file), force);
+          },
+          py::arg("path"), py::arg("force") = false)
+      .def(py::pickle([](const PyStats& s) { return to_json(*s.file); },
+                      [](const std::string& text) { return PyStats(stats_from_json(text)); }))
+      .def_property_readonly("mean", [](const PyStats& s) {
+        return per_channel(s, [](const ChannelSummary& c) { return c.mean; });
+      })
+      .def_property_readonly("std", [](const PyStats& s) {
+        return per_channel(s, [](const ChannelSummary& c) { return c.std; });
+      })
+      .def_property_readonly("variance", [](const PyStats& s) {
+        return per_channel(s, [](const ChannelSummary& c) { return c.variance; });
+      })
+      .def_property_readonly("mean_unit", [](const PyStats& s) {
+        return per_channel(s, [](const ChannelSummary& c) { return c.mean_unit; });
+      })
+      .def_property_readonly("std_unit", [](const PyStats& s) {
+        return per_channel(s, [](const ChannelSummary& c) { return c.std_unit; });
+      })
+      .def_property_readonly("min", [](const PyStats& s) {
+        return per_channel(s, [](const ChannelSummary& c) { return double(c.min); });
+      })
+      .def_property_readonly("max", [](const PyStats& s) {
+        return per_channel(s, [](const ChannelSummary& c) { return double(c.max); });
+      })
+      .def_property_readonly("median", [](const PyStats& s) {
+        return per_channel(s, [](const ChannelSummary& c) { return c.median; });
+      })
+      .def_property_readonly("mean_image_std", [](const PyStats& s) {
+        return per_channel(s, [](const ChannelSummary& c) { return c.mean_image_std; });
+      })
+      .def_property_readonly("percentiles",
+                             [](const PyStats& s) {
+                               const auto& ch = s.summary.channel;
+                               py::array_t<double> out({py::ssize_t(ch.size()), py::ssize_t(4)});
+                               auto v = out.mutable_unchecked<2>();
+                               for (std::size_t c = 0; c < ch.size(); ++c)
+                                 for (int k = 0; k < 4; ++k) v(c, k) = ch[c].percentiles[k];
+                               return out;
+                             })
+      .def_property_readonly("covariance",
+                             [](const PyStats& s) {
+                               const py::ssize_t n = s.summary.channels;
+                               py::array_t<double> out({n, n});
+                               std::copy(s.summary.covariance.begin(), s.summary.covariance.end(),
+                                         out.mutable_data());
+                               return out;
+                             })
+      .def_property_readonly("histogram",
+                             [](const PyStats& s) {
+                               const int n = s.file->acc.channels();
+                               py::array_t<std::uint64_t> out({py::ssize_t(n), py::ssize_t(256)});
+                               for (int ch = 0; ch < n; ++ch)
+                                 std::copy(s.file->acc.histogram(ch).begin(),
+                                           s.file->acc.histogram(ch).end(),
+                                           out.mutable_data() + 256 * ch);
+                               return out;
+                             })
+      .def_property_readonly("mean_image",
+                             [](const PyStats& s) -> py::object {
+                               if (s.file->acc.pixel_sums().empty()) return py::none();
+                               std::vector<double> m = mean_image(s.file->acc);
+                               const Size sz = s.file->acc.mean_image_size();
+                               std::vector<std::uint8_t> bytes(m.size() * sizeof(double));
+                               std::memcpy(bytes.data(), m.data(), bytes.size());
+                               return owning_array(std::move(bytes), py::dtype::of<double>(),
+                                                   {sz.height, sz.width, s.file->acc.channels()});
+                             })
+      .def_property_readonly("mean_ci", [](const PyStats& s) { return interval_array(s, true); })
+      .def_property_readonly("std_ci", [](const PyStats& s) { return interval_array(s, false); })
+      .def_property_readonly("images", [](const PyStats& s) { return s.file->acc.images(); })
+      .def_property_readonly("pixels", [](const PyStats& s) { return s.file->acc.pixels(); })
+      .def_property_readonly("channels", [](const PyStats& s) { return s.file->acc.channels(); })
+      .def_property_readonly("channel_order",
+                             [](const PyStats& s) { return to_string(s.file->recipe.channels); })
+      .def_property_readonly("ddof", [](const PyStats& s) { return s.file->ddof; })
+      .def_property_readonly("classes", [](const PyStats& s) { return s.file->classes; })
+      .def_property_readonly("class_images",
+                             [](const PyStats& s) { return s.file->class_images; })
+      .def_property_readonly("files_found", [](const PyStats& s) { return s.file->files_found; })
+      .def_property_readonly("source", [](const PyStats& s) { return s.file->source; })
+      .def_property_readonly("tool_version",
+                             [](const PyStats& s) { return s.file->tool_version; })
+      .def_property_readonly("recipe", [](const PyStats& s) { return recipe_dict(s.file->recipe); })
+      .def_property_readonly("shard",
+                             [](const PyStats& s) {
+                               return py::make_tuple(s.file->shard_index, s.file->shard_count);
+                             })
+      .def_property_readonly("sample",
+                             [](const PyStats& s) -> py::object {
+                               if (!s.file->sample) return py::none();
+                               const SampleInfo& i = *s.file->sample;
+                               py::dict d;
+                               d["population"] = i.population;
+                               d["sampled"] = i.sampled;
+                               d["seed"] = i.seed;
+                               d["spec"] = i.spec;
+                               return std::move(d);
+                             })
+      .def_property_readonly("skipped",
+                             [](const PyStats& s) {
+                               py::list l;
+                               for (const auto& k : s.file->skipped)
+                                 l.append(py::make_tuple(k.path, k.reason));
+                               return l;
+                             })
+      .def_property_readonly("ignored", [](const PyStats& s) {
+        py::list l;
+        for (const auto& k : s.file->ignored) l.append(py::make_tuple(k.path, k.reason));
+        return l;
+      });
+}
+
+// ---- recipe and jobs from keywords --------------------------------------------------------------
+
+RecipeOverrides overrides_from(const py::dict& kw) {
+  RecipeOverrides o;
+  auto get = [&](const char* k) -> py::object {
+    return kw.contains(k) && !kw[k].is_none() ? py::reinterpret_borrow<py::object>(kw[k])
+                                              : py::object();
+  };
+  if (auto v = get("size")) {
+    if (py::isinstance<py::int_>(v)) {
+      const int n = v.cast<int>();
+      o.size = parse_size(std::to_string(n));
+    } else if (py::isinstance<py::str>(v)) {
+      o.size = parse_size(v.cast<std::string>());
+    } else {
+      auto t = v.cast<std::pair<int, int>>();  // (width, height)
+      o.size = parse_size(std::to_string(t.first) + "x" + std::to_string(t.second));
+    }
+  }
+  if (auto v = get("resize")) o.resize = parse_resize_mode(v.cast<std::string>());
+  if (auto v = get("interp")) o.interp = parse_interp(v.cast<std::string>());
+  if (auto v = get("channels")) o.channels = parse_channel_order(v.cast<std::string>());
+  if (auto v = get("pad_value")) {
+    const int p = v.cast<int>();
+    if (p < 0 || p > 255) throw Error(ErrorCode::invalid_argument, "pad_value must be 0-255");
+    o.pad_value = static_cast<std::uint8_t>(p);
+  }
+  if (auto v = get("exact_decode")) o.exact_decode = v.cast<bool>();
+  if (auto v = get("max_pixels")) {
+    const auto n = v.cast<long long>();
+    if (n < 1) throw Error(ErrorCode::invalid_argument, "max_pixels must be positive");
+    o.max_pixels = static_cast<std::uint64_t>(n);
+  }
+  return o;
+}
+
+std::optional<StatsFile> stats_from(const py::object& stats) {
+  if (stats.is_none()) return std::nullopt;
+  if (py::isinstance<PyStats>(stats)) return *stats.cast<const PyStats&>().file;
+  return read_stats_file(py::str(stats).cast<std::string>());
+}
+
+NormalizeJob job_from(const py::dict& kw) {
+  NormalizeJob job;
+  TransformSpec& spec = job.spec;
+  auto has = [&](const char* k) { return kw.contains(k) && !kw[k].is_none(); };
+  std::string mode = has("mode") ? kw["mode"].cast<std::string>() : "standardize";
+  if (mode.rfind("preset:", 0) == 0) mode = mode.substr(7);
+  spec.mode = parse_mode(mode);
+  if (has("unit")) spec.unit = kw["unit"].cast<int>();
+  if (has("eps")) spec.eps = kw["eps"].cast<double>();
+  if (has("range")) spec.range = kw["range"].cast<std::pair<double, double>>();
+  if (has("mean")) spec.mean = kw["mean"].cast<std::vector<double>>();
+  if (has("std")) spec.std = kw["std"].cast<std::vector<double>>();
+  if (has("divide_std")) spec.mean_image_std = kw["divide_std"].cast<bool>();
+  if (has("matrix")) spec.matrix = kw["matrix"].cast<std::vector<double>>();
+  if (has("stats")) {
+    const py::object s = kw["stats"];
+    if (py::isinstance<PyStats>(s))
+      job.stats = *s.cast<const PyStats&>().file;
+    else
+      job.stats_path = py::str(s).cast<std::string>();
+  }
+  if (has("fit")) job.fit = kw["fit"].cast<bool>();
+  job.recipe = overrides_from(kw);
+  job.recipe.channels.reset();  // normalize's `channels` is the output order
+  if (has("channels")) job.channels = parse_channel_order(kw["channels"].cast<std::string>());
+  if (has("layout")) job.layout = parse_layout(kw["layout"].cast<std::string>());
+  if (has("dtype")) job.dtype = parse_dtype(kw["dtype"].cast<std::string>());
+  if (has("labels")) job.labels = kw["labels"].cast<bool>();
+  if (has("mean_image")) job.mean_image_path = kw["mean_image"].cast<std::string>();
+  return job;
+}
+
+int int_kw(const py::dict& kw, const char* k, int def) {
+  return kw.contains(k) && !kw[k].is_none() ? kw[k].cast<int>() : def;
+}
+bool bool_kw(const py::dict& kw, const char* k) {
+  return kw.contains(k) && !kw[k].is_none() && kw[k].cast<bool>();
+}
+
+// ---- stats / merge ------------------------------------------------------------------------------
+
+PyStats py_stats(const py::object& dataset, const py::dict& kw, const py::object& progress) {
+  SelectOptions sel;
+  if (!dataset.is_none()) sel.folder = py::str(dataset).cast<std::string>();
+  if (kw.contains("list") && !kw["list"].is_none()) sel.list = py::str(kw["list"]).cast<std::string>();
+  if (kw.contains("sample") && !kw["sample"].is_none()) sel.sample = py::str(kw["sample"]).cast<std::string>();
+  if (kw.contains("seed") && !kw["seed"].is_none()) sel.seed = kw["seed"].cast<std::uint64_t>();
+  sel.shard_index = int_kw(kw, "shard_index", 0);
+  sel.shard_count = int_kw(kw, "shard_count", 1);
+  StatsJob job;
+  job.recipe = overrides_from(kw).apply(Recipe{});
+  job.ddof = int_kw(kw, "ddof", 0);
+  if (job.ddof != 0 && job.ddof != 1) throw Error(ErrorCode::invalid_argument, "ddof must be 0 or 1");
+  job.mean_image = bool_kw(kw, "mean_image");
+  const int threads = int_kw(kw, "threads", 0);
+  const bool truncated = bool_kw(kw, "allow_truncated");
+  StatsFile st = run_job<StatsFile>(
+      [&](const std::atomic<bool>* cancel, Progress* p) {
+        const Selection s = select_dataset(sel);
+        return compute_stats(s, job, options_for(threads, truncated, cancel, p));
+      },
+      progress);
+  if (st.acc.images() == 0)
+    throw Error(ErrorCode::empty, "no image could be used: all " +
+                                      std::to_string(st.skipped.size()) + " files were skipped");
+  return PyStats(std::move(st));
+}
+
+PyStats py_merge(const std::vector<std::shared_ptr<PyStats>>& parts) {
+  std::vector<StatsFile> files;
+  std::vector<std::string> names;
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    files.push_back(*parts[i]->file);
+    names.push_back("stats #" + std::to_string(i) + " (" + parts[i]->file->source + ")");
+  }
+  std::vector<std::string> warnings;
+  PyStats merged(merge_stats(files, names, &warnings));
+  for (const auto& w : warnings) PyErr_WarnEx(PyExc_UserWarning, w.c_str(), 1);
+  return merged;
+}
+
+// ---- normalize ----------------------------------------------------------------------------------
+
+py::list skipped_list(const std::vector<Skipped>& skipped) {
+  py::list l;
+  for (const auto& k : skipped) l.append(py::make_tuple(k.path, k.reason));
+  return l;
+}
+
+py::tuple py_normalize(const py::object& dataset, const py::dict& kw, const py::object& progress) {
+  NormalizeJob job = job_from(kw);
+  const int threads = int_kw(kw, "threads", 0);
+  const bool truncated = bool_kw(kw, "allow_truncated");
+  const std::string list = kw.contains("list") && !kw["list"].is_none()
+                               ? py::str(kw["list"]).cast<std::string>()
+                               : "";
+  std::optional<py::array> held;  // an input array, kept alive and contiguous during the run
+  NormalizeInput input;
+  std::optional<Normalization> n;
+  if (py::isinstance<py::array>(dataset)) {
+    held = py::array::ensure(dataset, py::array::c_style);
+    input.source = "array";
+    input.array = array_view(*held, "array");
+    n.emplace(std::move(job), std::move(input));
+  } else {
+    n.emplace(std::move(job), dataset.is_none() ? "" : py::str(dataset).cast<std::string>(), list);
+  }
+  for (const auto& w : n->warnings()) PyErr_WarnEx(PyExc_UserWarning, w.c_str(), 1);
+  const std::string out = kw.contains("out") && !kw["out"].is_none()
+                              ? py::str(kw["out"]).cast<std::string>()
+                              : "";
+  if (!out.empty()) {
+    const bool force = bool_kw(kw, "force");
+    NormalizeResult r = run_job<NormalizeResult>(
+        [&](const std::atomic<bool>* cancel, Progress* p) {
+          const PipelineOptions o = options_for(threads, truncated, cancel, p);
+          return normalize_to_folder(*n, out, force, o);
+        },
+        progress);
+    return py::make_tuple(r.rows, skipped_list(r.skipped));
+  }
+  auto sink = std::make_shared<MemorySink>();
+  NormalizeResult r = run_job<NormalizeResult>(
+      [&](const std::atomic<bool>* cancel, Progress* p) {
+        const PipelineOptions o = options_for(threads, truncated, cancel, p);
+        n->prepare(o);
+        return n->run(*sink, o);
+      },
+      progress);
+  const auto shape = n->shape(r.rows);
+  py::array x = owning_array(std::move(sink->data()), numpy_dtype(n->job().dtype),
+                             std::vector<py::ssize_t>(shape.begin(), shape.end()));
+  py::object y = py::none();
+  if (n->labels()) {
+    std::vector<std::uint8_t> bytes(r.labels.size() * sizeof(std::int64_t));
+    std::memcpy(bytes.data(), r.labels.data(), bytes.size());
+    y = owning_array(std::move(bytes), py::dtype::of<std::int64_t>(),
+                     {static_cast<py::ssize_t>(r.labels.size())});
+  }
+  py::list files;
+  for (const auto& f : r.files) files.append(f);
+  return py::make_tuple(x, y, files, skipped_list(r.skipped));
+}
+
+// ---- Normalizer ---------------------------------------------------------------------------------
+
+// One library Normalizer per image size (a mean image fixes the size; the others do not care).
+struct PyNormalizer {
+  NormalizeJob job;
+  int threads = 0;
+  int channels = 3;  // of the images it takes: the statistics' (or gray / rgb without)
+  Size size{1, 1};   // a size to build a representative normalizer at
+  std::mutex mutex;
+  std::map<std::pair<int, int>, std::shared_ptr<const Normalizer>> by_size;
+
+  std::shared_ptr<const Normalizer> for_size(int width, int height) {
+    std::lock_guard<std::mutex> lock(mutex);
+    auto& slot = by_size[{width, height}];
+    if (!slot) slot = std::make_shared<const Normalizer>(make_normalizer(job, {width, height}));
+    return slot;
+  }
+  std::shared_ptr<const Normalizer> any() { return for_size(size.width, size.height); }
+};
+
+py::array normalizer_call(PyNormalizer& self, const py::array& input) {
+  py::array a = py::array::ensure(input, py::array::c_style);
+  if (!a) throw Error(ErrorCode::invalid_argument, "expected a numpy array");
+  dtype_of(a);
+  // One image: (H,W,C) with C the normalizer's channels, or (H,W) gray; else a batch.
+  const int nc = self.channels;
+  bool single = a.ndim() == 2 || (a.ndim() == 3 && nc == 3 && a.shape(2) == 3);
+  if (a.ndim() == 3 && nc == 1 && !single)
+    throw Error(ErrorCode::invalid_argument,
+                "a gray batch is (N,H,W,1) and one gray image (H,W); got a 3-D array");
+  py::array batch = a;
+  if (single) {
+    std::vector<py::ssize_t> shape{1};
+    for (py::ssize_t i = 0; i < a.ndim(); ++i) shape.push_back(a.shape(i));
+    if (a.ndim() == 2) shape.push_back(1);
+    batch = a.reshape(shape);
+  }
+  if (batch.ndim() != 4)
+    throw Error(ErrorCode::invalid_argument, "expected (N,H,W,C), (H,W,C) or (H,W) images");
+  const ImageArray view = array_view(batch, "array");
+  const auto norm = self.for_size(view.width(), view.height());
+  const std::size_t bytes = static_cast<std::size_t>(view.rows()) * view.width() * view.height() *
+                            view.channels() * dtype_size(norm->format().dtype);
+  std::vector<std::uint8_t> out(bytes);
+  {
+    py::gil_scoped_release release;
+    normalize_rows(*norm, view, out.data(), self.threads);
+  }
+  const py::ssize_t n = static_cast<py::ssize_t>(view.rows()), h = view.height(),
+                    w = view.width(), c = view.channels();
+  std::vector<py::ssize_t> shape = norm->format().layout == Layout::nhwc
+                                       ? std::vector<py::ssize_t>{n, h, w, c}
+                                       : std::vector<py::ssize_t>{n, c, h, w};
+  if (single) shape.erase(shape.begin());
+  return owning_array(std::move(out), numpy_dtype(norm->format().dtype), shape);
+}
+
+void bind_normalizer(py::module_& m) {
+  py::class_<PyNormalizer, std::shared_ptr<PyNormalizer>>(m, "Normalizer")
+      .def(py::init([](const py::dict& kw) {
+             auto p = std::make_shared<PyNormalizer>();
+             p->job = job_from(kw);
+             p->job.labels = false;
+             p->threads = int_kw(kw, "threads", 0);
+             if (!p->job.stats && !p->job.stats_path.empty())
+               p->job.stats = read_stats_file(p->job.stats_path);
+             p->channels = p->job.stats ? channel_count(p->job.stats->recipe.channels)
+                                        : (p->job.channels == ChannelOrder::gray ? 1 : 3);
+             if (p->job.spec.mode == Mode::mean_image && !p->job.mean_image_path.empty())
+               read_mean_image(p->job.mean_image_path, p->channels, p->size);
+             p->any();  // checks the job now, not at the first call
+             return p;
+           }),
+           py::arg("kwargs"))
+      .def("__call__", &normalizer_call, py::arg("images"))
+      .def_property_readonly("formula",
+                             [](PyNormalizer& s) { return s.any()->formula(); })
+      .def_property_readonly(
+          "mode", [](PyNormalizer& s) { return to_string(s.any()->spec().mode); })
+      .def_property_readonly(
+          "layout", [](PyNormalizer& s) { return to_string(s.any()->format().layout); })
+      .def_property_readonly(
+          "dtype", [](PyNormalizer& s) { return to_string(s.any()->format().dtype); })
+      .def_property_readonly("channels", [](PyNormalizer& s) {
+        return to_string(s.any()->format().channels);
+      });
+}
+
+// ---- load ---------------------------------------------------------------------------------------
+
+py::array py_load(const std::string& path, const py::dict& kw) {
+  const Recipe recipe = overrides_from(kw).apply(Recipe{});
+  const bool truncated = bool_kw(kw, "allow_truncated");
+  Image img;
+  {
+    py::gil_scoped_release release;
+    load_image(path, recipe, img, nullptr, truncated);
+  }
+  std::vector<std::uint8_t> bytes(img.data(), img.data() + img.size_bytes());
+  std::vector<py::ssize_t> shape{img.height(), img.width()};
+  if (img.channels() != 1 || recipe.channels != ChannelOrder::gray) shape.push_back(img.channels());
+  return owning_array(std::move(bytes), py::dtype::of<std::uint8_t>(), shape);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "imgnorm's native core; use the imgnorm package, not this module.";
+  g_error = PyErr_NewExceptionWithDoc("imgnorm.Error",
+                                      "Bad input to imgnorm: a file, an argument or a stats file.",
+                                      PyExc_Exception, nullptr);
+  py::tuple arg_bases = py::make_tuple(py::handle(g_error), py::handle(PyExc_ValueError));
+  g_argument_error = PyErr_NewExceptionWithDoc(
+      "imgnorm.ArgumentError", "A bad argument, or nothing to do (imgnorm.Error, ValueError).",
+      arg_bases.ptr(), nullptr);
+  py::tuple file_bases = py::make_tuple(py::handle(g_error), py::handle(PyExc_OSError));
+  g_file_error = PyErr_NewExceptionWithDoc(
+      "imgnorm.FileError",
+      "A file that cannot be read, written or parsed (imgnorm.Error, OSError).", file_bases.ptr(),
+      nullptr);
+  m.attr("Error") = py::handle(g_error);
+  m.attr("ArgumentError") = py::handle(g_argument_error);
+  m.attr("FileError") = py::handle(g_file_error);
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const Error& e) {
+      raise_error(e);
+    }
+  });
+  m.attr("__version__") = version();
+  bind_stats(m);
+  bind_normalizer(m);
+  m.def("stats", &py_stats, py::arg("dataset"), py::arg("kwargs"), py::arg("progress"));
+  m.def("merge", &py_merge, py::arg("parts"));
+  m.def("normalize", &py_normalize, py::arg("dataset"), py::arg("kwargs"), py::arg("progress"));
+  m.def("load", &py_load, py::arg("path"), py::arg("kwargs"));
+}
