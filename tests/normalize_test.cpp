@@ -946,3 +946,65 @@ TEST(normalize, matrix_job_rows_manifest_and_denormalize) {
       EXPECT_TRUE(temp_files(out).empty());
     }
 }
+
+// --- arrays of images outside a job (the Python Normalizer) ----------------------------------
+
+TEST(normalize, normalize_rows_equals_the_job_for_every_thread_count) {
+  const int n = 9, h = 5, w = 7;
+  std::vector<std::uint8_t> px = test_pixels(w, h * n, 3, 23);
+  std::vector<double> values(px.begin(), px.end());
+  for (Mode mode : {Mode::custom, Mode::per_image, Mode::minmax, Mode::imagenet}) {
+    for (Layout layout : {Layout::nhwc, Layout::nchw}) {
+      SCOPED_TRACE(std::string(to_string(mode)) + " " + to_string(layout));
+      NormalizeJob job;
+      job.spec.mode = mode;
+      if (mode == Mode::custom) job.spec.mean = {100, 120, 140};
+      job.layout = layout;
+      NormalizeInput in;
+      in.source = "memory";
+      in.array = ImageArray::from_memory(px.data(), DType::uint8, n, h, w, 3);
+      Normalization job_run(job, std::move(in));
+      job_run.prepare(threads(2));
+      MemorySink sink;
+      const NormalizeResult r = job_run.run(sink, threads(2));
+
+      const Normalizer norm = make_normalizer(job, {w, h});
+      const ImageArray u8 = ImageArray::from_memory(px.data(), DType::uint8, n, h, w, 3);
+      const ImageArray f64 = ImageArray::from_memory(values.data(), DType::float64, n, h, w, 3);
+      for (int t : {1, 2, 5}) {
+        std::vector<std::uint8_t> out(sink.data().size());
+        std::vector<Affine> maps;
+        const std::uint64_t constant = normalize_rows(norm, u8, out.data(), t, &maps);
+        EXPECT_EQ(out, sink.data()) << "threads " << t;
+        EXPECT_EQ(constant, r.constant_channels);
+        EXPECT_EQ(maps.size(), is_per_image(mode) ? static_cast<std::size_t>(n) : 0u);
+        if (!is_per_image(mode)) {  // float input: the same bits for dataset-level modes
+          std::vector<std::uint8_t> from_values(out.size());
+          normalize_rows(norm, f64, from_values.data(), t);
+          EXPECT_EQ(from_values, out) << "float64, threads " << t;
+        }
+      }
+    }
+  }
+}
+
+TEST(normalize, make_normalizer_refuses_fit_and_checks_channels) {
+  NormalizeJob job;
+  job.spec.mode = Mode::standardize;
+  job.fit = true;
+  EXPECT_THROW(make_normalizer(job, {4, 4}), Error);
+  job.fit = false;
+  EXPECT_THROW(make_normalizer(job, {4, 4}), Error);  // standardize needs statistics
+  job.spec.mode = Mode::scale;
+  const Normalizer norm = make_normalizer(job, {4, 4});
+  std::vector<std::uint8_t> gray(16, 255);
+  std::vector<float> out(16);
+  const ImageArray one = ImageArray::from_memory(gray.data(), DType::uint8, 1, 4, 4, 1);
+  try {
+    normalize_rows(norm, one, out.data());
+    FAIL() << "a gray array through an RGB normalizer must be refused";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::invalid_argument);
+    EXPECT_NE(std::string(e.what()).find("channels"), std::string::npos) << e.what();
+  }
+}
