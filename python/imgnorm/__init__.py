@@ -163,6 +163,40 @@ def _stats_repr(self):
             f"std={[round(v, 4) for v in self.std.tolist()]}>")
 
 
+_STATS_DOCS = {
+    "mean": "Per-channel mean, 0-255 units, float64 (C,), in `channel_order`.",
+    "std": "Per-channel std, 0-255 units: population (ddof 0, as numpy) unless ddof=1.",
+    "variance": "Per-channel variance, 0-255 units (std squared).",
+    "mean_unit": "mean / 255: the 0-1 constants of torchvision's Normalize.",
+    "std_unit": "std / 255.",
+    "min": "Per-channel minimum, 0-255.",
+    "max": "Per-channel maximum, 0-255.",
+    "median": "Per-channel median, as numpy.median over all values.",
+    "percentiles": "(C, 4): the 1st, 5th, 95th and 99th percentiles (numpy's 'linear').",
+    "mean_image_std": "Per-channel mean over images of each image's own std (0-255).",
+    "covariance": "(C, C) channel covariance, 0-255 units, the same ddof as std.",
+    "histogram": "(C, 256) uint64 exact value counts.",
+    "mean_image": "(H, W, C) float64 per-pixel mean image when stats(mean_image=True), else None.",
+    "mean_ci": "(C, 2) 95% confidence interval of each mean for a sample, else None.",
+    "std_ci": "(C, 2) 95% confidence interval of each std for a sample, else None.",
+    "images": "Images used.",
+    "pixels": "Pixels per channel over all images.",
+    "channels": "Number of channels (3, or 1 for gray).",
+    "channel_order": "rgb, bgr or gray: the order of every per-channel array.",
+    "classes": "Class names (sorted; the label of a class is its index).",
+    "class_images": "Images used per class.",
+    "skipped": "[(path, reason)] of files that could not be used.",
+    "ignored": "[(path, reason)] of files the scan did not take (hidden, other extensions...).",
+    "recipe": "The preprocessing recipe: size (w, h), resize, interp, channels, ...",
+    "sample": "dict(population, sampled, seed, spec) of a sampled run, else None.",
+    "shard": "(index, count) of a sharded run; (0, 1) for a whole one.",
+}
+for _name, _doc in _STATS_DOCS.items():
+    try:
+        getattr(Stats, _name).__doc__ = _doc
+    except (AttributeError, TypeError):
+        pass
+
 Stats.torchvision = _torchvision
 Stats.keras = _keras
 Stats.__repr__ = _stats_repr
