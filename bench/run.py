@@ -3,12 +3,16 @@
 same run. See bench/README.md.
 
     /usr/bin/python3 bench/run.py [--build build-bench] [--runs 3] [--quick] [--scaling] [--save]
+                                  [--python-only | --no-python]
 
 Whole-program rows: wall time (median of --runs runs; the commands alternate, one round after
 another, so a slow spell of the machine hits all of them) and peak RSS (getrusage of the finished
 child: the largest single process, as /usr/bin/time -v reports it). Ratios are taken between
 medians of this run only. Kernel rows: Google Benchmark (bench/kernels_bench.cpp) and an
 in-process Python timer (bench/peers/kernels.py) on the same in-memory batch, on one core.
+Python API rows (bench/peers/python_api.py, PYTHONPATH=<build>/python): `imgnorm.stats` as a whole
+process against the CLI, in the same rounds; `imgnorm.Normalizer` against numpy and torchvision
+in-process on one (256, 224, 224, 3) batch; two Python threads against one (GIL release).
 """
 import argparse
 import datetime
@@ -189,6 +193,40 @@ def kernels(build, data, quick):
 
 
 # ------------------------------------------------------------------------------------------------
+# Python API (python/imgnorm): in-process timings
+
+
+def python_dir(build):
+    """<build>/python when it holds the built package (imgnorm/_core*.so), else None."""
+    d = os.path.join(build, "python")
+    pkg = os.path.join(d, "imgnorm")
+    if os.path.isfile(os.path.join(pkg, "__init__.py")) and any(
+            n.startswith("_core") and n.endswith(".so") for n in os.listdir(pkg)):
+        return d
+    return None
+
+
+def python_kernels(pydir, data, quick, stats_json):
+    """Normalizer vs numpy vs torchvision on one (256, 224, 224, 3) batch, and the GIL test; each in
+    its own process (the GIL test without torch's thread pools)."""
+    batch = os.path.join(WORK, f"batch-{os.path.basename(data)}-224x256.npy")
+    if not os.path.exists(batch):
+        subprocess.run([PY, os.path.join(HERE, "peers", "kernels.py"), "make-batch", data, "224", "256",
+                        batch], check=True, stdout=subprocess.DEVNULL)
+    script = os.path.join(HERE, "peers", "python_api.py")
+    env = dict(os.environ, PYTHONPATH=pydir)
+    res = {}
+    for what, reps in (("normalize", "5" if quick else "11"), ("gil", "11" if quick else "31")):
+        log(f"bench: Python API, {what} (in-process, {reps} repetitions) ...")
+        p = subprocess.run([PY, script, what, stats_json, batch, "--repeat", reps], capture_output=True,
+                           text=True, env=env)
+        if p.returncode != 0:
+            sys.exit(f"bench: python_api.py {what} failed (exit {p.returncode}):\n{p.stderr[-2000:]}")
+        res[what] = json.loads(p.stdout.strip().splitlines()[-1])
+    return res
+
+
+# ------------------------------------------------------------------------------------------------
 # Report
 
 
@@ -224,7 +262,7 @@ def git_rev():
         return "?"
 
 
-def report(args, n_images, cmds, by, kern, scaling, notes):
+def report(args, n_images, cmds, by, kern, pyk, scaling, notes):
     L = []
     L.append(f"# imgnorm benchmark, {datetime.date.today().isoformat()}")
     L.append("")
@@ -250,7 +288,7 @@ def report(args, n_images, cmds, by, kern, scaling, notes):
     def ratio(a, b):
         return by[a].median / by[b].median
 
-    if "stats224" in by:
+    if "stats224" in by and "decode_full" in by:
         r = ratio("stats224", "decode_full")
         rows.append(("`stats --size 224` / decode-only full size", f"{r:.2f}×", "≤ 1.25×", r <= 1.25))
         rc = by["stats224"].cpu_median / by["decode_full"].cpu_median
@@ -277,6 +315,20 @@ def report(args, n_images, cmds, by, kern, scaling, notes):
     if "stats224_t1" in by:
         r = ratio("stats224_t1", "stats224")
         rows.append(("`stats --size 224`: 2 threads vs 1 thread", f"{r:.2f}× faster", "≥ 1.8×", r >= 1.8))
+    if "py_stats224" in by:
+        r = ratio("py_stats224", "stats224")
+        rows.append(("Python `imgnorm.stats(DIR, size=224)` process / CLI `stats --size 224`, wall",
+                     f"{r:.3f}×", "≤ 1.05×", r <= 1.05))
+        rc = by["py_stats224"].cpu_median / by["stats224"].cpu_median
+        rows.append(("… same, CPU time", f"{rc:.3f}×", "(info)", None))
+        rm_ = by["py_stats224"].peak_mb / by["stats224"].peak_mb
+        rows.append(("… same, peak RSS", f"{rm_:.2f}× ({by['py_stats224'].peak_mb:.0f} / "
+                     f"{by['stats224'].peak_mb:.0f} MB)", "≤ 1.05×", rm_ <= 1.05))
+        if "py_import" in by:
+            extra = (by["py_stats224"].median - by["stats224"].median) * 1e3
+            rows.append(("… Python process − CLI, wall; `python3 -c \"import imgnorm\"` alone",
+                         f"{extra:+.0f} ms; {by['py_import'].median * 1e3:.0f} ms, "
+                         f"{by['py_import'].peak_mb:.0f} MB", "(info)", None))
     stats_peaks = [by[k].peak_mb for k in ("stats224", "stats64", "stats224_t1") if k in by]
     if stats_peaks:
         p = max(stats_peaks)
@@ -320,6 +372,51 @@ def report(args, n_images, cmds, by, kern, scaling, notes):
             rows.append(("normalize kernel NCHW vs cv2.dnn.blobFromImages", f"{r:.1f}× faster", "≥ 1.5×",
                          r >= 1.5))
 
+    if pyk:
+        nz, gil = pyk["normalize"], pyk["gil"]
+        b = "×".join(str(v) for v in nz["batch"])
+        L.append(f"Python API, in-process, one uint8 batch {b} → float32 ({nz['out_bytes'] / 1e6:.0f} MB "
+                 f"out), standardize; wall time of the call (time.perf_counter), median of "
+                 f"{nz['imgnorm_nhwc']['n']} repetitions after a warm-up, alternating")
+        L.append("")
+        L.append("| call | ms/batch | min–max | GB/s out |")
+        L.append("|---|---:|---:|---:|")
+        ncpu = os.cpu_count()
+        for k, label in (("imgnorm_nhwc", f"`imgnorm.Normalizer(stats)(x)`, NHWC, threads=0 ({ncpu} cores)"),
+                         ("imgnorm_nchw", f"`imgnorm.Normalizer(stats, layout=\"nchw\")(x)`, threads=0"),
+                         ("numpy", "numpy `((x - mean) / std).astype(np.float32)`, NHWC"),
+                         ("torch", f"torchvision `Normalize(m, s)(torch.from_numpy(x).permute(0,3,1,2)"
+                                   f".float().div(255))`, NCHW, {nz['torch_threads']} threads")):
+            v = nz[k]
+            L.append(f"| {label} | {v['median_s'] * 1e3:.1f} | {v['min_s'] * 1e3:.1f}–{v['max_s'] * 1e3:.1f} | "
+                     f"{nz['out_bytes'] / v['median_s'] / 1e9:.2f} |")
+        gb = "×".join(str(v) for v in gil["batch"])
+        for k, label in (("serial", f"GIL: two `Normalizer(threads=1)` calls, {gb} each, one thread"),
+                         ("threads", "GIL: the same two calls, one Python thread each")):
+            v = gil[k]
+            L.append(f"| {label} | {v['median_s'] * 1e3:.1f} | {v['min_s'] * 1e3:.1f}–{v['max_s'] * 1e3:.1f} "
+                     f"| – |")
+        L.append("")
+        d = nz["max_abs_diff"]
+        d_imgnorm = max(d["imgnorm_nhwc_vs_numpy"], d["imgnorm_nchw_vs_numpy"])
+        layout = ("contiguous" if nz["torch_result_contiguous"] else
+                  "NCHW in shape with channels-last strides (not made contiguous; imgnorm writes contiguous NCHW)")
+        L.append(f"Largest |difference| from numpy's result: imgnorm {d_imgnorm:.2g}, torchvision "
+                 f"{d['torch_vs_numpy']:.2g}. torchvision's result is {layout}.")
+        L.append("")
+        r_np = nz["numpy"]["median_s"] / nz["imgnorm_nhwc"]["median_s"]
+        r_tv = nz["torch"]["median_s"] / nz["imgnorm_nchw"]["median_s"]
+        # The faster peer, against imgnorm in the same layout (numpy: NHWC, torchvision: NCHW).
+        faster, r_fast = (("numpy", r_np) if nz["numpy"]["median_s"] <= nz["torch"]["median_s"]
+                          else ("torchvision", r_tv))
+        rows.append((f"`Normalizer` vs the faster peer ({faster}), same layout", f"{r_fast:.1f}× faster",
+                     "≥ 4×", r_fast >= 4))
+        rows.append(("`Normalizer` NHWC vs numpy NHWC", f"{r_np:.1f}× faster", "(info)", None))
+        rows.append(("`Normalizer` NCHW vs torchvision NCHW", f"{r_tv:.1f}× faster", "(info)", None))
+        r = gil["threads"]["median_s"] / gil["serial"]["median_s"]
+        rows.append((f"GIL: two threads / one thread, 2 × `Normalizer(threads=1)` ({ncpu} cores)", f"{r:.2f}",
+                     "≤ 0.6", r <= 0.6))
+
     if scaling:
         L.append("Scaling: `stats --size 224` on the first N images of a 20,000-image set (seed 11)")
         L.append("")
@@ -362,6 +459,9 @@ def main():
     ap.add_argument("--save", action="store_true", help="write bench/results/<date>.md")
     ap.add_argument("--no-peers", action="store_true", help="skip the Python pipeline peers")
     ap.add_argument("--no-kernels", action="store_true", help="skip the kernel micro-benchmarks")
+    ap.add_argument("--no-python", action="store_true", help="skip the Python API rows")
+    ap.add_argument("--python-only", action="store_true",
+                    help="only the Python API rows (and the CLI `stats --size 224` they compare with)")
     args = ap.parse_args()
     args.runs = args.runs or (1 if args.quick else 3)
     args.load_start = os.getloadavg()[0]
@@ -373,6 +473,20 @@ def main():
             sys.exit(f"bench: {exe} missing: build with -DIMGNORM_BUILD_BENCH=ON (make bench does)")
     os.makedirs(WORK, exist_ok=True)
     notes = []
+    if args.no_python and args.python_only:
+        sys.exit("bench: --no-python and --python-only exclude each other")
+    pydir = None if args.no_python else python_dir(build)
+    if args.python_only and not pydir:
+        sys.exit(f"bench: {build}/python/imgnorm is not built: cmake --build {args.build} "
+                 "--target imgnorm_python imgnorm_python_files")
+    if pydir:
+        probe = subprocess.run([PY, "-c", "import imgnorm"], capture_output=True, text=True,
+                               env=dict(os.environ, PYTHONPATH=pydir))
+        if probe.returncode != 0:
+            sys.exit(f"bench: `import imgnorm` failed with PYTHONPATH={pydir}:\n{probe.stderr[-2000:]}")
+    elif not args.no_python:
+        notes.append(f"The Python module is not built in {os.path.relpath(build, ROOT)} "
+                     "(python/imgnorm/_core*.so): the Python API rows are skipped.")
 
     data = dataset("photos-1000", 1000, 7) if args.quick else dataset("photos", 3670, 7)
     n_images = len(image_files(data))
@@ -381,10 +495,19 @@ def main():
     log(f"bench: {n_images} images in {data}; warming the page cache ...")
     subprocess.run([imgnorm, "stats", data, "--size", "224", "-q", "-o", stats_json, "--force"], check=True,
                    stdout=subprocess.DEVNULL)
+    if pydir:  # the interpreter, numpy and the module in the page cache too
+        subprocess.run([PY, os.path.join(HERE, "peers", "python_api.py"), "stats", data, "224",
+                        w("pys224.json")], check=True, stdout=subprocess.DEVNULL,
+                       env=dict(os.environ, PYTHONPATH=pydir))
 
     cmds = [
         Cmd("stats224", "imgnorm stats --size 224", [imgnorm, "stats", data, "--size", "224", "-q", "-o",
                                                       w("s224.json"), "--force"]),
+        Cmd("py_stats224", "Python: imgnorm.stats(DIR, size=224) + Stats.save, whole process",
+            [PY, os.path.join(HERE, "peers", "python_api.py"), "stats", data, "224", w("pys224.json")],
+            env={"PYTHONPATH": pydir or ""}),
+        Cmd("py_import", "Python: import imgnorm only (the fixed cost of a Python process)",
+            [PY, "-c", "import imgnorm"], env={"PYTHONPATH": pydir or ""}),
         Cmd("stats64", "imgnorm stats --size 64", [imgnorm, "stats", data, "--size", "64", "-q", "-o",
                                                     w("s64.json"), "--force"]),
         Cmd("stats224_t1", "imgnorm stats --size 224 --threads 1",
@@ -393,8 +516,14 @@ def main():
         Cmd("decode_224", "decode-only, DCT scale of --size 224", [decode_only, data, "--min-size", "224"]),
         Cmd("decode_64", "decode-only, DCT scale of --size 64", [decode_only, data, "--min-size", "64"]),
     ]
-    has_normalize = subprocess.run([imgnorm, "normalize", "--help"], stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL).returncode == 0
+    if not pydir:
+        cmds = [c for c in cmds if not c.key.startswith("py_")]
+    if args.python_only:
+        cmds = [c for c in cmds if c.key in ("stats224", "py_stats224", "py_import")]
+        args.no_peers = args.no_kernels = True
+        args.scaling = False
+    has_normalize = not args.python_only and subprocess.run(
+        [imgnorm, "normalize", "--help"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
     if has_normalize:
         out_dir = w("normalize-out")
         out_bytes = n_images * 224 * 224 * 3 * 4
@@ -404,7 +533,7 @@ def main():
         cmds.append(Cmd("write", f"write {out_bytes / 1e9:.2f} GB from memory (same disk)",
                         [decode_only, "--write", w("write.bin"), "--bytes", str(out_bytes)],
                         before=rm(w("write.bin")), group="write"))
-    else:
+    elif not args.python_only:
         notes.append("`imgnorm normalize` is not available in this build (`imgnorm normalize --help` "
                      "failed): its row is skipped.")
     if not args.no_peers:
@@ -421,6 +550,7 @@ def main():
     by = {c.key: c for c in cmds}
 
     kern = None if args.no_kernels else kernels(build, data, args.quick)
+    pyk = python_kernels(pydir, data, args.quick, stats_json) if pydir else None
 
     scaling = []
     if args.scaling:
@@ -436,7 +566,7 @@ def main():
         measure([c for _, c in sc], args.runs)
         scaling = sc
 
-    text = report(args, n_images, cmds, by, kern, scaling, notes)
+    text = report(args, n_images, cmds, by, kern, pyk, scaling, notes)
     print(text)
     if args.save:
         os.makedirs(os.path.join(HERE, "results"), exist_ok=True)

@@ -157,9 +157,15 @@ ImageArray array_view(const py::array& a, const std::string& name) {
                 name + ": expected an NHWC array (N,H,W,C) or (N,H,W), got " +
                     std::to_string(a.ndim()) + " dimensions");
   const int channels = a.ndim() == 4 ? static_cast<int>(a.shape(3)) : 1;
-  return ImageArray::from_memory(a.data(), dt, static_cast<std::uint64_t>(a.shape(0)),
-                                 static_cast<int>(a.shape(1)), static_cast<int>(a.shape(2)),
-                                 channels, name);
+  try {
+    return ImageArray::from_memory(a.data(), dt, static_cast<std::uint64_t>(a.shape(0)),
+                                   static_cast<int>(a.shape(1)), static_cast<int>(a.shape(2)),
+                                   channels, name);
+  } catch (const Error& e) {
+    // A bad shape of an array in memory is a bad argument, not a bad file (no rows stays empty).
+    if (e.code() == ErrorCode::empty) throw;
+    throw Error(ErrorCode::invalid_argument, e.what());
+  }
 }
 
 // ---- Stats --------------------------------------------------------------------------------------
@@ -450,7 +456,8 @@ PyStats py_merge(const std::vector<std::shared_ptr<PyStats>>& parts) {
   }
   std::vector<std::string> warnings;
   PyStats merged(merge_stats(files, names, &warnings));
-  for (const auto& w : warnings) PyErr_WarnEx(PyExc_UserWarning, w.c_str(), 1);
+  for (const auto& w : warnings)  // user -> imgnorm.merge -> here
+    if (PyErr_WarnEx(PyExc_UserWarning, w.c_str(), 2) != 0) throw py::error_already_set();
   return merged;
 }
 
@@ -480,7 +487,8 @@ py::tuple py_normalize(const py::object& dataset, const py::dict& kw, const py::
   } else {
     n.emplace(std::move(job), dataset.is_none() ? "" : py::str(dataset).cast<std::string>(), list);
   }
-  for (const auto& w : n->warnings()) PyErr_WarnEx(PyExc_UserWarning, w.c_str(), 1);
+  for (const auto& w : n->warnings())  // user -> imgnorm.normalize -> _run -> here
+    if (PyErr_WarnEx(PyExc_UserWarning, w.c_str(), 3) != 0) throw py::error_already_set();
   const std::string out = kw.contains("out") && !kw["out"].is_none()
                               ? py::str(kw["out"]).cast<std::string>()
                               : "";
@@ -558,20 +566,20 @@ py::array normalizer_call(PyNormalizer& self, const py::array& input) {
     throw Error(ErrorCode::invalid_argument, "expected (N,H,W,C), (H,W,C) or (H,W) images");
   const ImageArray view = array_view(batch, "array");
   const auto norm = self.for_size(view.width(), view.height());
-  const std::size_t bytes = static_cast<std::size_t>(view.rows()) * view.width() * view.height() *
-                            view.channels() * dtype_size(norm->format().dtype);
-  std::vector<std::uint8_t> out(bytes);
-  {
-    py::gil_scoped_release release;
-    normalize_rows(*norm, view, out.data(), self.threads);
-  }
   const py::ssize_t n = static_cast<py::ssize_t>(view.rows()), h = view.height(),
                     w = view.width(), c = view.channels();
   std::vector<py::ssize_t> shape = norm->format().layout == Layout::nhwc
                                        ? std::vector<py::ssize_t>{n, h, w, c}
                                        : std::vector<py::ssize_t>{n, c, h, w};
-  if (single) shape.erase(shape.begin());
-  return owning_array(std::move(out), numpy_dtype(norm->format().dtype), shape);
+  // numpy allocates (uninitialized, large pages where it can); the library writes every byte.
+  py::array out(numpy_dtype(norm->format().dtype), shape);
+  void* dst = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    normalize_rows(*norm, view, dst, self.threads);
+  }
+  if (single) return out.reshape(std::vector<py::ssize_t>(shape.begin() + 1, shape.end()));
+  return out;
 }
 
 void bind_normalizer(py::module_& m) {
