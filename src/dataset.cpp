@@ -413,6 +413,14 @@ Dataset read_list(const std::string& list_file, const ScanOptions& /*options*/) 
   return ds;
 }
 
+std::vector<std::size_t> permutation(std::size_t n, std::uint64_t seed, std::uint64_t stream) {
+  Rng rng(seed + stream * 0xd1342543de82ef95ULL);
+  std::vector<std::size_t> p(n);
+  for (std::size_t i = 0; i < n; ++i) p[i] = i;
+  for (std::size_t i = n; i > 1; --i) std::swap(p[i - 1], p[rng.below(i)]);
+  return p;
+}
+
 std::vector<std::size_t> sample_indices(std::size_t n, std::size_t k, std::uint64_t seed) {
   if (k > n) {
     throw Error(ErrorCode::invalid_argument,

@@ -80,6 +80,12 @@ IMGNORM_API Dataset read_list(const std::string& list_file, const ScanOptions& o
 IMGNORM_API std::vector<std::size_t> sample_indices(std::size_t n, std::size_t k,
                                                     std::uint64_t seed);
 
+/// A uniform random permutation of 0..n-1, a function of (seed, stream) only: Fisher–Yates driven
+/// by the generator of sample_indices, seeded with seed + stream · 0xd1342543de82ef95 (so each
+/// stream — a training epoch — gets its own permutation, the same on every platform).
+IMGNORM_API std::vector<std::size_t> permutation(std::size_t n, std::uint64_t seed,
+                                                 std::uint64_t stream = 0);
+
 /// How many to sample: "500" (a count) or "10%" (a percentage of n, rounded to nearest, at least
 /// 1). Throws Error(invalid_argument) for malformed text, 0, or more than 100%. A count above n
 /// gives n.

@@ -145,6 +145,8 @@ class IMGNORM_API Normalization {
   std::size_t row_bytes() const;
   /// Whether labels are produced.
   bool labels() const { return labels_; }
+  /// The training class id of a dataset entry (labels() only).
+  std::int64_t label_of(const Entry& e) const { return label_of_class_[e.label]; }
 
   /// Reads the mean image, runs the --fit pass (with `options`), builds the Normalizer.
   void prepare(const PipelineOptions& options);

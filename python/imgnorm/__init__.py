@@ -36,6 +36,7 @@ __all__ = [
     "merge",
     "normalize",
     "load",
+    "Loader",
 ]
 
 
@@ -297,6 +298,112 @@ class Normalizer:
 
     def __repr__(self):
         return f"<imgnorm.Normalizer {self.mode}: {self.formula} ({self.layout}, {self.dtype})>"
+
+
+def _distributed(rank, world_size):
+    """rank/world_size as given, else torch.distributed's when it is initialized, else 0/1."""
+    if rank is not None and world_size is not None:
+        return int(rank), int(world_size)
+    if rank is not None or world_size is not None:
+        raise ArgumentError("give both rank= and world_size=, or neither")
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+class Loader:
+    """Normalized training batches straight from the files, without a DataLoader.
+
+    ``Loader(dataset, stats=s, mode="standardize", batch_size=64, shuffle=True, seed=0,
+    layout="nchw", dtype="float32", drop_last=False, threads=0, prefetch=2)`` takes the arguments
+    of :func:`normalize` (the dataset is a folder or ``list=FILE``) plus:
+
+    batch_size; shuffle (a new permutation each epoch, a function of (seed, epoch) only; without
+    it the manifest order); set_epoch(e) before each epoch; drop_last (drop the last, smaller
+    batch); prefetch (batches decoded ahead: memory is about (prefetch + 1) batches plus the
+    images in flight, never the dataset); dtype "float32", "float16" or "uint8" (the recipe's
+    pixels, not normalized); rank/world_size (default: torch.distributed's when initialized): each
+    rank reads every world_size-th image of the epoch's permutation; without drop_last the
+    permutation is padded by repeating its first images up to a multiple of world_size, as
+    torch's DistributedSampler does, so every rank has the same number of images.
+
+    Iterating yields ``(images, labels)``: numpy arrays, each batch a fresh buffer that the loader
+    never touches again (``torch.from_numpy(images)`` or ``torch.from_dlpack(images)`` share it
+    without a copy). Each row equals the row of ``imgnorm normalize`` for that file, bit for bit.
+    Files that cannot be read are skipped (``loader.skipped``, one warning each unless
+    ``warn=False``) and the batch is filled from the next files. Decoding runs on background
+    threads with the GIL released; breaking out of the loop or deleting the loader stops them.
+    """
+
+    def __init__(self, dataset=None, *, list=None, stats=None, fit=False, mode="standardize",
+                 range=None, unit=255, mean=None, std=None, mean_image=None, divide_std=False,
+                 eps=None, layout="nhwc", dtype="float32", channels=None, labels=True,
+                 size=None, resize=None, interp=None, pad_value=None, exact_decode=None,
+                 max_pixels=None, batch_size=64, shuffle=False, seed=0, drop_last=False,
+                 threads=0, prefetch=2, rank=None, world_size=None, allow_truncated=False,
+                 warn=True):
+        raw = dtype == "uint8"
+        kw = _job_kwargs(stats, mode, range, unit, mean, std, mean_image, divide_std, eps, layout,
+                         "float32" if raw else dtype, channels)
+        kw.update(list=_path(list), fit=fit, labels=labels, size=size, resize=resize,
+                  interp=interp, pad_value=pad_value, exact_decode=exact_decode,
+                  max_pixels=max_pixels, threads=threads, allow_truncated=allow_truncated)
+        self._job = _core.LoaderJob(_path(dataset), kw)
+        rank, world_size = _distributed(rank, world_size)
+        self._options = dict(batch_size=batch_size, shuffle=shuffle, seed=seed,
+                             drop_last=drop_last, rank=rank, world_size=world_size,
+                             prefetch=prefetch, raw_u8=raw, threads=threads,
+                             allow_truncated=allow_truncated)
+        self._batches = self._job.batches(self._options)  # checks the options now
+        self.epoch = 0
+        self.warn = warn
+        self.skipped = []
+        self._warned = set()
+
+    def set_epoch(self, epoch):
+        """Selects the permutation of the next iteration (shuffle=True)."""
+        self.epoch = int(epoch)
+
+    def __len__(self):
+        """Batches per epoch for this rank (fewer when files are skipped)."""
+        return self._batches
+
+    @property
+    def files(self):
+        """The dataset's files in manifest order (``indices`` of a batch point into it)."""
+        return self._job.files
+
+    def indices(self, epoch=None):
+        """The image indices (into ``files``) this rank reads in an epoch, in order."""
+        return self._job.indices(self._options, self.epoch if epoch is None else int(epoch))
+
+    def batches(self, with_indices=False):
+        """Iterates like the loader itself; with_indices=True yields (images, labels, indices)."""
+        epoch = _core.LoaderEpoch(self._job, self._options, self.epoch)
+        try:
+            while True:
+                b = epoch.next()
+                if b is None:
+                    break
+                yield b if with_indices else b[:2]
+        finally:
+            epoch.close()
+            self._note_skipped(epoch.skipped())
+
+    def __iter__(self):
+        return self.batches()
+
+    def _note_skipped(self, skipped):
+        for path, reason in skipped:
+            if path in self._warned:
+                continue
+            self._warned.add(path)
+            self.skipped.append((path, reason))
+            if self.warn:
+                import warnings
+
+                warnings.warn(f"imgnorm.Loader skipped {path}: {reason}", stacklevel=3)
 
 
 def load(path, *, size=224, resize="stretch", interp="linear", channels="rgb", pad_value=0,

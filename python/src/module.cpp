@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "imgnorm/error.hpp"
+#include "imgnorm/loader.hpp"
 #include "imgnorm/normalize.hpp"
 #include "imgnorm/output.hpp"
 #include "imgnorm/pipeline.hpp"
@@ -49,7 +50,8 @@ void raise_error(const Error& e) {
   Py_DECREF(inst);
 }
 
-// ---- running a job: GIL released, Ctrl-C and progress handled by the calling thread --------------
+// ---- running a job: GIL released, Ctrl-C and progress handled by the calling thread
+// --------------
 
 struct Progress {
   std::atomic<std::size_t> done{0}, total{0};
@@ -228,33 +230,50 @@ void bind_stats(py::module_& m) {
           py::arg("path"), py::arg("force") = false)
       .def(py::pickle([](const PyStats& s) { return to_json(*s.file); },
                       [](const std::string& text) { return PyStats(stats_from_json(text)); }))
-      .def_property_readonly("mean", [](const PyStats& s) {
-        return per_channel(s, [](const ChannelSummary& c) { return c.mean; });
-      })
-      .def_property_readonly("std", [](const PyStats& s) {
-        return per_channel(s, [](const ChannelSummary& c) { return c.std; });
-      })
-      .def_property_readonly("variance", [](const PyStats& s) {
-        return per_channel(s, [](const ChannelSummary& c) { return c.variance; });
-      })
-      .def_property_readonly("mean_unit", [](const PyStats& s) {
-        return per_channel(s, [](const ChannelSummary& c) { return c.mean_unit; });
-      })
-      .def_property_readonly("std_unit", [](const PyStats& s) {
-        return per_channel(s, [](const ChannelSummary& c) { return c.std_unit; });
-      })
-      .def_property_readonly("min", [](const PyStats& s) {
-        return per_channel(s, [](const ChannelSummary& c) { return double(c.min); });
-      })
-      .def_property_readonly("max", [](const PyStats& s) {
-        return per_channel(s, [](const ChannelSummary& c) { return double(c.max); });
-      })
-      .def_property_readonly("median", [](const PyStats& s) {
-        return per_channel(s, [](const ChannelSummary& c) { return c.median; });
-      })
-      .def_property_readonly("mean_image_std", [](const PyStats& s) {
-        return per_channel(s, [](const ChannelSummary& c) { return c.mean_image_std; });
-      })
+      .def_property_readonly("mean",
+                             [](const PyStats& s) {
+                               return per_channel(s,
+                                                  [](const ChannelSummary& c) { return c.mean; });
+                             })
+      .def_property_readonly("std",
+                             [](const PyStats& s) {
+                               return per_channel(s, [](const ChannelSummary& c) { return c.std; });
+                             })
+      .def_property_readonly("variance",
+                             [](const PyStats& s) {
+                               return per_channel(
+                                   s, [](const ChannelSummary& c) { return c.variance; });
+                             })
+      .def_property_readonly("mean_unit",
+                             [](const PyStats& s) {
+                               return per_channel(
+                                   s, [](const ChannelSummary& c) { return c.mean_unit; });
+                             })
+      .def_property_readonly("std_unit",
+                             [](const PyStats& s) {
+                               return per_channel(
+                                   s, [](const ChannelSummary& c) { return c.std_unit; });
+                             })
+      .def_property_readonly("min",
+                             [](const PyStats& s) {
+                               return per_channel(
+                                   s, [](const ChannelSummary& c) { return double(c.min); });
+                             })
+      .def_property_readonly("max",
+                             [](const PyStats& s) {
+                               return per_channel(
+                                   s, [](const ChannelSummary& c) { return double(c.max); });
+                             })
+      .def_property_readonly("median",
+                             [](const PyStats& s) {
+                               return per_channel(s,
+                                                  [](const ChannelSummary& c) { return c.median; });
+                             })
+      .def_property_readonly("mean_image_std",
+                             [](const PyStats& s) {
+                               return per_channel(
+                                   s, [](const ChannelSummary& c) { return c.mean_image_std; });
+                             })
       .def_property_readonly("percentiles",
                              [](const PyStats& s) {
                                const auto& ch = s.summary.channel;
@@ -301,17 +320,14 @@ void bind_stats(py::module_& m) {
                              [](const PyStats& s) { return to_string(s.file->recipe.channels); })
       .def_property_readonly("ddof", [](const PyStats& s) { return s.file->ddof; })
       .def_property_readonly("classes", [](const PyStats& s) { return s.file->classes; })
-      .def_property_readonly("class_images",
-                             [](const PyStats& s) { return s.file->class_images; })
+      .def_property_readonly("class_images", [](const PyStats& s) { return s.file->class_images; })
       .def_property_readonly("files_found", [](const PyStats& s) { return s.file->files_found; })
       .def_property_readonly("source", [](const PyStats& s) { return s.file->source; })
-      .def_property_readonly("tool_version",
-                             [](const PyStats& s) { return s.file->tool_version; })
+      .def_property_readonly("tool_version", [](const PyStats& s) { return s.file->tool_version; })
       .def_property_readonly("recipe", [](const PyStats& s) { return recipe_dict(s.file->recipe); })
-      .def_property_readonly("shard",
-                             [](const PyStats& s) {
-                               return py::make_tuple(s.file->shard_index, s.file->shard_count);
-                             })
+      .def_property_readonly(
+          "shard",
+          [](const PyStats& s) { return py::make_tuple(s.file->shard_index, s.file->shard_count); })
       .def_property_readonly("sample",
                              [](const PyStats& s) -> py::object {
                                if (!s.file->sample) return py::none();
@@ -423,15 +439,18 @@ bool bool_kw(const py::dict& kw, const char* k) {
 PyStats py_stats(const py::object& dataset, const py::dict& kw, const py::object& progress) {
   SelectOptions sel;
   if (!dataset.is_none()) sel.folder = py::str(dataset).cast<std::string>();
-  if (kw.contains("list") && !kw["list"].is_none()) sel.list = py::str(kw["list"]).cast<std::string>();
-  if (kw.contains("sample") && !kw["sample"].is_none()) sel.sample = py::str(kw["sample"]).cast<std::string>();
+  if (kw.contains("list") && !kw["list"].is_none())
+    sel.list = py::str(kw["list"]).cast<std::string>();
+  if (kw.contains("sample") && !kw["sample"].is_none())
+    sel.sample = py::str(kw["sample"]).cast<std::string>();
   if (kw.contains("seed") && !kw["seed"].is_none()) sel.seed = kw["seed"].cast<std::uint64_t>();
   sel.shard_index = int_kw(kw, "shard_index", 0);
   sel.shard_count = int_kw(kw, "shard_count", 1);
   StatsJob job;
   job.recipe = overrides_from(kw).apply(Recipe{});
   job.ddof = int_kw(kw, "ddof", 0);
-  if (job.ddof != 0 && job.ddof != 1) throw Error(ErrorCode::invalid_argument, "ddof must be 0 or 1");
+  if (job.ddof != 0 && job.ddof != 1)
+    throw Error(ErrorCode::invalid_argument, "ddof must be 0 or 1");
   job.mean_image = bool_kw(kw, "mean_image");
   const int threads = int_kw(kw, "threads", 0);
   const bool truncated = bool_kw(kw, "allow_truncated");
@@ -473,9 +492,8 @@ py::tuple py_normalize(const py::object& dataset, const py::dict& kw, const py::
   NormalizeJob job = job_from(kw);
   const int threads = int_kw(kw, "threads", 0);
   const bool truncated = bool_kw(kw, "allow_truncated");
-  const std::string list = kw.contains("list") && !kw["list"].is_none()
-                               ? py::str(kw["list"]).cast<std::string>()
-                               : "";
+  const std::string list =
+      kw.contains("list") && !kw["list"].is_none() ? py::str(kw["list"]).cast<std::string>() : "";
   std::optional<py::array> held;  // an input array, kept alive and contiguous during the run
   NormalizeInput input;
   std::optional<Normalization> n;
@@ -489,9 +507,8 @@ py::tuple py_normalize(const py::object& dataset, const py::dict& kw, const py::
   }
   for (const auto& w : n->warnings())  // user -> imgnorm.normalize -> _run -> here
     if (PyErr_WarnEx(PyExc_UserWarning, w.c_str(), 3) != 0) throw py::error_already_set();
-  const std::string out = kw.contains("out") && !kw["out"].is_none()
-                              ? py::str(kw["out"]).cast<std::string>()
-                              : "";
+  const std::string out =
+      kw.contains("out") && !kw["out"].is_none() ? py::str(kw["out"]).cast<std::string>() : "";
   if (!out.empty()) {
     const bool force = bool_kw(kw, "force");
     NormalizeResult r = run_job<NormalizeResult>(
@@ -566,8 +583,8 @@ py::array normalizer_call(PyNormalizer& self, const py::array& input) {
     throw Error(ErrorCode::invalid_argument, "expected (N,H,W,C), (H,W,C) or (H,W) images");
   const ImageArray view = array_view(batch, "array");
   const auto norm = self.for_size(view.width(), view.height());
-  const py::ssize_t n = static_cast<py::ssize_t>(view.rows()), h = view.height(),
-                    w = view.width(), c = view.channels();
+  const py::ssize_t n = static_cast<py::ssize_t>(view.rows()), h = view.height(), w = view.width(),
+                    c = view.channels();
   std::vector<py::ssize_t> shape = norm->format().layout == Layout::nhwc
                                        ? std::vector<py::ssize_t>{n, h, w, c}
                                        : std::vector<py::ssize_t>{n, c, h, w};
@@ -600,17 +617,15 @@ void bind_normalizer(py::module_& m) {
            }),
            py::arg("kwargs"))
       .def("__call__", &normalizer_call, py::arg("images"))
-      .def_property_readonly("formula",
-                             [](PyNormalizer& s) { return s.any()->formula(); })
-      .def_property_readonly(
-          "mode", [](PyNormalizer& s) { return to_string(s.any()->spec().mode); })
-      .def_property_readonly(
-          "layout", [](PyNormalizer& s) { return to_string(s.any()->format().layout); })
-      .def_property_readonly(
-          "dtype", [](PyNormalizer& s) { return to_string(s.any()->format().dtype); })
-      .def_property_readonly("channels", [](PyNormalizer& s) {
-        return to_string(s.any()->format().channels);
-      });
+      .def_property_readonly("formula", [](PyNormalizer& s) { return s.any()->formula(); })
+      .def_property_readonly("mode",
+                             [](PyNormalizer& s) { return to_string(s.any()->spec().mode); })
+      .def_property_readonly("layout",
+                             [](PyNormalizer& s) { return to_string(s.any()->format().layout); })
+      .def_property_readonly("dtype",
+                             [](PyNormalizer& s) { return to_string(s.any()->format().dtype); })
+      .def_property_readonly("channels",
+                             [](PyNormalizer& s) { return to_string(s.any()->format().channels); });
 }
 
 // ---- load ---------------------------------------------------------------------------------------
@@ -627,6 +642,149 @@ py::array py_load(const std::string& path, const py::dict& kw) {
   std::vector<py::ssize_t> shape{img.height(), img.width()};
   if (img.channels() != 1 || recipe.channels != ChannelOrder::gray) shape.push_back(img.channels());
   return owning_array(std::move(bytes), py::dtype::of<std::uint8_t>(), shape);
+}
+
+// ---- Loader -------------------------------------------------------------------------------------
+
+struct PyLoaderJob {
+  std::unique_ptr<Normalization> job;
+};
+
+LoaderOptions loader_options(const py::dict& kw) {
+  LoaderOptions o;
+  const int bs = int_kw(kw, "batch_size", 64);
+  if (bs < 1) throw Error(ErrorCode::invalid_argument, "batch_size must be positive");
+  o.batch_size = static_cast<std::size_t>(bs);
+  o.shuffle = bool_kw(kw, "shuffle");
+  if (kw.contains("seed") && !kw["seed"].is_none()) o.seed = kw["seed"].cast<std::uint64_t>();
+  o.drop_last = bool_kw(kw, "drop_last");
+  o.rank = int_kw(kw, "rank", 0);
+  o.world_size = int_kw(kw, "world_size", 1);
+  o.prefetch = int_kw(kw, "prefetch", 2);
+  if (o.prefetch < 1) throw Error(ErrorCode::invalid_argument, "prefetch must be at least 1");
+  o.raw_u8 = bool_kw(kw, "raw_u8");
+  o.pipeline.threads = int_kw(kw, "threads", 0);
+  o.pipeline.allow_truncated = bool_kw(kw, "allow_truncated");
+  return o;
+}
+
+std::shared_ptr<PyLoaderJob> make_loader_job(const py::object& dataset, const py::dict& kw) {
+  auto self = std::make_shared<PyLoaderJob>();
+  NormalizeJob job = job_from(kw);
+  const std::string list =
+      kw.contains("list") && !kw["list"].is_none() ? py::str(kw["list"]).cast<std::string>() : "";
+  const std::string input = dataset.is_none() ? "" : py::str(dataset).cast<std::string>();
+  self->job = run_job<std::unique_ptr<Normalization>>(
+      [&](const std::atomic<bool>* cancel, Progress* p) {
+        auto n = std::make_unique<Normalization>(std::move(job), input, list);
+        if (n->input().array)
+          throw Error(ErrorCode::invalid_argument,
+                      input + ": the loader reads image files; normalize an array with Normalizer");
+        n->prepare(
+            options_for(int_kw(kw, "threads", 0), bool_kw(kw, "allow_truncated"), cancel, p));
+        return n;
+      },
+      py::none());
+  for (const auto& w : self->job->warnings())  // user -> imgnorm.Loader.__init__ -> here
+    if (PyErr_WarnEx(PyExc_UserWarning, w.c_str(), 2) != 0) throw py::error_already_set();
+  return self;
+}
+
+struct PyEpoch {
+  std::shared_ptr<PyLoaderJob> job;  // keeps the job alive while the epoch runs
+  std::unique_ptr<EpochLoader> epoch;
+  bool raw = false;
+  std::vector<Skipped> skipped;  // kept after close()
+
+  void close() {
+    if (!epoch) return;
+    py::gil_scoped_release release;
+    skipped = epoch->skipped();
+    epoch.reset();  // cancels and joins the producer
+  }
+};
+
+py::object epoch_next(PyEpoch& self) {
+  if (!self.epoch) return py::none();
+  while (true) {
+    bool ready;
+    {
+      py::gil_scoped_release release;
+      ready = self.epoch->wait(50);
+    }
+    if (PyErr_CheckSignals() != 0) {
+      py::error_already_set interrupt;
+      self.close();
+      throw interrupt;
+    }
+    if (ready) break;
+  }
+  std::optional<Batch> b;
+  {
+    py::gil_scoped_release release;
+    b = self.epoch->next();
+  }
+  if (!b) return py::none();
+  const Normalization& n = *self.job->job;
+  const Recipe& r = n.recipe();
+  const py::ssize_t rows = static_cast<py::ssize_t>(b->rows), h = r.size.height, w = r.size.width,
+                    c = channel_count(r.channels);
+  const Layout layout = n.normalizer().format().layout;
+  std::vector<py::ssize_t> shape = layout == Layout::nhwc ? std::vector<py::ssize_t>{rows, h, w, c}
+                                                          : std::vector<py::ssize_t>{rows, c, h, w};
+  const bool raw = self.raw;
+  auto* owner = b->images.release();
+  py::capsule base(owner, [](void* p) { delete[] static_cast<std::uint8_t*>(p); });
+  py::array images(raw ? py::dtype::of<std::uint8_t>() : numpy_dtype(n.normalizer().format().dtype),
+                   shape, {}, owner, base);
+  py::object labels = py::none();
+  if (n.labels()) {
+    std::vector<std::uint8_t> bytes(b->labels.size() * sizeof(std::int64_t));
+    std::memcpy(bytes.data(), b->labels.data(), bytes.size());
+    labels = owning_array(std::move(bytes), py::dtype::of<std::int64_t>(), {rows});
+  }
+  std::vector<std::uint8_t> idx(b->indices.size() * sizeof(std::int64_t));
+  for (std::size_t i = 0; i < b->indices.size(); ++i) {
+    const std::int64_t v = static_cast<std::int64_t>(b->indices[i]);
+    std::memcpy(idx.data() + i * sizeof v, &v, sizeof v);
+  }
+  py::array indices = owning_array(std::move(idx), py::dtype::of<std::int64_t>(), {rows});
+  return py::make_tuple(images, labels, indices);
+}
+
+void bind_loader(py::module_& m) {
+  py::class_<PyLoaderJob, std::shared_ptr<PyLoaderJob>>(m, "LoaderJob")
+      .def(py::init(&make_loader_job), py::arg("dataset"), py::arg("kwargs"))
+      .def_property_readonly(
+          "size", [](const PyLoaderJob& s) { return s.job->input().dataset.entries.size(); })
+      .def_property_readonly("files",
+                             [](const PyLoaderJob& s) {
+                               py::list l;
+                               for (const auto& e : s.job->input().dataset.entries)
+                                 l.append(e.path);
+                               return l;
+                             })
+      .def("batches",
+           [](const PyLoaderJob& s, const py::dict& kw) {
+             return batches_per_epoch(s.job->input().dataset.entries.size(), loader_options(kw));
+           })
+      .def("indices", [](const PyLoaderJob& s, const py::dict& kw, std::uint64_t epoch) {
+        return epoch_indices(s.job->input().dataset.entries.size(), loader_options(kw), epoch);
+      });
+  py::class_<PyEpoch, std::shared_ptr<PyEpoch>>(m, "LoaderEpoch")
+      .def(py::init([](std::shared_ptr<PyLoaderJob> job, const py::dict& kw, std::uint64_t epoch) {
+             auto e = std::make_shared<PyEpoch>();
+             e->job = job;
+             const LoaderOptions o = loader_options(kw);
+             e->raw = o.raw_u8;
+             e->epoch = std::make_unique<EpochLoader>(*job->job, o, epoch);
+             return e;
+           }),
+           py::arg("job"), py::arg("kwargs"), py::arg("epoch"))
+      .def("next", &epoch_next)
+      .def("close", &PyEpoch::close)
+      .def("skipped",
+           [](const PyEpoch& e) { return skipped_list(e.epoch ? e.epoch->skipped() : e.skipped); });
 }
 
 }  // namespace
@@ -658,6 +816,7 @@ PYBIND11_MODULE(_core, m) {
   m.attr("__version__") = version();
   bind_stats(m);
   bind_normalizer(m);
+  bind_loader(m);
   m.def("stats", &py_stats, py::arg("dataset"), py::arg("kwargs"), py::arg("progress"));
   m.def("merge", &py_merge, py::arg("parts"));
   m.def("normalize", &py_normalize, py::arg("dataset"), py::arg("kwargs"), py::arg("progress"));

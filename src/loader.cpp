@@ -1,0 +1,181 @@
+// Training batches: one epoch of a normalize job streamed through the pipeline into fresh batch
+// buffers, produced on a background thread, bounded by `prefetch`.
+
+#include "imgnorm/loader.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+
+#include "imgnorm/error.hpp"
+
+namespace imgnorm {
+
+std::vector<std::size_t> epoch_indices(std::size_t n, const LoaderOptions& o, std::uint64_t epoch) {
+  if (o.world_size < 1 || o.rank < 0 || o.rank >= o.world_size)
+    throw Error(ErrorCode::invalid_argument, "invalid rank " + std::to_string(o.rank) +
+                                                 " of world size " + std::to_string(o.world_size));
+  std::vector<std::size_t> order(n);
+  if (o.shuffle)
+    order = permutation(n, o.seed, epoch);
+  else
+    std::iota(order.begin(), order.end(), std::size_t{0});
+  if (o.world_size == 1 || n == 0) return order;
+  const std::size_t ws = static_cast<std::size_t>(o.world_size);
+  const std::size_t total = o.drop_last ? n / ws * ws : (n + ws - 1) / ws * ws;
+  std::vector<std::size_t> mine;
+  for (std::size_t i = static_cast<std::size_t>(o.rank); i < total; i += ws)
+    mine.push_back(order[i % n]);  // padding repeats the first indices, as DistributedSampler
+  return mine;
+}
+
+std::size_t batches_per_epoch(std::size_t n, const LoaderOptions& o) {
+  if (o.batch_size == 0) throw Error(ErrorCode::invalid_argument, "batch_size must be positive");
+  LoaderOptions plain = o;
+  plain.shuffle = false;  // the slice's size does not depend on the order
+  const std::size_t m = epoch_indices(n, plain, 0).size();
+  return o.drop_last ? m / o.batch_size : (m + o.batch_size - 1) / o.batch_size;
+}
+
+namespace {
+
+// The resized u8 pixels in the job's layout (NHWC as they are, or planes for NCHW).
+void copy_raw(const ImageView& img, Layout layout, std::uint8_t* out) {
+  const int c = img.channels;
+  const std::size_t w = static_cast<std::size_t>(img.width),
+                    h = static_cast<std::size_t>(img.height);
+  for (int y = 0; y < img.height; ++y) {
+    const std::uint8_t* row = img.row(y);
+    if (layout == Layout::nhwc) {
+      std::memcpy(out + y * w * c, row, w * c);
+      continue;
+    }
+    for (std::size_t x = 0; x < w; ++x)
+      for (int k = 0; k < c; ++k) out[(k * h + y) * w + x] = row[x * c + k];
+  }
+}
+
+}  // namespace
+
+EpochLoader::EpochLoader(const Normalization& job, const LoaderOptions& options,
+                         std::uint64_t epoch)
+    : job_(job), options_(options) {
+  if (job.input().array)
+    throw Error(ErrorCode::invalid_argument, "the loader reads files, not an array");
+  if (!job.prepared()) throw Error(ErrorCode::invalid_argument, "the job is not prepared");
+  if (options_.batch_size == 0)
+    throw Error(ErrorCode::invalid_argument, "batch_size must be positive");
+  if (options_.prefetch < 1) options_.prefetch = 1;
+  order_ = epoch_indices(job.input().dataset.entries.size(), options_, epoch);
+  producer_ = std::thread([this] { produce(); });
+}
+
+EpochLoader::~EpochLoader() {
+  cancel();
+  if (producer_.joinable()) producer_.join();
+}
+
+void EpochLoader::cancel() {
+  cancel_.store(true);
+  std::lock_guard<std::mutex> lock(mutex_);
+  space_.notify_all();
+}
+
+std::vector<Skipped> EpochLoader::skipped() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return skipped_;
+}
+
+bool EpochLoader::wait(int milliseconds) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  return ready_.wait_for(lock, std::chrono::milliseconds(milliseconds),
+                         [&] { return !queue_.empty() || done_; });
+}
+
+std::optional<Batch> EpochLoader::next() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  ready_.wait(lock, [&] { return !queue_.empty() || done_; });
+  if (!queue_.empty()) {
+    Batch b = std::move(queue_.front());
+    queue_.pop_front();
+    space_.notify_all();
+    return b;
+  }
+  if (error_) std::rethrow_exception(error_);
+  return std::nullopt;
+}
+
+void EpochLoader::produce() {
+  try {
+    const std::vector<Entry>& all = job_.input().dataset.entries;
+    std::vector<Entry> entries;
+    entries.reserve(order_.size());
+    for (std::size_t i : order_) entries.push_back(all[i]);
+    const Normalizer& norm = job_.normalizer();
+    const Recipe& recipe = job_.recipe();
+    const Layout layout = norm.format().layout;
+    const std::size_t rb = options_.raw_u8 ? static_cast<std::size_t>(recipe.size.width) *
+                                                 recipe.size.height * channel_count(recipe.channels)
+                                           : job_.row_bytes();
+    const std::size_t bs = options_.batch_size;
+    PipelineOptions po = options_.pipeline;
+    po.cancel = &cancel_;
+    const int slots = pipeline_slots(po);
+    std::vector<std::uint8_t> slot_data(static_cast<std::size_t>(slots) * rb);
+
+    Batch cur;
+    auto push = [&](Batch&& b) {
+      std::unique_lock<std::mutex> lock(mutex_);
+      space_.wait(lock, [&] {
+        return queue_.size() < static_cast<std::size_t>(options_.prefetch) || cancel_.load();
+      });
+      if (cancel_.load()) throw Error(ErrorCode::interrupted, "interrupted");
+      queue_.push_back(std::move(b));
+      ready_.notify_all();
+    };
+    run_pipeline(
+        entries, recipe, po,
+        [&](const LoadedImage& li) {
+          std::uint8_t* dst = slot_data.data() + static_cast<std::size_t>(li.slot) * rb;
+          if (options_.raw_u8) {
+            copy_raw(li.image, layout, dst);
+          } else {
+            int constant = 0;
+            norm.apply_per_image(li.image, dst, &constant);
+          }
+        },
+        [&](std::size_t index, int slot, const Error* error) {
+          const Entry& e = entries[index];
+          if (error) {
+            {
+              std::lock_guard<std::mutex> lock(mutex_);
+              skipped_.push_back({e.path, error->code(), error->what()});
+            }
+            if (options_.pipeline.on_skip) options_.pipeline.on_skip(e.path, *error);
+            return;
+          }
+          if (!cur.images) {
+            // A fresh buffer per batch, never reused: the consumer owns what it was handed.
+            cur.images.reset(new std::uint8_t[bs * rb]);
+            cur.row_bytes = rb;
+          }
+          std::memcpy(cur.images.get() + cur.rows * rb,
+                      slot_data.data() + static_cast<std::size_t>(slot) * rb, rb);
+          if (job_.labels()) cur.labels.push_back(job_.label_of(e));
+          cur.indices.push_back(order_[index]);
+          if (++cur.rows == bs) {
+            push(std::move(cur));
+            cur = Batch{};
+          }
+        });
+    if (cur.rows > 0 && !options_.drop_last) push(std::move(cur));
+  } catch (...) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    error_ = std::current_exception();
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  done_ = true;
+  ready_.notify_all();
+}
+
+}  // namespace imgnorm
