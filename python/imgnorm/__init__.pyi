@@ -1,6 +1,6 @@
 # Type stubs of the imgnorm package (python/imgnorm/__init__.py over the _core extension).
 import os
-from typing import Callable, Iterable, Optional, Sequence, Tuple, Union
+from typing import Callable, Iterable, Iterator, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -97,3 +97,26 @@ class Normalizer:
 def load(path: PathLike, *, size: Size = ..., resize: str = ..., interp: str = ...,
          channels: str = ..., pad_value: int = ..., exact_decode: bool = ...,
          max_pixels: Optional[int] = ..., allow_truncated: bool = ...) -> npt.NDArray[np.uint8]: ...
+
+class Loader:
+    def __init__(self, dataset: Optional[PathLike] = ..., *, list: Optional[PathLike] = ...,
+                 stats: Union[None, Stats, PathLike] = ..., fit: bool = ..., mode: str = ...,
+                 range: Optional[Tuple[float, float]] = ..., unit: int = ...,
+                 mean: Optional[Sequence[float]] = ..., std: Optional[Sequence[float]] = ...,
+                 mean_image: Optional[PathLike] = ..., divide_std: bool = ...,
+                 eps: Optional[float] = ..., layout: str = ..., dtype: str = ...,
+                 channels: Optional[str] = ..., labels: bool = ..., size: Optional[Size] = ...,
+                 resize: Optional[str] = ..., interp: Optional[str] = ...,
+                 pad_value: Optional[int] = ..., exact_decode: Optional[bool] = ...,
+                 max_pixels: Optional[int] = ..., batch_size: int = ..., shuffle: bool = ...,
+                 seed: int = ..., drop_last: bool = ..., threads: int = ..., prefetch: int = ...,
+                 rank: Optional[int] = ..., world_size: Optional[int] = ...,
+                 allow_truncated: bool = ..., warn: bool = ...) -> None: ...
+    epoch: int
+    skipped: list[Tuple[str, str]]
+    files: list[str]
+    def set_epoch(self, epoch: int) -> None: ...
+    def __len__(self) -> int: ...
+    def indices(self, epoch: Optional[int] = ...) -> list[int]: ...
+    def batches(self, with_indices: bool = ...) -> Iterator[tuple]: ...
+    def __iter__(self) -> Iterator[Tuple[np.ndarray, Optional[np.ndarray]]]: ...
