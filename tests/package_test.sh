@@ -75,4 +75,17 @@ x = imgnorm.Normalizer(None, mode='scale')(np.full((2, 3, 4, 3), 255, np.uint8))
 assert x.shape == (2, 3, 4, 3) and (x == 1).all()
 print('imported', imgnorm.__version__, 'from', imgnorm.__file__)
 ") || fail "the installed Python package does not import"
+
+  # `make install DESTDIR=ROOT` (PREFIX=/usr/local): the package lands in ROOT/usr/local/lib/
+  # python3.X/dist-packages, the folder Debian's python3 searches, and imports from there.
+  echo "== python package under DESTDIR=$work/root, prefix /usr/local"
+  DESTDIR="$work/root" cmake --install "$build" --prefix /usr/local >"$work/install-root.log" \
+    || { cat "$work/install-root.log"; fail "DESTDIR install failed"; }
+  (cd "$work" && PYTHONPATH="$work/root/usr/local/$site" /usr/bin/python3 -c "
+import imgnorm
+assert imgnorm.__file__.startswith('$work/root/usr/local/$site/imgnorm/'), imgnorm.__file__
+print('imported from', imgnorm.__file__)
+") || fail "the Python package installed with DESTDIR does not import"
+  /usr/bin/python3 -c "import site, sys; sys.exit('/usr/local/$site' not in site.getsitepackages())" \
+    || fail "/usr/local/$site is not on Debian's python3 path"
 fi
