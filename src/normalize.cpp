@@ -12,8 +12,8 @@
 #include <algorithm>
 #include <cctype>
 #include <cstring>
-#include <filesystem>
 #include <exception>
+#include <filesystem>
 #include <map>
 #include <mutex>
 
@@ -213,6 +213,10 @@ void Normalization::bind_input() {
     auto p = preset_channel_order(spec.mode);
     format_.channels = nc == 1 ? ChannelOrder::gray : (p ? *p : recipe_.channels);
   } else {
+    if (spec.mode == Mode::pca_channels)
+      invalid(
+          "--channels does not apply to --mode pca-channels: its outputs are the principal "
+          "components, in order of variance");
     format_.channels = *job_.channels;
     if (nc == 1 && format_.channels != ChannelOrder::gray)
       invalid(std::string("--channels ") + to_string(format_.channels) + " needs color input");
@@ -294,6 +298,8 @@ void Normalization::prepare(const PipelineOptions& options) {
               ": the statistics have " + std::to_string(channel_count(stats->recipe.channels)) +
               " channels, the input " + std::to_string(nc));
     Summary s = summarize(stats->acc, stats->ddof);
+    if (spec.mode == Mode::zca_channels || spec.mode == Mode::pca_channels)
+      spec.covariance = s.covariance;
     for (const auto& c : s.channel) {
       if (spec.mode != Mode::custom) {
         spec.mean.push_back(c.mean);
@@ -395,6 +401,8 @@ Manifest Normalization::manifest(const NormalizeResult& r) const {
   m.unit = spec.unit;
   m.range = spec.range;
   m.eps = spec.eps;
+  if (!m.eps && (spec.mode == Mode::zca_channels || spec.mode == Mode::pca_channels))
+    m.eps = kDefaultWhiteningEps;
   if (spec.mode == Mode::mean_image) {
     if (!job_.mean_image_path.empty()) m.mean_image = absolute_path(job_.mean_image_path);
     m.divide_std = spec.mean_image_std;
@@ -466,8 +474,8 @@ Normalizer make_normalizer(const NormalizeJob& job, Size size) {
   NormalizeJob j = job;
   j.labels = false;
   if (!j.stats && !j.stats_path.empty()) j.stats = read_stats_file(j.stats_path);
-  const bool gray = j.stats ? j.stats->recipe.channels == ChannelOrder::gray
-                            : j.channels == ChannelOrder::gray;
+  const bool gray =
+      j.stats ? j.stats->recipe.channels == ChannelOrder::gray : j.channels == ChannelOrder::gray;
   // The job is checked and prepared exactly as for an array input; prepare() without fit reads
   // no pixel, so one row of a 1-byte stand-in is enough.
   static const std::uint8_t kNothing = 0;
@@ -509,8 +517,8 @@ std::uint64_t normalize_rows(const Normalizer& norm, const ImageArray& array, vo
               std::uint8_t* o = dst + r * rb;
               Affine used;
               if (row.values) {
-                constant[r] = norm.apply_values(row.values, array.width(), array.height(), o,
-                                                &used);
+                constant[r] =
+                    norm.apply_values(row.values, array.width(), array.height(), o, &used);
               } else {
                 used = norm.apply_per_image(row.u8, o, &constant[r]);
               }

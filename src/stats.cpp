@@ -503,6 +503,7 @@ Summary summarize(const Accumulator& acc, int ddof, const SampleInfo* sample) {
       out.covariance[static_cast<std::size_t>(i) * C + j] = moment_ratio(num, N, ddof);
     }
   }
+  symmetric_eigen(out.covariance, C, out.eigenvalues, out.eigenvectors);
 
   // Confidence intervals: images are clusters of correlated pixels, so the sampling unit is the
   // image. See docs/statistics.md for the derivation.
@@ -543,6 +544,70 @@ Summary summarize(const Accumulator& acc, int ddof, const SampleInfo* sample) {
     }
   }
   return out;
+}
+
+}  // namespace imgnorm
+
+namespace imgnorm {
+
+void symmetric_eigen(const std::vector<double>& a_in, int n, std::vector<double>& values,
+                     std::vector<double>& vectors) {
+  const std::size_t N = static_cast<std::size_t>(n);
+  assert(a_in.size() == N * N);
+  std::vector<double> a = a_in, v(N * N, 0.0);
+  for (std::size_t i = 0; i < N; ++i) v[i * N + i] = 1;
+  auto at = [&](std::vector<double>& m, std::size_t i, std::size_t j) -> double& {
+    return m[i * N + j];
+  };
+  for (int sweep = 0; sweep < 100; ++sweep) {
+    double off = 0, total = 0;
+    for (std::size_t i = 0; i < N; ++i)
+      for (std::size_t j = 0; j < N; ++j) {
+        total += at(a, i, j) * at(a, i, j);
+        if (i != j) off += at(a, i, j) * at(a, i, j);
+      }
+    if (off == 0 || off <= 1e-32 * total) break;
+    for (std::size_t p = 0; p + 1 < N; ++p)
+      for (std::size_t q = p + 1; q < N; ++q) {
+        const double apq = at(a, p, q);
+        if (apq == 0) continue;
+        // The rotation that zeroes a[p][q] (Golub & Van Loan, the symmetric Schur decomposition).
+        const double theta = (at(a, q, q) - at(a, p, p)) / (2 * apq);
+        const double t =
+            (theta >= 0 ? 1.0 : -1.0) / (std::fabs(theta) + std::sqrt(theta * theta + 1));
+        const double c = 1 / std::sqrt(t * t + 1), s = t * c;
+        for (std::size_t k = 0; k < N; ++k) {  // A ← A·J
+          const double akp = at(a, k, p), akq = at(a, k, q);
+          at(a, k, p) = c * akp - s * akq;
+          at(a, k, q) = s * akp + c * akq;
+        }
+        for (std::size_t k = 0; k < N; ++k) {  // A ← Jᵀ·A
+          const double apk = at(a, p, k), aqk = at(a, q, k);
+          at(a, p, k) = c * apk - s * aqk;
+          at(a, q, k) = s * apk + c * aqk;
+        }
+        for (std::size_t k = 0; k < N; ++k) {  // V ← V·J
+          const double vkp = at(v, k, p), vkq = at(v, k, q);
+          at(v, k, p) = c * vkp - s * vkq;
+          at(v, k, q) = s * vkp + c * vkq;
+        }
+      }
+  }
+  std::vector<std::size_t> order(N);
+  for (std::size_t i = 0; i < N; ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::size_t x, std::size_t y) { return at(a, x, x) > at(a, y, y); });
+  values.assign(N, 0);
+  vectors.assign(N * N, 0);
+  for (std::size_t k = 0; k < N; ++k) {
+    const std::size_t src = order[k];
+    values[k] = at(a, src, src);
+    std::size_t big = 0;
+    for (std::size_t i = 1; i < N; ++i)
+      if (std::fabs(at(v, i, src)) > std::fabs(at(v, big, src))) big = i;
+    const double sign = at(v, big, src) < 0 ? -1.0 : 1.0;
+    for (std::size_t i = 0; i < N; ++i) vectors[i * N + k] = sign * at(v, i, src);
+  }
 }
 
 }  // namespace imgnorm

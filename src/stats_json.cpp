@@ -314,6 +314,20 @@ std::string to_json(const StatsFile& stats) {
       cov.push_back(std::move(row));
     }
     j["covariance"] = std::move(cov);
+    // The covariance's eigen-decomposition (channel PCA): derived, for readers and --format
+    // lighting; not read back (recomputed from the sums).
+    ojson vals = ojson::array(), vals_unit = ojson::array(), vecs = ojson::array();
+    for (int a = 0; a < C; ++a) {
+      vals.push_back(s->eigenvalues[a]);
+      vals_unit.push_back(s->eigenvalues[a] / (255.0 * 255.0));
+      ojson row = ojson::array();
+      for (int b = 0; b < C; ++b)
+        row.push_back(s->eigenvectors[static_cast<std::size_t>(a) * C + b]);
+      vecs.push_back(std::move(row));
+    }
+    j["eigenvalues"] = std::move(vals);
+    j["eigenvalues_unit"] = std::move(vals_unit);
+    j["eigenvectors"] = std::move(vecs);
   } else {
     j["covariance"] = nullptr;
   }

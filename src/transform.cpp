@@ -11,6 +11,7 @@
 #include "enum_names.hpp"
 #include "half.hpp"
 #include "imgnorm/error.hpp"
+#include "imgnorm/stats.hpp"
 
 // Bit-exact agreement between the table, the mean-image path and the reference relies on each
 // evaluating ChannelMap's formula with the same double operations: no FMA contraction (off by
@@ -51,6 +52,8 @@ constexpr ModeTraits kModeTable[] = {
     {Mode::inception, "inception", false, Needs::nothing, false, ChannelOrder::rgb},
     {Mode::clip, "clip", false, Needs::nothing, false, ChannelOrder::rgb},
     {Mode::custom, "custom", false, Needs::nothing, false, std::nullopt},
+    {Mode::zca_channels, "zca-channels", false, Needs::dataset_stats, false, std::nullopt},
+    {Mode::pca_channels, "pca-channels", false, Needs::dataset_stats, false, std::nullopt},
 };
 
 const ModeTraits& traits(Mode m) {
@@ -59,7 +62,6 @@ const ModeTraits& traits(Mode m) {
   assert(false && "a Mode without a row in kModeTable");
   return kModeTable[0];
 }
-
 
 // Name of input channel c, for messages.
 const char* channel_name(ChannelOrder order, int c) {
@@ -431,8 +433,9 @@ Normalizer::Normalizer(const TransformSpec& spec, ChannelOrder input, const Outp
     invalid(std::string("invalid dtype '") + to_string(format.dtype) +
             "' (expected float32|float16)");
   if (spec.unit != 1 && spec.unit != 255) invalid("unit must be 1 or 255");
-  if (spec.eps && !(std::isfinite(*spec.eps) && *spec.eps > 0))
-    invalid("eps must be a positive number");
+  const bool whitening = mode == Mode::zca_channels || mode == Mode::pca_channels;
+  if (spec.eps && !(std::isfinite(*spec.eps) && (*spec.eps > 0 || (whitening && *spec.eps == 0))))
+    invalid(whitening ? "eps must be a number >= 0" : "eps must be a positive number");
   const bool has_range = traits(mode).has_range;
   if (spec.range && !has_range)
     invalid(std::string("--range applies to scale, minmax and minmax-dataset, not ") +
@@ -555,6 +558,40 @@ Normalizer::Normalizer(const TransformSpec& spec, ChannelOrder input, const Outp
       }
       break;
     }
+    case Mode::zca_channels:
+    case Mode::pca_channels: {
+      need(spec.mean, "mean");
+      if (static_cast<int>(spec.covariance.size()) != nc * nc)
+        invalid(std::string(to_string(mode)) + " needs the " + std::to_string(nc) + "x" +
+                std::to_string(nc) + " channel covariance of the statistics");
+      check_finite(spec.covariance, "covariance");
+      if (!spec.matrix.empty())
+        invalid(std::string("a channel matrix does not apply to mode ") + to_string(mode));
+      const double eps = (spec.eps ? *spec.eps : kDefaultWhiteningEps) * 255.0 * 255.0;
+      std::vector<double> values, vectors;
+      symmetric_eigen(spec.covariance, nc, values, vectors);
+      for (int k = 0; k < nc; ++k)
+        if (!(values[k] + eps > 0))
+          invalid("the channel covariance is singular (eigenvalue " + std::to_string(k) + " is " +
+                  std::to_string(values[k]) + "); pass --eps");
+      for (int c = 0; c < nc; ++c) fixed_.ch[c] = {1.0, spec.mean[c], 1.0, 1.0, 0.0};
+      const std::size_t n = static_cast<std::size_t>(nc);
+      matrix_.assign(n * n, 0.0);
+      for (std::size_t i = 0; i < n; ++i)
+        for (std::size_t j = 0; j < n; ++j)
+          for (std::size_t k = 0; k < n; ++k) {
+            const double scale = 1.0 / std::sqrt(values[k] + eps);
+            if (mode == Mode::pca_channels) {
+              // Row k is component k: Uᵀ's row k (U's column k), scaled.
+              if (i == k) matrix_[i * n + j] = vectors[j * n + k] * scale;
+            } else {
+              matrix_[i * n + j] += vectors[i * n + k] * scale * vectors[j * n + k];
+            }
+          }
+      // Principal components are not colour channels: no R/B swap of the output.
+      if (mode == Mode::pca_channels) swap_rb_ = false;
+      break;
+    }
     case Mode::minmax:
     case Mode::per_image:
     case Mode::per_image_channel:
@@ -567,12 +604,13 @@ Normalizer::Normalizer(const TransformSpec& spec, ChannelOrder input, const Outp
       invalid("the channel matrix needs " + std::to_string(nc * nc) + " values, got " +
               std::to_string(spec.matrix.size()));
     check_finite(spec.matrix, "channel matrix");
+    matrix_ = spec.matrix;
   }
   if (!is_per_image(mode) && mode != Mode::mean_image)
     table_ = std::make_shared<const Table>(make_table(fixed_));
 }
 
-PixelMap Normalizer::pixel_map() const { return {fixed_, spec_.matrix}; }
+PixelMap Normalizer::pixel_map() const { return {fixed_, matrix_}; }
 
 Affine Normalizer::apply_per_image(const ImageView& img, void* out, int* constant) const {
   if (!is_per_image(spec_.mode)) {
@@ -649,7 +687,7 @@ int Normalizer::apply(const ImageView& img, void* out) const {
                              format_.dtype, out);
     return 0;
   }
-  if (!spec_.matrix.empty()) {
+  if (!matrix_.empty()) {
     detail::apply_linear(img, pixel_map(), swap_rb_, format_.layout, format_.dtype, out);
     return 0;
   }
@@ -735,11 +773,11 @@ int Normalizer::apply_values(const double* values, int width, int height, void* 
         ChannelMap f = a.ch[ic];
         if (mode == Mode::mean_image) f.m = mean_scaled_[i];
         double v = f(values[i]);
-        if (!spec_.matrix.empty()) {  // the same order of operations as detail::apply_linear
+        if (!matrix_.empty()) {  // the same order of operations as detail::apply_linear
           double acc = 0;
           for (int j = 0; j < nc; ++j) {
             const ChannelMap& g = a.ch[j];
-            acc += spec_.matrix[ic * nc + j] * ((values[(y * w + x) * nc + j] / g.d - g.m) / g.s);
+            acc += matrix_[ic * nc + j] * ((values[(y * w + x) * nc + j] / g.d - g.m) / g.s);
           }
           v = f.t + f.g * acc;
         }
@@ -791,6 +829,12 @@ std::string Normalizer::formula() const {
       return "y = x / 127.5 - 1";
     case Mode::custom:
       return u1 ? "y = (x / 255 - mean_c) / std_c" : "y = (x - mean_c) / std_c";
+    case Mode::zca_channels:
+      return "y = U diag(1 / sqrt(lambda + eps)) U^T (x - mean), per pixel (channel ZCA; U, "
+             "lambda of the channel covariance, eps in 0-1 units)";
+    case Mode::pca_channels:
+      return "y = diag(1 / sqrt(lambda + eps)) U^T (x - mean), per pixel (channel k = principal "
+             "component k, by variance; eps in 0-1 units)";
   }
   return "";
 }

@@ -129,7 +129,18 @@ struct Summary {
   std::vector<ChannelSummary> channel;
   /// C×C covariance matrix (row-major), same ddof as std.
   std::vector<double> covariance;
+  /// Its eigen-decomposition (symmetric_eigen): eigenvalues descending, 0–255 units (variance);
+  /// eigenvectors as the columns of a C×C row-major matrix, rows in the channel order.
+  std::vector<double> eigenvalues;
+  std::vector<double> eigenvectors;
 };
+
+/// Eigen-decomposition of a symmetric n×n matrix `a` (row-major): cyclic Jacobi rotations in
+/// double until the off-diagonal part vanishes. `values` descending; `vectors` row-major n×n with
+/// the eigenvectors as columns, orthonormal, each with its largest-magnitude component positive
+/// (the first of equal ones), so the result is unique for distinct eigenvalues.
+IMGNORM_API void symmetric_eigen(const std::vector<double>& a, int n, std::vector<double>& values,
+                                 std::vector<double>& vectors);
 
 /// Percentile p (0–100) of the values counted by `hist`, numpy's 'linear' method.
 IMGNORM_API double histogram_percentile(const std::array<std::uint64_t, 256>& hist, double p);

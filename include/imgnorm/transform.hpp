@@ -51,7 +51,13 @@ enum class Mode {
   inception,          ///< x/127.5 − 1 (Keras "tf" mode)
   clip,               ///< (x/255 − m) / s, OpenAI CLIP's mean/std (RGB)
   custom,             ///< (x − mean_c) / std_c with user constants in the chosen unit
+  zca_channels,  ///< y = U·diag(1/√(λ+ε))·Uᵀ·(x − μ) per pixel: channels decorrelated
+  pca_channels,  ///< y = diag(1/√(λ+ε))·Uᵀ·(x − μ): the principal components, by variance
 };
+
+/// ε of the whitening modes when TransformSpec::eps is unset, in 0–1 units (added to the
+/// eigenvalues of the covariance of x/255).
+inline constexpr double kDefaultWhiteningEps = 1e-5;
 
 IMGNORM_API const char* to_string(Layout v) noexcept;
 /// Mode names as the CLI spells them: "scale", "mean-image", "per-image-channel", "imagenet", ...
@@ -92,7 +98,13 @@ struct TransformSpec {
   /// mean_image: also divide by the dataset std of the channel.
   bool mean_image_std = false;
   /// Floor for a dataset std (or max − min) in the chosen unit; without it a zero is an error.
+  /// For zca_channels and pca_channels: the regularizer ε added to every eigenvalue, in 0–1
+  /// units whatever `unit` is (default kDefaultWhiteningEps; 0 allowed for a regular covariance).
   std::optional<double> eps;
+  /// zca_channels, pca_channels: the dataset's C×C channel covariance (row-major, 0–255 units,
+  /// input channel order, as Summary::covariance); `mean` gives μ. The output does not depend on
+  /// `unit` (whitening is scale-free once ε is scaled with the data).
+  std::vector<double> covariance;
   /// Optional C×C channel-mixing matrix (row-major, input channel order) applied after the
   /// per-channel map of a dataset-level mode: the map becomes a PixelMap with this matrix (the
   /// whitening modes build one). Not for per-image modes or mean_image.
@@ -211,6 +223,7 @@ class IMGNORM_API Normalizer {
   Affine fixed_;                        // dataset-level modes
   std::shared_ptr<const Table> table_;  // dataset-level modes (not mean_image)
   std::vector<double> mean_scaled_;
+  std::vector<double> matrix_;  // the channel-mixing matrix: spec.matrix, or the whitening one
 };
 
 /// IEEE binary16 bits to float (exact), for reading float16 tensors.

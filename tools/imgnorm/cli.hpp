@@ -72,7 +72,7 @@ Command add_normalize_command(CLI::App& app);
 Command add_denormalize_command(CLI::App& app);
 Command add_inspect_command(CLI::App& app);
 
-/// Prints a stats file on stdout as `format`: table | json | torchvision | keras.
+/// Prints a stats file on stdout as `format`: table | json | torchvision | keras | lighting.
 void print_summary(const StatsFile& stats, const std::string& format);
 
 /// Prints "imgnorm: warning: message" on stderr.

@@ -19,8 +19,9 @@ Command add_merge_command(CLI::App& app) {
   CLI::App* sub = app.add_subcommand("merge", "Add the exact sums of several stats.json files");
   sub->add_option("inputs", f->inputs, "stats.json files (e.g. from --shard runs)")->required();
   sub->add_option("-o,--output", f->output, "Write the merged stats.json here");
-  sub->add_option("--format", f->format, "What to print: table | json | torchvision | keras")
-      ->check(CLI::IsMember({"table", "json", "torchvision", "keras"}))
+  sub->add_option("--format", f->format,
+                  "What to print: table | json | torchvision | keras | lighting")
+      ->check(CLI::IsMember({"table", "json", "torchvision", "keras", "lighting"}))
       ->capture_default_str();
   sub->add_flag("--force", f->force, "Replace an existing output file");
   return {sub, [f] {

@@ -109,7 +109,7 @@ Command add_normalize_command(CLI::App& app) {
   sub->add_option("--mode", f->mode,
                   "scale | center | standardize | mean-image | minmax | minmax-dataset | per-image "
                   "| per-image-channel | preset:imagenet | preset:caffe | preset:inception | "
-                  "preset:clip | custom")
+                  "preset:clip | custom | zca-channels | pca-channels")
       ->capture_default_str();
   sub->add_option("--range", f->range, "Output range lo,hi of scale/minmax/minmax-dataset (0,1)");
   sub->add_option("--unit", f->unit, "Units of the formula: 255 (x in 0-255) or 1 (x/255)")
@@ -120,7 +120,9 @@ Command add_normalize_command(CLI::App& app) {
   sub->add_option("--mean-image", f->mean_image,
                   "mean-image: the mean image from stats --mean-image");
   sub->add_flag("--divide-std", f->divide_std, "mean-image: also divide by the dataset std");
-  sub->add_option("--eps", f->eps, "Divide by max(std, eps) instead of failing on std 0");
+  sub->add_option("--eps", f->eps,
+                  "Divide by max(std, eps) instead of failing on std 0; zca/pca-channels: "
+                  "added to the eigenvalues, 0-1 units (default 1e-5)");
   sub->add_option("--layout", f->layout, "nhwc (numpy, TensorFlow) | nchw (PyTorch)")
       ->capture_default_str();
   sub->add_option("--dtype", f->dtype, "float32 | float16")->capture_default_str();

@@ -1,6 +1,10 @@
 // Printing statistics: the table, JSON, and the torchvision / Keras lines (stats, merge, inspect).
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <cmath>
 
 #include "cli.hpp"
 #include "imgnorm/stats.hpp"
@@ -65,6 +69,26 @@ void print_summary(const StatsFile& st, const std::string& format) {
     fmt::print("transforms.Normalize(mean=[{}], std=[{}])\n",
                join_numbers(per_channel(s, [](auto& c) { return c.mean_unit; }), "{:.6f}"),
                join_numbers(per_channel(s, [](auto& c) { return c.std_unit; }), "{:.6f}"));
+  } else if (format == "lighting") {
+    // AlexNet-style PCA lighting: eigenvalues and eigenvectors of the channel covariance.
+    const int C = s.channels;
+    std::vector<double> unit, sd;
+    for (double v : s.eigenvalues) {
+      unit.push_back(v / (255.0 * 255.0));
+      sd.push_back(std::sqrt(std::max(v, 0.0)) / 255.0);
+    }
+    fmt::print("# channel PCA of {} images, {} order, ddof {}; pixel values in 0-1 units (x/255)\n",
+               s.images, to_string(st.recipe.channels), s.ddof);
+    fmt::print("eigval = [{}]  # variance along each component, descending\n",
+               join_numbers(unit, "{:.6g}"));
+    fmt::print("eigval_sqrt = [{}]  # std along each component\n", join_numbers(sd, "{:.6g}"));
+    fmt::print("eigvec = [  # columns are the components; rows {}\n",
+               fmt::join(channel_names(st.recipe.channels), ", "));
+    for (int r = 0; r < C; ++r) {
+      std::vector<double> row(s.eigenvectors.begin() + r * C, s.eigenvectors.begin() + (r + 1) * C);
+      fmt::print("    [{}],\n", join_numbers(row, "{:.6f}"));
+    }
+    fmt::print("]\n");
   } else if (format == "keras") {
     fmt::print("layers.Normalization(axis=-1, mean=[{}], variance=[{}])  # inputs in 0-255, {}\n",
                join_numbers(per_channel(s, [](auto& c) { return c.mean; }), "{:.6f}"),

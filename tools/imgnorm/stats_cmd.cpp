@@ -67,8 +67,9 @@ Command add_stats_command(CLI::App& app) {
   sub->add_option("dataset", f->input, "Dataset folder (class folders inside, or images)");
   sub->add_option("--list", f->list, "Read image paths from FILE (one per line) instead");
   sub->add_option("-o,--output", f->output, "Write stats.json here");
-  sub->add_option("--format", f->format, "What to print: table | json | torchvision | keras")
-      ->check(CLI::IsMember({"table", "json", "torchvision", "keras"}))
+  sub->add_option("--format", f->format,
+                  "What to print: table | json | torchvision | keras | lighting")
+      ->check(CLI::IsMember({"table", "json", "torchvision", "keras", "lighting"}))
       ->capture_default_str();
   f->recipe.add_to(*sub);
   sub->add_option("--sample", f->sample, "Use a random sample: K images or P% of them");
