@@ -176,6 +176,8 @@ _STATS_DOCS = {
     "percentiles": "(C, 4): the 1st, 5th, 95th and 99th percentiles (numpy's 'linear').",
     "mean_image_std": "Per-channel mean over images of each image's own std (0-255).",
     "covariance": "(C, C) channel covariance, 0-255 units, the same ddof as std.",
+    "eigenvalues": "(C,) eigenvalues of the covariance, descending, 0-255 units (channel PCA).",
+    "eigenvectors": "(C, C) its eigenvectors as columns (largest component positive).",
     "histogram": "(C, 256) uint64 exact value counts.",
     "mean_image": "(H, W, C) float64 per-pixel mean image when stats(mean_image=True), else None.",
     "mean_ci": "(C, 2) 95% confidence interval of each mean for a sample, else None.",

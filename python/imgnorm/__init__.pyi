@@ -37,6 +37,8 @@ class Stats:
     mean_image_std: npt.NDArray[np.float64]
     percentiles: npt.NDArray[np.float64]
     covariance: npt.NDArray[np.float64]
+    eigenvalues: npt.NDArray[np.float64]
+    eigenvectors: npt.NDArray[np.float64]
     histogram: npt.NDArray[np.uint64]
     mean_image: Optional[npt.NDArray[np.float64]]
     mean_ci: Optional[npt.NDArray[np.float64]]

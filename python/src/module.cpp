@@ -291,6 +291,21 @@ void bind_stats(py::module_& m) {
                                          out.mutable_data());
                                return out;
                              })
+      .def_property_readonly("eigenvalues",
+                             [](const PyStats& s) {
+                               py::array_t<double> out(py::ssize_t(s.summary.eigenvalues.size()));
+                               std::copy(s.summary.eigenvalues.begin(),
+                                         s.summary.eigenvalues.end(), out.mutable_data());
+                               return out;
+                             })
+      .def_property_readonly("eigenvectors",
+                             [](const PyStats& s) {
+                               const py::ssize_t n = s.summary.channels;
+                               py::array_t<double> out({n, n});
+                               std::copy(s.summary.eigenvectors.begin(),
+                                         s.summary.eigenvectors.end(), out.mutable_data());
+                               return out;
+                             })
       .def_property_readonly("histogram",
                              [](const PyStats& s) {
                                const int n = s.file->acc.channels();

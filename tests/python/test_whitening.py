@@ -97,3 +97,10 @@ def test_pca_refuses_channels_and_lighting_prints_the_decomposition(setup):
     np.testing.assert_allclose(ns["eigval"], st["eigenvalues_unit"], rtol=1e-5)
     np.testing.assert_allclose(ns["eigval_sqrt"], np.sqrt(st["eigenvalues_unit"]), rtol=1e-5)
     np.testing.assert_allclose(np.array(ns["eigvec"]), np.array(st["eigenvectors"]), atol=1e-6)
+
+
+def test_stats_object_has_the_decomposition(setup):
+    _, stats_path, st, _, _, root = setup
+    s = imgnorm.stats(root, size=24, progress=False)
+    assert s.eigenvalues.tolist() == st["eigenvalues"]
+    assert s.eigenvectors.tolist() == st["eigenvectors"]
