@@ -15,18 +15,29 @@ std::vector<std::size_t> epoch_indices(std::size_t n, const LoaderOptions& o, st
   if (o.world_size < 1 || o.rank < 0 || o.rank >= o.world_size)
     throw Error(ErrorCode::invalid_argument, "invalid rank " + std::to_string(o.rank) +
                                                  " of world size " + std::to_string(o.world_size));
+  if (o.workers < 1 || o.worker < 0 || o.worker >= o.workers)
+    throw Error(ErrorCode::invalid_argument,
+                "invalid worker " + std::to_string(o.worker) + " of " + std::to_string(o.workers));
   std::vector<std::size_t> order(n);
   if (o.shuffle)
     order = permutation(n, o.seed, epoch);
   else
     std::iota(order.begin(), order.end(), std::size_t{0});
-  if (o.world_size == 1 || n == 0) return order;
-  const std::size_t ws = static_cast<std::size_t>(o.world_size);
-  const std::size_t total = o.drop_last ? n / ws * ws : (n + ws - 1) / ws * ws;
   std::vector<std::size_t> mine;
-  for (std::size_t i = static_cast<std::size_t>(o.rank); i < total; i += ws)
-    mine.push_back(order[i % n]);  // padding repeats the first indices, as DistributedSampler
-  return mine;
+  if (o.world_size == 1 || n == 0) {
+    mine = std::move(order);
+  } else {
+    const std::size_t ws = static_cast<std::size_t>(o.world_size);
+    const std::size_t total = o.drop_tail ? n / ws * ws : (n + ws - 1) / ws * ws;
+    for (std::size_t i = static_cast<std::size_t>(o.rank); i < total; i += ws)
+      mine.push_back(order[i % n]);  // padding repeats the first indices, as DistributedSampler
+  }
+  if (o.workers == 1) return mine;
+  std::vector<std::size_t> part;
+  for (std::size_t i = static_cast<std::size_t>(o.worker); i < mine.size();
+       i += static_cast<std::size_t>(o.workers))
+    part.push_back(mine[i]);
+  return part;
 }
 
 std::size_t batches_per_epoch(std::size_t n, const LoaderOptions& o) {

@@ -33,12 +33,17 @@ struct LoaderOptions {
   std::size_t batch_size = 64;
   bool shuffle = false;  ///< a new permutation per epoch, a function of (seed, epoch)
   std::uint64_t seed = 0;
-  /// Drop the last, smaller batch of the epoch. For world_size > 1 it also decides the rank
-  /// slices: without it the permutation is padded by repeating its first indices up to a
-  /// multiple of world_size (as torch's DistributedSampler); with it the tail is dropped.
+  /// Drop the last, smaller batch of the epoch.
   bool drop_last = false;
   int rank = 0;  ///< this process's slice: every world_size-th index starting at rank
   int world_size = 1;
+  /// world_size > 1: cut the permutation to a multiple of world_size instead of padding it. The
+  /// Python Loader sets it with drop_last; unset, ranks are padded as DistributedSampler.
+  bool drop_tail = false;
+  /// Within this rank's slice, every `workers`-th index starting at `worker` (no padding): how
+  /// DataLoader workers share a rank's images without duplicates.
+  int worker = 0;
+  int workers = 1;
   int prefetch = 2;  ///< batches produced ahead of the consumer (memory: prefetch + 1 batches)
   /// Raw u8 pixels (the recipe's output, in the job's layout) instead of normalized values.
   bool raw_u8 = false;

@@ -344,8 +344,10 @@ class Loader:
                  size=None, resize=None, interp=None, pad_value=None, exact_decode=None,
                  max_pixels=None, batch_size=64, shuffle=False, seed=0, drop_last=False,
                  threads=0, prefetch=2, rank=None, world_size=None, allow_truncated=False,
-                 warn=True):
+                 warn=True, _worker=(0, 1), _drop_tail=None):
         raw = dtype == "uint8"
+        if raw:  # the recipe's pixels, not normalized: no mode needs statistics
+            mode = "scale"
         kw = _job_kwargs(stats, mode, range, unit, mean, std, mean_image, divide_std, eps, layout,
                          "float32" if raw else dtype, channels)
         kw.update(list=_path(list), fit=fit, labels=labels, size=size, resize=resize,
@@ -355,6 +357,8 @@ class Loader:
         rank, world_size = _distributed(rank, world_size)
         self._options = dict(batch_size=batch_size, shuffle=shuffle, seed=seed,
                              drop_last=drop_last, rank=rank, world_size=world_size,
+                             drop_tail=drop_last if _drop_tail is None else _drop_tail,
+                             worker=_worker[0], workers=_worker[1],
                              prefetch=prefetch, raw_u8=raw, threads=threads,
                              allow_truncated=allow_truncated)
         self._batches = self._job.batches(self._options)  # checks the options now

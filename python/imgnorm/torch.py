@@ -23,10 +23,14 @@ class ImageFolder(IterableDataset):
     """Takes the arguments of :class:`imgnorm.Loader` (but batch_size, which the DataLoader sets;
     ``chunk`` is how many images a worker normalizes at once)."""
 
-    def __init__(self, dataset=None, *, chunk=32, rank=None, world_size=None, **kwargs):
+    def __init__(self, dataset=None, *, chunk=32, rank=None, world_size=None, drop_last=False,
+                 **kwargs):
         super().__init__()
         self.dataset = dataset
         self.kwargs = kwargs
+        # drop_last decides the rank slices only (cut instead of padded, as DistributedSampler's);
+        # the DataLoader's own drop_last drops its last batch.
+        self.drop_tail = drop_last
         self.chunk = chunk
         self.rank, self.world_size = _distributed(rank, world_size)
         self.epoch = 0
@@ -37,20 +41,20 @@ class ImageFolder(IterableDataset):
 
     def __len__(self):
         if self._len is None:
-            self._len = len(self._loader(self.rank, self.world_size, 1).indices())
+            self._len = len(self._loader((0, 1), 1).indices())
         return self._len
 
-    def _loader(self, rank, world_size, batch_size):
-        return Loader(self.dataset, batch_size=batch_size, rank=rank, world_size=world_size,
+    def _loader(self, worker, batch_size):
+        return Loader(self.dataset, batch_size=batch_size, rank=self.rank,
+                      world_size=self.world_size, _worker=worker, _drop_tail=self.drop_tail,
                       **self.kwargs)
 
     def __iter__(self):
         info = get_worker_info()
-        workers, worker = (1, 0) if info is None else (info.num_workers, info.id)
-        # Worker w of W reads every W-th image of this rank's slice: rank r of R, worker w is
-        # slot r + R*w of R*W equal, disjoint slices of the (padded) permutation.
-        loader = self._loader(self.rank + self.world_size * worker, self.world_size * workers,
-                              self.chunk)
+        worker = (0, 1) if info is None else (info.id, info.num_workers)
+        # This rank's slice of the epoch (padded or cut as DistributedSampler), then worker w of W
+        # reads every W-th image of it: no image twice, none lost.
+        loader = self._loader(worker, self.chunk)
         loader.set_epoch(self.epoch)
         for images, labels in loader:
             batch = torch.from_numpy(images)

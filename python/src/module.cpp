@@ -294,8 +294,8 @@ void bind_stats(py::module_& m) {
       .def_property_readonly("eigenvalues",
                              [](const PyStats& s) {
                                py::array_t<double> out(py::ssize_t(s.summary.eigenvalues.size()));
-                               std::copy(s.summary.eigenvalues.begin(),
-                                         s.summary.eigenvalues.end(), out.mutable_data());
+                               std::copy(s.summary.eigenvalues.begin(), s.summary.eigenvalues.end(),
+                                         out.mutable_data());
                                return out;
                              })
       .def_property_readonly("eigenvectors",
@@ -673,8 +673,12 @@ LoaderOptions loader_options(const py::dict& kw) {
   o.shuffle = bool_kw(kw, "shuffle");
   if (kw.contains("seed") && !kw["seed"].is_none()) o.seed = kw["seed"].cast<std::uint64_t>();
   o.drop_last = bool_kw(kw, "drop_last");
+  o.drop_tail = kw.contains("drop_tail") && !kw["drop_tail"].is_none() ? bool_kw(kw, "drop_tail")
+                                                                       : o.drop_last;
   o.rank = int_kw(kw, "rank", 0);
   o.world_size = int_kw(kw, "world_size", 1);
+  o.worker = int_kw(kw, "worker", 0);
+  o.workers = int_kw(kw, "workers", 1);
   o.prefetch = int_kw(kw, "prefetch", 2);
   if (o.prefetch < 1) throw Error(ErrorCode::invalid_argument, "prefetch must be at least 1");
   o.raw_u8 = bool_kw(kw, "raw_u8");
