@@ -13,6 +13,10 @@ in-process Python timer (bench/peers/kernels.py) on the same in-memory batch, on
 Python API rows (bench/peers/python_api.py, PYTHONPATH=<build>/python): `imgnorm.stats` as a whole
 process against the CLI, in the same rounds; `imgnorm.Normalizer` against numpy and torchvision
 in-process on one (256, 224, 224, 3) batch; two Python threads against one (GIL release).
+Loader rows (bench/peers/loader.py): one epoch of `imgnorm.Loader` (standardize, NCHW, batches of
+64, shuffled) against torchvision ImageFolder + DataLoader(2 workers) and against the CLI's `stats
+--size 224`, whole processes in the same rounds; with --scaling also its peak RSS over 1,000 and
+20,000 images (1,000 and 5,000 with --quick).
 """
 import argparse
 import datetime
@@ -138,6 +142,11 @@ class Cmd:
     def peak_mb(self):
         return max(self.rss_kb) / 1024
 
+    @property
+    def peak_median_mb(self):
+        """The median over runs of each run's peak RSS (for rows whose peak varies from run to run)."""
+        return statistics.median(self.rss_kb) / 1024
+
 
 def measure(cmds, runs):
     """Runs every command `runs` times, round after round (A B C A B C ...)."""
@@ -262,7 +271,16 @@ def git_rev():
         return "?"
 
 
-def report(args, n_images, cmds, by, kern, pyk, scaling, notes):
+def epoch_output(cmd):
+    """The JSON line bench/peers/loader.py printed in its last run (images, batches, ...)."""
+    try:
+        lines = open(os.path.join(WORK, f"{cmd.key}.out")).read().strip().splitlines()
+        return json.loads(lines[-1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def report(args, n_images, cmds, by, kern, pyk, scaling, notes, loader_scaling=()):
     L = []
     L.append(f"# imgnorm benchmark, {datetime.date.today().isoformat()}")
     L.append("")
@@ -330,6 +348,29 @@ def report(args, n_images, cmds, by, kern, pyk, scaling, notes):
             rows.append(("… Python process − CLI, wall; `python3 -c \"import imgnorm\"` alone",
                          f"{extra:+.0f} ms; {by['py_import'].median * 1e3:.0f} ms, "
                          f"{by['py_import'].peak_mb:.0f} MB", "(info)", None))
+    if "loader" in by:
+        ld = by["loader"]
+        ips = n_images / ld.median
+        if "torch_loader" in by:
+            tl = by["torch_loader"]
+            r = tl.median / ld.median
+            rows.append(("one epoch, `imgnorm.Loader` (standardize, NCHW, 64, shuffled) vs torchvision "
+                         "ImageFolder + Resize + ToTensor + Normalize, DataLoader 2 workers: images/s, "
+                         "whole process", f"{ips:.0f} vs {n_images / tl.median:.0f} images/s: {r:.1f}× faster",
+                         "≥ 4×", r >= 4))
+            rc = tl.cpu_median / ld.cpu_median
+            rows.append(("… same, CPU time (torchvision's includes its 2 worker processes)",
+                         f"{rc:.1f}× less ({ld.cpu_median:.2f} / {tl.cpu_median:.2f} s)", "(info)", None))
+            rows.append(("… same, peak RSS (the largest single process)",
+                         f"{ld.peak_mb:.0f} / {tl.peak_mb:.0f} MB", "(info)", None))
+        else:
+            rows.append(("one epoch, `imgnorm.Loader`, whole process", f"{ips:.0f} images/s", "(info)", None))
+        if "stats224" in by:
+            r = ld.median / by["stats224"].median
+            rows.append(("`imgnorm.Loader` epoch / CLI `stats --size 224`, same files, wall", f"{r:.2f}×",
+                         "≤ 1.3×", r <= 1.3))
+            rc = ld.cpu_median / by["stats224"].cpu_median
+            rows.append(("… same, CPU time", f"{rc:.2f}×", "(info)", None))
     stats_peaks = [by[k].peak_mb for k in ("stats224", "stats64", "stats224_t1") if k in by]
     if stats_peaks:
         p = max(stats_peaks)
@@ -438,6 +479,25 @@ def report(args, n_images, cmds, by, kern, pyk, scaling, notes):
                      f"{small.peak_mb:.0f} / {big.peak_mb:.0f} MB", "the same",
                      big.peak_mb <= small.peak_mb * 1.1 + 5))
 
+    if loader_scaling:
+        L.append("Loader memory: one `imgnorm.Loader` epoch (as above, `list=` the first N images of the "
+                 "20,000-image set, seed 11), whole process")
+        L.append("")
+        L.append("| images | wall s | images/s | peak RSS MB, median of runs | min–max |")
+        L.append("|---:|---:|---:|---:|---:|")
+        for n, c in loader_scaling:
+            L.append(f"| {n} | {fmt_s(c.median)} | {n / c.median:.0f} | {c.peak_median_mb:.0f} | "
+                     f"{min(c.rss_kb) / 1024:.0f}–{c.peak_mb:.0f} |")
+        L.append("")
+        (small_n, small), (big_n, big) = loader_scaling[0], loader_scaling[-1]
+        r = big.peak_median_mb / small.peak_median_mb
+        rows.append((f"peak RSS of a `Loader` epoch, {big_n:,} / {small_n:,} images (medians of the runs' peaks)",
+                     f"{r:.2f}× ({big.peak_median_mb:.0f} / {small.peak_median_mb:.0f} MB)", "within 10 %",
+                     abs(r - 1) <= 0.10))
+        r = big.peak_mb / small.peak_mb
+        rows.append(("… same, largest peak of all runs", f"{r:.2f}× ({big.peak_mb:.0f} / {small.peak_mb:.0f} MB)",
+                     "(info)", None))
+
     L.append("| ratio | measured | target | |")
     L.append("|---|---:|---:|---|")
     for what, val, target, ok in rows:
@@ -465,6 +525,7 @@ def main():
                     help="only the Python API rows (and the CLI `stats --size 224` they compare with)")
     args = ap.parse_args()
     args.runs = args.runs or (1 if args.quick else 3)
+    user_no_peers = args.no_peers
     args.load_start = os.getloadavg()[0]
     build = os.path.abspath(args.build)
     imgnorm = os.path.join(build, "imgnorm")
@@ -488,6 +549,11 @@ def main():
     elif not args.no_python:
         notes.append(f"The Python module is not built in {os.path.relpath(build, ROOT)} "
                      "(python/imgnorm/_core*.so): the Python API rows are skipped.")
+    has_loader = bool(pydir) and subprocess.run(
+        [PY, "-c", "import imgnorm; imgnorm.Loader"], capture_output=True,
+        env=dict(os.environ, PYTHONPATH=pydir)).returncode == 0
+    if pydir and not has_loader:
+        notes.append("This build's Python module has no `imgnorm.Loader`: the Loader rows are skipped.")
 
     data = dataset("photos-1000", 1000, 7) if args.quick else dataset("photos", 3670, 7)
     n_images = len(image_files(data))
@@ -517,10 +583,18 @@ def main():
         Cmd("decode_224", "decode-only, DCT scale of --size 224", [decode_only, data, "--min-size", "224"]),
         Cmd("decode_64", "decode-only, DCT scale of --size 64", [decode_only, data, "--min-size", "64"]),
     ]
+    loader_py = os.path.join(HERE, "peers", "loader.py")
+    if has_loader:
+        cmds.insert(3, Cmd("loader", "Python: imgnorm.Loader, one epoch (standardize, NCHW, 64, shuffled)",
+                           [PY, loader_py, "imgnorm", data, stats_json], env={"PYTHONPATH": pydir}))
+        if not user_no_peers:
+            cmds.insert(4, Cmd("torch_loader", "torchvision ImageFolder + Resize + ToTensor + Normalize, "
+                                               "DataLoader 2 workers, one epoch (64, shuffled)",
+                               [PY, loader_py, "torch", data, stats_json]))
     if not pydir:
         cmds = [c for c in cmds if not c.key.startswith("py_")]
     if args.python_only:
-        cmds = [c for c in cmds if c.key in ("stats224", "py_stats224", "py_import")]
+        cmds = [c for c in cmds if c.key in ("stats224", "py_stats224", "py_import", "loader", "torch_loader")]
         args.no_peers = args.no_kernels = True
         args.scaling = False
     has_normalize = not args.python_only and subprocess.run(
@@ -543,17 +617,24 @@ def main():
         cmds.append(Cmd("torch", "PyTorch: ImageFolder + Resize + ToTensor, DataLoader 2 workers (224)",
                         [PY, os.path.join(HERE, "peers", "torch_recipe.py"), data, "224"]))
 
+    if any(c.key in ("torch", "torch_loader") for c in cmds):  # torch's libraries in the page cache
+        subprocess.run([PY, "-c", "import torch, torchvision"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     log(f"bench: {len(cmds)} commands × {args.runs} runs, alternating ...")
     measure(cmds, args.runs)
     for c in cmds:
         if c.group == "write":
             c.before()  # remove the 2.2 GB outputs
     by = {c.key: c for c in cmds}
+    for key in ("loader", "torch_loader"):
+        out = epoch_output(by[key]) if key in by else None
+        if key in by and (out is None or out.get("images") != n_images):
+            notes.append(f"{by[key].label}: read {out and out.get('images')} images, not {n_images} "
+                         f"(see {os.path.relpath(os.path.join(WORK, key + '.out'), ROOT)}).")
 
     kern = None if args.no_kernels else kernels(build, data, args.quick)
     pyk = python_kernels(pydir, data, args.quick, stats_json) if pydir else None
 
-    scaling = []
+    scaling, loader_scaling = [], []
     if args.scaling:
         big = dataset("photos-20000", 20000, 11)
         sc = []
@@ -566,8 +647,19 @@ def main():
         subprocess.run(sc[-1][1].argv, check=True, stdout=subprocess.DEVNULL)  # page cache
         measure([c for _, c in sc], args.runs)
         scaling = sc
+        if has_loader:  # the Loader's peak RSS must not grow with the dataset
+            for n in ((1000, 5000) if args.quick else (1000, 20000)):
+                loader_scaling.append((n, Cmd(f"loader_scale{n}", f"imgnorm.Loader epoch, {n} images",
+                                              [PY, loader_py, "imgnorm", big, stats_json, "--list",
+                                               list_file(big, n)], env={"PYTHONPATH": pydir})))
+            log("bench: Loader memory runs ...")  # at least 3: its peak varies from run to run
+            measure([c for _, c in loader_scaling], max(args.runs, 3))
+            for n, c in loader_scaling:
+                out = epoch_output(c)
+                if out is None or out.get("images") != n:
+                    notes.append(f"{c.label}: read {out and out.get('images')} images, not {n}.")
 
-    text = report(args, n_images, cmds, by, kern, pyk, scaling, notes)
+    text = report(args, n_images, cmds, by, kern, pyk, scaling, notes, loader_scaling)
     print(text)
     if args.save:
         os.makedirs(os.path.join(HERE, "results"), exist_ok=True)

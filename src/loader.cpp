@@ -3,8 +3,12 @@
 
 #include "imgnorm/loader.hpp"
 
+#include <sys/mman.h>
+
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <new>
 #include <numeric>
 
 #include "imgnorm/error.hpp"
@@ -48,7 +52,23 @@ std::size_t batches_per_epoch(std::size_t n, const LoaderOptions& o) {
   return o.drop_last ? m / o.batch_size : (m + o.batch_size - 1) / o.batch_size;
 }
 
+void BatchFree::operator()(std::uint8_t* p) const noexcept { std::free(p); }
+
 namespace {
+
+// A fresh, uninitialized batch buffer. Batches are tens of MB: 2 MiB-aligned and marked for
+// transparent huge pages (as numpy does for large arrays), they fault in 512 times less often
+// than a plain malloc'd (mmap'd, 4 KiB-paged) block, which otherwise costs more than decoding.
+BatchBuffer new_batch_buffer(std::size_t bytes) {
+  constexpr std::size_t kHuge = std::size_t{2} << 20;
+  const std::size_t size = (bytes + kHuge - 1) / kHuge * kHuge;
+  auto* p = static_cast<std::uint8_t*>(std::aligned_alloc(kHuge, size));
+  if (!p) throw std::bad_alloc();
+#ifdef MADV_HUGEPAGE
+  ::madvise(p, size, MADV_HUGEPAGE);  // advice only: failure changes nothing but speed
+#endif
+  return BatchBuffer(p);
+}
 
 // The resized u8 pixels in the job's layout (NHWC as they are, or planes for NCHW).
 void copy_raw(const ImageView& img, Layout layout, std::uint8_t* out) {
@@ -167,7 +187,7 @@ void EpochLoader::produce() {
           }
           if (!cur.images) {
             // A fresh buffer per batch, never reused: the consumer owns what it was handed.
-            cur.images.reset(new std::uint8_t[bs * rb]);
+            cur.images = new_batch_buffer(bs * rb);
             cur.row_bytes = rb;
           }
           std::memcpy(cur.images.get() + cur.rows * rb,

@@ -57,9 +57,15 @@ IMGNORM_API std::vector<std::size_t> epoch_indices(std::size_t n, const LoaderOp
 /// Batches per epoch for this rank (the last one may be smaller unless drop_last).
 IMGNORM_API std::size_t batches_per_epoch(std::size_t n, const LoaderOptions& options);
 
+/// Frees a batch buffer (allocated with std::aligned_alloc).
+struct BatchFree {
+  void operator()(std::uint8_t* p) const noexcept;
+};
+using BatchBuffer = std::unique_ptr<std::uint8_t[], BatchFree>;
+
 /// One batch: `rows` rows of the job's row layout; a fresh allocation the caller owns.
 struct Batch {
-  std::unique_ptr<std::uint8_t[]> images;  ///< rows × row_bytes (uninitialized beyond them)
+  BatchBuffer images;  ///< rows × row_bytes (uninitialized beyond them); free with BatchFree
   std::size_t rows = 0;
   std::size_t row_bytes = 0;
   std::vector<std::int64_t> labels;  ///< training class ids (empty without labels)

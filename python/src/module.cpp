@@ -753,7 +753,7 @@ py::object epoch_next(PyEpoch& self) {
                                                           : std::vector<py::ssize_t>{rows, c, h, w};
   const bool raw = self.raw;
   auto* owner = b->images.release();
-  py::capsule base(owner, [](void* p) { delete[] static_cast<std::uint8_t*>(p); });
+  py::capsule base(owner, [](void* p) { BatchFree{}(static_cast<std::uint8_t*>(p)); });
   py::array images(raw ? py::dtype::of<std::uint8_t>() : numpy_dtype(n.normalizer().format().dtype),
                    shape, {}, owner, base);
   py::object labels = py::none();
