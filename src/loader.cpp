@@ -52,23 +52,55 @@ std::size_t batches_per_epoch(std::size_t n, const LoaderOptions& o) {
   return o.drop_last ? m / o.batch_size : (m + o.batch_size - 1) / o.batch_size;
 }
 
-void BatchFree::operator()(std::uint8_t* p) const noexcept { std::free(p); }
+void BatchFree::operator()(std::uint8_t* p) const noexcept {
+  if (pool)
+    pool->put(p, size);
+  else
+    std::free(p);
+}
 
 namespace {
+constexpr std::size_t kHugePage = std::size_t{2} << 20;
+}  // namespace
 
-// A fresh, uninitialized batch buffer. Batches are tens of MB: 2 MiB-aligned and marked for
-// transparent huge pages (as numpy does for large arrays), they fault in 512 times less often
-// than a plain malloc'd (mmap'd, 4 KiB-paged) block, which otherwise costs more than decoding.
-BatchBuffer new_batch_buffer(std::size_t bytes) {
-  constexpr std::size_t kHuge = std::size_t{2} << 20;
-  const std::size_t size = (bytes + kHuge - 1) / kHuge * kHuge;
-  auto* p = static_cast<std::uint8_t*>(std::aligned_alloc(kHuge, size));
+BatchPool::~BatchPool() {
+  for (auto& [p, size] : free_) std::free(p);
+}
+
+BatchBuffer BatchPool::get(std::size_t bytes) {
+  const std::size_t size = (bytes + kHugePage - 1) / kHugePage * kHugePage;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (std::size_t i = 0; i < free_.size(); ++i)
+      if (free_[i].second == size) {
+        std::uint8_t* p = free_[i].first;
+        free_.erase(free_.begin() + static_cast<std::ptrdiff_t>(i));
+        return BatchBuffer(p, BatchFree{shared_from_this(), size});
+      }
+  }
+  // Batches are tens of MB: 2 MiB-aligned and marked for transparent huge pages (as numpy does
+  // for large arrays), they fault in 512 times less often than 4 KiB pages.
+  auto* p = static_cast<std::uint8_t*>(std::aligned_alloc(kHugePage, size));
   if (!p) throw std::bad_alloc();
 #ifdef MADV_HUGEPAGE
   ::madvise(p, size, MADV_HUGEPAGE);  // advice only: failure changes nothing but speed
 #endif
-  return BatchBuffer(p);
+  return BatchBuffer(p, BatchFree{shared_from_this(), size});
 }
+
+void BatchPool::put(std::uint8_t* p, std::size_t size) noexcept {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (free_.size() < capacity_ && (free_.empty() || free_.front().second == size)) {
+    try {
+      free_.emplace_back(p, size);
+      return;
+    } catch (...) {
+    }
+  }
+  std::free(p);
+}
+
+namespace {
 
 // The resized u8 pixels in the job's layout (NHWC as they are, or planes for NCHW).
 void copy_raw(const ImageView& img, Layout layout, std::uint8_t* out) {
@@ -154,6 +186,10 @@ void EpochLoader::produce() {
     const int slots = pipeline_slots(po);
     std::vector<std::uint8_t> slot_data(static_cast<std::size_t>(slots) * rb);
 
+    const std::shared_ptr<BatchPool> pool =
+        options_.pool
+            ? options_.pool
+            : std::make_shared<BatchPool>(static_cast<std::size_t>(options_.prefetch) + 2);
     Batch cur;
     auto push = [&](Batch&& b) {
       std::unique_lock<std::mutex> lock(mutex_);
@@ -187,7 +223,7 @@ void EpochLoader::produce() {
           }
           if (!cur.images) {
             // A fresh buffer per batch, never reused: the consumer owns what it was handed.
-            cur.images = new_batch_buffer(bs * rb);
+            cur.images = pool->get(bs * rb);
             cur.row_bytes = rb;
           }
           std::memcpy(cur.images.get() + cur.rows * rb,

@@ -29,6 +29,8 @@
 
 namespace imgnorm {
 
+class BatchPool;
+
 struct LoaderOptions {
   std::size_t batch_size = 64;
   bool shuffle = false;  ///< a new permutation per epoch, a function of (seed, epoch)
@@ -48,6 +50,8 @@ struct LoaderOptions {
   /// Raw u8 pixels (the recipe's output, in the job's layout) instead of normalized values.
   bool raw_u8 = false;
   PipelineOptions pipeline;  ///< threads, allow_truncated; its cancel flag is honoured too
+  /// Where batch buffers come from and return to; null: a pool of this epoch's own.
+  std::shared_ptr<BatchPool> pool;
 };
 
 /// The entry indices (into the job's dataset) this rank reads in `epoch`, in order.
@@ -57,11 +61,33 @@ IMGNORM_API std::vector<std::size_t> epoch_indices(std::size_t n, const LoaderOp
 /// Batches per epoch for this rank (the last one may be smaller unless drop_last).
 IMGNORM_API std::size_t batches_per_epoch(std::size_t n, const LoaderOptions& options);
 
-/// Frees a batch buffer (allocated with std::aligned_alloc).
+/// Releases a batch buffer: back to its pool when the pool has room (so a later batch can reuse
+/// memory that is already mapped), else to the allocator. Only a buffer the owner released is
+/// ever reused: a batch a consumer still holds is never written again.
 struct BatchFree {
+  std::shared_ptr<BatchPool> pool;
+  std::size_t size = 0;
   void operator()(std::uint8_t* p) const noexcept;
 };
 using BatchBuffer = std::unique_ptr<std::uint8_t[], BatchFree>;
+
+/// Released batch buffers kept for reuse (at most `capacity`, all of one size). Shared by the
+/// epochs of a loader (LoaderOptions::pool) and by the buffers themselves; thread-safe.
+class IMGNORM_API BatchPool : public std::enable_shared_from_this<BatchPool> {
+ public:
+  explicit BatchPool(std::size_t capacity = 4) : capacity_(capacity) {}
+  ~BatchPool();
+  /// A buffer of at least `bytes` bytes (uninitialized): a released one of that size, or a new
+  /// 2 MiB-aligned one marked for transparent huge pages.
+  BatchBuffer get(std::size_t bytes);
+  /// Takes `p` back (called by BatchFree); frees it when the pool is full or the size differs.
+  void put(std::uint8_t* p, std::size_t size) noexcept;
+
+ private:
+  std::mutex mutex_;
+  std::size_t capacity_;
+  std::vector<std::pair<std::uint8_t*, std::size_t>> free_;
+};
 
 /// One batch: `rows` rows of the job's row layout; a fresh allocation the caller owns.
 struct Batch {

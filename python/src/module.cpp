@@ -663,6 +663,7 @@ py::array py_load(const std::string& path, const py::dict& kw) {
 
 struct PyLoaderJob {
   std::unique_ptr<Normalization> job;
+  std::shared_ptr<BatchPool> pool = std::make_shared<BatchPool>(6);  // shared by its epochs
 };
 
 LoaderOptions loader_options(const py::dict& kw) {
@@ -752,10 +753,12 @@ py::object epoch_next(PyEpoch& self) {
   std::vector<py::ssize_t> shape = layout == Layout::nhwc ? std::vector<py::ssize_t>{rows, h, w, c}
                                                           : std::vector<py::ssize_t>{rows, c, h, w};
   const bool raw = self.raw;
-  auto* owner = b->images.release();
-  py::capsule base(owner, [](void* p) { BatchFree{}(static_cast<std::uint8_t*>(p)); });
+  // The capsule owns the buffer; when numpy frees the array, the buffer returns to the
+  // loader's pool (or to the allocator), never earlier.
+  auto* holder = new BatchBuffer(std::move(b->images));
+  py::capsule base(holder, [](void* p) { delete static_cast<BatchBuffer*>(p); });
   py::array images(raw ? py::dtype::of<std::uint8_t>() : numpy_dtype(n.normalizer().format().dtype),
-                   shape, {}, owner, base);
+                   shape, {}, holder->get(), base);
   py::object labels = py::none();
   if (n.labels()) {
     std::vector<std::uint8_t> bytes(b->labels.size() * sizeof(std::int64_t));
@@ -794,7 +797,8 @@ void bind_loader(py::module_& m) {
       .def(py::init([](std::shared_ptr<PyLoaderJob> job, const py::dict& kw, std::uint64_t epoch) {
              auto e = std::make_shared<PyEpoch>();
              e->job = job;
-             const LoaderOptions o = loader_options(kw);
+             LoaderOptions o = loader_options(kw);
+             o.pool = job->pool;
              e->raw = o.raw_u8;
              e->epoch = std::make_unique<EpochLoader>(*job->job, o, epoch);
              return e;
