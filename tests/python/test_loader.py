@@ -478,3 +478,24 @@ def test_train_loop_example(flowers):
     assert losses, p.stdout
     assert all(math.isfinite(v) for v in losses), p.stdout
     assert took < 60, took
+
+
+def test_pooled_buffers_are_reused_only_after_release(flowers):
+    """Released batches' memory is recycled, held ones never: batches kept across two epochs stay
+    intact and distinct while later batches are produced."""
+    import numpy as np
+
+    s = imgnorm.stats(flowers, size=32, progress=False)
+    loader = imgnorm.Loader(flowers, stats=s, size=32, batch_size=8, shuffle=True)
+    want, _ = imgnorm.normalize(flowers, stats=s, size=32, progress=False)
+    kept = []
+    for epoch in range(2):
+        loader.set_epoch(epoch)
+        for images, labels, idx in loader.batches(with_indices=True):
+            kept.append((images, idx))
+        for images, labels in loader:  # a third pass whose batches are dropped at once
+            pass
+    for i, (a, ia) in enumerate(kept):
+        assert np.array_equal(a, want[ia])
+        for b, _ in kept[i + 1:]:
+            assert not np.shares_memory(a, b)
