@@ -56,7 +56,10 @@ bool check_output_folder(const std::string& dir) {
       throw Error(ErrorCode::io, dir + ": exists and is not a folder");
     return true;
   }
-  auto parent = std::filesystem::absolute(dir, ec).lexically_normal().parent_path();
+  // "out/" names the folder "out": drop the empty last component before asking for the parent.
+  auto parent = std::filesystem::absolute(dir, ec).lexically_normal();
+  if (!parent.has_filename()) parent = parent.parent_path();
+  parent = parent.parent_path();
   if (!std::filesystem::is_directory(parent, ec))
     throw Error(ErrorCode::io,
                 dir + ": cannot create it: folder " + parent.string() + " does not exist");
@@ -437,8 +440,10 @@ Manifest Normalization::manifest(const NormalizeResult& r) const {
 NormalizeResult normalize_to_folder(Normalization& job, const std::string& dir, bool force,
                                     const PipelineOptions& options,
                                     const PipelineOptions* fit_options) {
-  const std::string images = dir + "/images.npy", labels = dir + "/labels.npy",
-                    manifest = dir + "/manifest.json";
+  const std::string base =
+      dir.size() > 1 && dir.back() == '/' ? dir.substr(0, dir.find_last_not_of('/') + 1) : dir;
+  const std::string images = base + "/images.npy", labels = base + "/labels.npy",
+                    manifest = base + "/manifest.json";
   // Outputs are checked before any work; the folder is created only when the data is ready.
   if (!job.input().array && !job.input().from_list) check_not_inside(dir, job.input().source);
   if (check_output_folder(dir)) {

@@ -1008,3 +1008,18 @@ TEST(normalize, make_normalizer_refuses_fit_and_checks_channels) {
     EXPECT_NE(std::string(e.what()).find("channels"), std::string::npos) << e.what();
   }
 }
+
+TEST(normalize, output_folder_spelled_with_a_trailing_slash) {
+  // The README's own example writes `-o test_out/`: a new folder named with a trailing slash.
+  TempDir tmp;
+  TestDataset ds = make_dataset(tmp.path / "data", {"apple", "banana"}, false);
+  NormalizeJob job = job_of(Mode::scale);
+  Normalization n(job, ds.root);
+  const std::string out = tmp.str("out") + "/";
+  const NormalizeResult r = normalize_to_folder(n, out, false, threads(2));
+  EXPECT_EQ(read_npy(tmp.str("out") + "/images.npy").header.shape[0], r.rows);
+  Normalization again(job, ds.root);
+  EXPECT_THROW(normalize_to_folder(again, out + "/", false, threads(2)), Error);  // exists: --force
+  Normalization forced(job, ds.root);
+  EXPECT_EQ(normalize_to_folder(forced, out + "/", true, threads(2)).rows, r.rows);
+}

@@ -63,7 +63,8 @@ NormalizeJob make_job(const CLI::App& app, const NormalizeFlags& f) {
   return job;
 }
 
-void print_result(const Normalization& n, const NormalizeResult& r, const std::string& dir) {
+void print_result(const Normalization& n, const NormalizeResult& r, std::string dir) {
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
   const auto shape = n.shape(r.rows);
   const Normalizer& norm = n.normalizer();
   fmt::print("imgnorm normalize: {} images -> {}/images.npy ({} {} {}, {}), mode {}\n", r.rows, dir,
