@@ -23,8 +23,8 @@
 #include "imgnorm/npy.hpp"
 #include "imgnorm/stats.hpp"
 #include "imgnorm/transform.hpp"
-#include "transform_kernels.hpp"
 #include "stats_ref.hpp"
+#include "transform_kernels.hpp"
 
 namespace {
 

@@ -19,9 +19,9 @@
 #include <string_view>
 #include <vector>
 
+#include "exif.hpp"
 #include "imgnorm/dataset.hpp"
 #include "imgnorm/decode.hpp"
-#include "exif.hpp"
 #include "imgnorm/error.hpp"
 #include "imgnorm/image.hpp"
 #include "imgnorm/npy.hpp"

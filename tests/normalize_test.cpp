@@ -4,6 +4,7 @@
 // the exact statistics) or from the formula evaluated here in double.
 
 #include "imgnorm/normalize.hpp"
+#include "test_files.hpp"
 
 #include "transform_kernels.hpp"
 
@@ -33,58 +34,7 @@ namespace {
 
 const std::string kData = IMGNORM_TEST_DATA;
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/imgnorm-normalize-XXXXXX";
-    path = mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string str(const std::string& name) const { return (path / name).string(); }
-};
-
-void write_bytes(const fs::path& p, const std::string& bytes) {
-  std::ofstream(p, std::ios::binary) << bytes;
-}
-
-std::string read_bytes(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
-
-// Deterministic pixels: a gradient with noise, so resizing and the statistics are not trivial.
-std::vector<std::uint8_t> test_pixels(int w, int h, int c, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::vector<std::uint8_t> px(static_cast<std::size_t>(w) * h * c);
-  for (int y = 0; y < h; ++y)
-    for (int x = 0; x < w; ++x)
-      for (int k = 0; k < c; ++k)
-        px[(static_cast<std::size_t>(y) * w + x) * c + k] = static_cast<std::uint8_t>(
-            (x * 17 + y * 29 + k * 70 + static_cast<int>(rng() % 48)) & 255);
-  return px;
-}
-
-// An 8-bit PNG (gray or RGB) written with libspng.
-void write_png(const fs::path& p, int w, int h, int c, unsigned seed) {
-  std::vector<std::uint8_t> px = test_pixels(w, h, c, seed);
-  spng_ctx* ctx = spng_ctx_new(SPNG_CTX_ENCODER);
-  ASSERT_NE(ctx, nullptr);
-  spng_set_option(ctx, SPNG_ENCODE_TO_BUFFER, 1);
-  spng_ihdr ihdr{};
-  ihdr.width = static_cast<std::uint32_t>(w);
-  ihdr.height = static_cast<std::uint32_t>(h);
-  ihdr.bit_depth = 8;
-  ihdr.color_type = c == 3 ? SPNG_COLOR_TYPE_TRUECOLOR : SPNG_COLOR_TYPE_GRAYSCALE;
-  ASSERT_EQ(spng_set_ihdr(ctx, &ihdr), 0);
-  ASSERT_EQ(spng_encode_image(ctx, px.data(), px.size(), SPNG_FMT_PNG, SPNG_ENCODE_FINALIZE), 0);
-  std::size_t len = 0;
-  int err = 0;
-  void* buf = spng_get_png_buffer(ctx, &len, &err);
-  ASSERT_EQ(err, 0);
-  write_bytes(p, std::string(static_cast<const char*>(buf), len));
-  std::free(buf);
-  spng_ctx_free(ctx);
-}
+using namespace imgnorm::testing;
 
 // A class-folder dataset: the images that decode, in the order the manifest must list them
 // (sorted by class, then relative path, bytewise), and the files that must be skipped.

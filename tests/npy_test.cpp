@@ -200,9 +200,8 @@ TEST(npy, reads_what_numpy_writes) {
     int case_index;
   };
   for (const Expect& e :
-       {Expect{"u1.npy", DType::uint8, {2, 3, 4}, 1},
-        Expect{"f2.npy", DType::float16, {24}, 5}, Expect{"i8.npy", DType::int64, {24, 1}, 4},
-        Expect{"b1.npy", DType::bool_, {3, 8}, 0}}) {
+       {Expect{"u1.npy", DType::uint8, {2, 3, 4}, 1}, Expect{"f2.npy", DType::float16, {24}, 5},
+        Expect{"i8.npy", DType::int64, {24, 1}, 4}, Expect{"b1.npy", DType::bool_, {3, 8}, 0}}) {
     SCOPED_TRACE(e.file);
     imgnorm::NpyArray a = imgnorm::read_npy(dir.file(e.file));
     EXPECT_EQ(a.header.dtype, e.dtype);
@@ -474,4 +473,14 @@ TEST(npy, write_errors_name_the_path) {
   ::waitpid(pid, &status, 0);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
   EXPECT_TRUE(dir.entries().empty());
+}
+
+TEST(npy, has_npy_extension_ignores_case_and_needs_the_dot) {
+  EXPECT_TRUE(imgnorm::has_npy_extension("x.npy"));
+  EXPECT_TRUE(imgnorm::has_npy_extension("dir/X.NPY"));
+  EXPECT_TRUE(imgnorm::has_npy_extension(".npy"));
+  EXPECT_FALSE(imgnorm::has_npy_extension("npy"));
+  EXPECT_FALSE(imgnorm::has_npy_extension("x_npy"));
+  EXPECT_FALSE(imgnorm::has_npy_extension("flowers/"));
+  EXPECT_FALSE(imgnorm::has_npy_extension("x.npy.txt"));
 }
