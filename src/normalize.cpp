@@ -33,13 +33,6 @@ void check_cancel(const std::atomic<bool>* cancel) {
   if (cancel && cancel->load()) throw Error(ErrorCode::interrupted, "interrupted");
 }
 
-bool ends_with_npy(const std::string& s) {
-  if (s.size() < 4) return false;
-  std::string t = s.substr(s.size() - 4);
-  std::transform(t.begin(), t.end(), t.begin(), [](unsigned char c) { return std::tolower(c); });
-  return t == ".npy";
-}
-
 std::string absolute_path(const std::string& p) {
   std::error_code ec;
   auto a = std::filesystem::absolute(p, ec);
@@ -116,7 +109,7 @@ void NpyFileSink::end(std::uint64_t rows) {
 
 NormalizeInput open_input(const std::string& input, const std::string& list) {
   NormalizeInput in;
-  if (list.empty() && ends_with_npy(input)) {
+  if (list.empty() && has_npy_extension(input)) {
     in.source = input;
     in.array = ImageArray::open_npy(input);
     return in;
@@ -144,7 +137,7 @@ Normalization::Normalization(NormalizeJob job, NormalizeInput input)
 
 Normalization::Normalization(NormalizeJob job, const std::string& input, const std::string& list)
     : job_(std::move(job)) {
-  check_job(list.empty() && ends_with_npy(input));
+  check_job(list.empty() && has_npy_extension(input));
   input_ = open_input(input, list);
   bind_input();
 }

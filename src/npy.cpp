@@ -485,4 +485,11 @@ void write_npy(const std::string& path, DType dtype, const std::vector<std::uint
   w.commit();
 }
 
+bool has_npy_extension(const std::string& path) {
+  if (path.size() < 4) return false;
+  std::string t = path.substr(path.size() - 4);
+  for (char& c : t) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return t == ".npy";
+}
+
 }  // namespace imgnorm

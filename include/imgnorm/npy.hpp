@@ -136,6 +136,10 @@ class IMGNORM_API NpyWriter {
   bool committed_ = false;
 };
 
+/// True when `path` ends in ".npy" (any case): how the CLI and open_input tell an array from a
+/// dataset folder.
+IMGNORM_API bool has_npy_extension(const std::string& path);
+
 /// Writes a whole array in one call (through NpyWriter, so also atomically). `data` holds
 /// product(shape) elements of `dtype`.
 IMGNORM_API void write_npy(const std::string& path, DType dtype,

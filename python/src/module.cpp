@@ -213,122 +213,75 @@ py::object interval_array(const PyStats& s, bool mean) {
   return std::move(out);
 }
 
-void bind_stats(py::module_& m) {
-  py::class_<PyStats, std::shared_ptr<PyStats>> c(m, "Stats");
-  c.def_static(
-       "load", [](const std::string& path) { return PyStats(read_stats_file(path)); },
-       py::arg("path"))
-      .def_static(
-          "from_json", [](const std::string& text) { return PyStats(stats_from_json(text)); },
-          py::arg("text"))
-      .def("to_json", [](const PyStats& s) { return to_json(*s.file); })
-      .def(
-          "save",
-          [](const PyStats& s, const std::string& path, bool force) {
-            write_file_atomic(path, to_json(*s.file), force);
-          },
-          py::arg("path"), py::arg("force") = false)
-      .def(py::pickle([](const PyStats& s) { return to_json(*s.file); },
-                      [](const std::string& text) { return PyStats(stats_from_json(text)); }))
-      .def_property_readonly("mean",
-                             [](const PyStats& s) {
-                               return per_channel(s,
-                                                  [](const ChannelSummary& c) { return c.mean; });
-                             })
-      .def_property_readonly("std",
-                             [](const PyStats& s) {
-                               return per_channel(s, [](const ChannelSummary& c) { return c.std; });
-                             })
-      .def_property_readonly("variance",
-                             [](const PyStats& s) {
-                               return per_channel(
-                                   s, [](const ChannelSummary& c) { return c.variance; });
-                             })
-      .def_property_readonly("mean_unit",
-                             [](const PyStats& s) {
-                               return per_channel(
-                                   s, [](const ChannelSummary& c) { return c.mean_unit; });
-                             })
-      .def_property_readonly("std_unit",
-                             [](const PyStats& s) {
-                               return per_channel(
-                                   s, [](const ChannelSummary& c) { return c.std_unit; });
-                             })
-      .def_property_readonly("min",
-                             [](const PyStats& s) {
-                               return per_channel(
-                                   s, [](const ChannelSummary& c) { return double(c.min); });
-                             })
-      .def_property_readonly("max",
-                             [](const PyStats& s) {
-                               return per_channel(
-                                   s, [](const ChannelSummary& c) { return double(c.max); });
-                             })
-      .def_property_readonly("median",
-                             [](const PyStats& s) {
-                               return per_channel(s,
-                                                  [](const ChannelSummary& c) { return c.median; });
-                             })
-      .def_property_readonly("mean_image_std",
-                             [](const PyStats& s) {
-                               return per_channel(
-                                   s, [](const ChannelSummary& c) { return c.mean_image_std; });
-                             })
-      .def_property_readonly("percentiles",
-                             [](const PyStats& s) {
-                               const auto& ch = s.summary.channel;
-                               py::array_t<double> out({py::ssize_t(ch.size()), py::ssize_t(4)});
-                               auto v = out.mutable_unchecked<2>();
-                               for (std::size_t c = 0; c < ch.size(); ++c)
-                                 for (int k = 0; k < 4; ++k) v(c, k) = ch[c].percentiles[k];
-                               return out;
-                             })
-      .def_property_readonly("covariance",
-                             [](const PyStats& s) {
-                               const py::ssize_t n = s.summary.channels;
-                               py::array_t<double> out({n, n});
-                               std::copy(s.summary.covariance.begin(), s.summary.covariance.end(),
-                                         out.mutable_data());
-                               return out;
-                             })
-      .def_property_readonly("eigenvalues",
-                             [](const PyStats& s) {
-                               py::array_t<double> out(py::ssize_t(s.summary.eigenvalues.size()));
-                               std::copy(s.summary.eigenvalues.begin(), s.summary.eigenvalues.end(),
-                                         out.mutable_data());
-                               return out;
-                             })
-      .def_property_readonly("eigenvectors",
-                             [](const PyStats& s) {
-                               const py::ssize_t n = s.summary.channels;
-                               py::array_t<double> out({n, n});
-                               std::copy(s.summary.eigenvectors.begin(),
-                                         s.summary.eigenvectors.end(), out.mutable_data());
-                               return out;
-                             })
-      .def_property_readonly("histogram",
-                             [](const PyStats& s) {
-                               const int n = s.file->acc.channels();
-                               py::array_t<std::uint64_t> out({py::ssize_t(n), py::ssize_t(256)});
-                               for (int ch = 0; ch < n; ++ch)
-                                 std::copy(s.file->acc.histogram(ch).begin(),
-                                           s.file->acc.histogram(ch).end(),
-                                           out.mutable_data() + 256 * ch);
-                               return out;
-                             })
-      .def_property_readonly("mean_image",
-                             [](const PyStats& s) -> py::object {
-                               if (s.file->acc.pixel_sums().empty()) return py::none();
-                               std::vector<double> m = mean_image(s.file->acc);
-                               const Size sz = s.file->acc.mean_image_size();
-                               std::vector<std::uint8_t> bytes(m.size() * sizeof(double));
-                               std::memcpy(bytes.data(), m.data(), bytes.size());
-                               return owning_array(std::move(bytes), py::dtype::of<double>(),
-                                                   {sz.height, sz.width, s.file->acc.channels()});
-                             })
-      .def_property_readonly("mean_ci", [](const PyStats& s) { return interval_array(s, true); })
-      .def_property_readonly("std_ci", [](const PyStats& s) { return interval_array(s, false); })
-      .def_property_readonly("images", [](const PyStats& s) { return s.file->acc.images(); })
+// Per-channel numbers of a Summary, as (C,) float64 arrays.
+void bind_stats_values(py::class_<PyStats, std::shared_ptr<PyStats>>& c) {
+  static const std::pair<const char*, double ChannelSummary::*> kDoubles[] = {
+      {"mean", &ChannelSummary::mean},
+      {"std", &ChannelSummary::std},
+      {"variance", &ChannelSummary::variance},
+      {"mean_unit", &ChannelSummary::mean_unit},
+      {"std_unit", &ChannelSummary::std_unit},
+      {"median", &ChannelSummary::median},
+      {"mean_image_std", &ChannelSummary::mean_image_std}};
+  for (const auto& [name, member] : kDoubles)
+    c.def_property_readonly(name, [member = member](const PyStats& s) {
+      return per_channel(s, [member](const ChannelSummary& ch) { return ch.*member; });
+    });
+  static const std::pair<const char*, int ChannelSummary::*> kInts[] = {
+      {"min", &ChannelSummary::min}, {"max", &ChannelSummary::max}};
+  for (const auto& [name, member] : kInts)
+    c.def_property_readonly(name, [member = member](const PyStats& s) {
+      return per_channel(s, [member](const ChannelSummary& ch) { return double(ch.*member); });
+    });
+  // The C×C matrices and the C eigenvalues of the Summary.
+  struct Array {
+    const char* name;
+    std::vector<double> Summary::*member;
+    bool square;
+  };
+  static const Array kArrays[] = {{"covariance", &Summary::covariance, true},
+                                  {"eigenvectors", &Summary::eigenvectors, true},
+                                  {"eigenvalues", &Summary::eigenvalues, false}};
+  for (const Array& a : kArrays)
+    c.def_property_readonly(a.name, [a](const PyStats& s) {
+      const std::vector<double>& v = s.summary.*a.member;
+      const py::ssize_t n = s.summary.channels;
+      py::array_t<double> out = a.square ? py::array_t<double>({n, n}) : py::array_t<double>(n);
+      std::copy(v.begin(), v.end(), out.mutable_data());
+      return out;
+    });
+  c.def_property_readonly("percentiles", [](const PyStats& s) {
+    const auto& ch = s.summary.channel;
+    py::array_t<double> out({py::ssize_t(ch.size()), py::ssize_t(4)});
+    auto v = out.mutable_unchecked<2>();
+    for (std::size_t k = 0; k < ch.size(); ++k)
+      for (int i = 0; i < 4; ++i) v(k, i) = ch[k].percentiles[i];
+    return out;
+  });
+  c.def_property_readonly("histogram", [](const PyStats& s) {
+    const int n = s.file->acc.channels();
+    py::array_t<std::uint64_t> out({py::ssize_t(n), py::ssize_t(256)});
+    for (int ch = 0; ch < n; ++ch)
+      std::copy(s.file->acc.histogram(ch).begin(), s.file->acc.histogram(ch).end(),
+                out.mutable_data() + 256 * ch);
+    return out;
+  });
+  c.def_property_readonly("mean_image", [](const PyStats& s) -> py::object {
+    if (s.file->acc.pixel_sums().empty()) return py::none();
+    const std::vector<double> m = mean_image(s.file->acc);
+    const Size sz = s.file->acc.mean_image_size();
+    std::vector<std::uint8_t> bytes(m.size() * sizeof(double));
+    std::memcpy(bytes.data(), m.data(), bytes.size());
+    return owning_array(std::move(bytes), py::dtype::of<double>(),
+                        {sz.height, sz.width, s.file->acc.channels()});
+  });
+  c.def_property_readonly("mean_ci", [](const PyStats& s) { return interval_array(s, true); });
+  c.def_property_readonly("std_ci", [](const PyStats& s) { return interval_array(s, false); });
+}
+
+// What the statistics cover: counts, classes, files, recipe, sample, shard.
+void bind_stats_counts(py::class_<PyStats, std::shared_ptr<PyStats>>& c) {
+  c.def_property_readonly("images", [](const PyStats& s) { return s.file->acc.images(); })
       .def_property_readonly("pixels", [](const PyStats& s) { return s.file->acc.pixels(); })
       .def_property_readonly("channels", [](const PyStats& s) { return s.file->acc.channels(); })
       .def_property_readonly("channel_order",
@@ -366,6 +319,27 @@ void bind_stats(py::module_& m) {
         for (const auto& k : s.file->ignored) l.append(py::make_tuple(k.path, k.reason));
         return l;
       });
+}
+
+void bind_stats(py::module_& m) {
+  py::class_<PyStats, std::shared_ptr<PyStats>> c(m, "Stats");
+  c.def_static(
+       "load", [](const std::string& path) { return PyStats(read_stats_file(path)); },
+       py::arg("path"))
+      .def_static(
+          "from_json", [](const std::string& text) { return PyStats(stats_from_json(text)); },
+          py::arg("text"))
+      .def("to_json", [](const PyStats& s) { return to_json(*s.file); })
+      .def(
+          "save",
+          [](const PyStats& s, const std::string& path, bool force) {
+            write_file_atomic(path, to_json(*s.file), force);
+          },
+          py::arg("path"), py::arg("force") = false)
+      .def(py::pickle([](const PyStats& s) { return to_json(*s.file); },
+                      [](const std::string& text) { return PyStats(stats_from_json(text)); }));
+  bind_stats_values(c);
+  bind_stats_counts(c);
 }
 
 // ---- recipe and jobs from keywords --------------------------------------------------------------

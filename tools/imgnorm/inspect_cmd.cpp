@@ -4,8 +4,6 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
-#include <algorithm>
-#include <cctype>
 #include <memory>
 
 #include "cli.hpp"
@@ -13,13 +11,6 @@
 
 namespace imgnorm::cli {
 namespace {
-
-bool ends_with_npy(const std::string& s) {
-  if (s.size() < 4) return false;
-  std::string t = s.substr(s.size() - 4);
-  std::transform(t.begin(), t.end(), t.begin(), [](unsigned char c) { return std::tolower(c); });
-  return t == ".npy";
-}
 
 int print_inspection(const std::string& path, const std::string& layout) {
   std::optional<Layout> l;
@@ -52,7 +43,7 @@ Command add_inspect_command(CLI::App& app) {
   sub->add_option("--layout", f->layout, "Channel axis of a .npy: nhwc (last) | nchw (axis 1)")
       ->check(CLI::IsMember({"nhwc", "nchw"}));
   return {sub, [f] {
-            if (ends_with_npy(f->input)) return print_inspection(f->input, f->layout);
+            if (has_npy_extension(f->input)) return print_inspection(f->input, f->layout);
             print_summary(read_stats_file(f->input), "table");
             return static_cast<int>(kOk);
           }};
