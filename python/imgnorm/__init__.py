@@ -237,7 +237,8 @@ def normalize(dataset=None, *, list=None, stats=None, fit=False, mode="standardi
     Without ``out``: returns ``(x, y)``, x the normalized array (owning its memory), y the int64
     labels (training class ids), or None for array input or labels=False. With ``out=DIR``: writes
     images.npy, labels.npy and manifest.json there (committed whole; ``force`` replaces) and
-    returns ``(rows, skipped)``.
+    returns ``(rows, skipped)``. In memory, files that cannot be read are skipped with one
+    warning listing them (their rows are absent, as in the CLI's output).
     """
     kw = _job_kwargs(stats, mode, range, unit, mean, std, mean_image, divide_std, eps, layout,
                      dtype, channels)
@@ -250,7 +251,7 @@ def normalize(dataset=None, *, list=None, stats=None, fit=False, mode="standardi
     if out is not None:
         return result
     x, y, _files, skipped = result
-    if skipped and not (progress is False):
+    if skipped:
         import warnings
 
         warnings.warn(f"{len(skipped)} files skipped: " +
