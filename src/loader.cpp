@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <new>
 #include <numeric>
 
@@ -184,12 +185,38 @@ void EpochLoader::produce() {
     PipelineOptions po = options_.pipeline;
     po.cancel = &cancel_;
     const int slots = pipeline_slots(po);
-    std::vector<std::uint8_t> slot_data(static_cast<std::size_t>(slots) * rb);
 
     const std::shared_ptr<BatchPool> pool =
         options_.pool
             ? options_.pool
             : std::make_shared<BatchPool>(static_cast<std::size_t>(options_.prefetch) + 2);
+
+    // Rows are written by the workers straight into their batch, at a tentative position chosen
+    // in order when the image starts: max(previous + 1, index - skips known so far). Files that
+    // fail later than that shift the rows after them down; the in-order stage then moves a row
+    // from its tentative to its actual position. Tentative positions strictly increase and are
+    // never below the actual ones, so a move never touches a row still being written.
+    std::mutex batches_mutex;  // the source stage and the in-order stage both reach the map
+    std::map<std::size_t, BatchBuffer> batches;  // batch number -> buffer, allocated on demand
+    auto row_at = [&](std::size_t position) {
+      std::lock_guard<std::mutex> lock(batches_mutex);
+      BatchBuffer& b = batches[position / bs];
+      if (!b) b = pool->get(bs * rb);
+      return b.get() + position % bs * rb;
+    };
+    std::vector<std::size_t> tentative(static_cast<std::size_t>(slots));
+    std::vector<std::uint8_t*> slot_row(static_cast<std::size_t>(slots));
+    std::atomic<std::size_t> skips{0};
+    std::size_t next_tentative = 0;  // source stage only
+    std::size_t rows = 0;            // in-order stage only: rows placed so far
+    po.on_start = [&](std::size_t index, int slot) {
+      const std::size_t known = skips.load(std::memory_order_acquire);
+      const std::size_t p = std::max(next_tentative, index - known);
+      next_tentative = p + 1;
+      tentative[static_cast<std::size_t>(slot)] = p;
+      slot_row[static_cast<std::size_t>(slot)] = row_at(p);
+    };
+
     Batch cur;
     auto push = [&](Batch&& b) {
       std::unique_lock<std::mutex> lock(mutex_);
@@ -200,10 +227,17 @@ void EpochLoader::produce() {
       queue_.push_back(std::move(b));
       ready_.notify_all();
     };
+    auto take_batch = [&](std::size_t number) {
+      std::lock_guard<std::mutex> lock(batches_mutex);
+      auto it = batches.find(number);
+      BatchBuffer b = std::move(it->second);
+      batches.erase(it);
+      return b;
+    };
     run_pipeline(
         entries, recipe, po,
         [&](const LoadedImage& li) {
-          std::uint8_t* dst = slot_data.data() + static_cast<std::size_t>(li.slot) * rb;
+          std::uint8_t* dst = slot_row[static_cast<std::size_t>(li.slot)];
           if (options_.raw_u8) {
             copy_raw(li.image, layout, dst);
           } else {
@@ -214,6 +248,7 @@ void EpochLoader::produce() {
         [&](std::size_t index, int slot, const Error* error) {
           const Entry& e = entries[index];
           if (error) {
+            skips.fetch_add(1, std::memory_order_release);
             {
               std::lock_guard<std::mutex> lock(mutex_);
               skipped_.push_back({e.path, error->code(), error->what()});
@@ -221,21 +256,23 @@ void EpochLoader::produce() {
             if (options_.pipeline.on_skip) options_.pipeline.on_skip(e.path, *error);
             return;
           }
-          if (!cur.images) {
-            // A fresh buffer per batch, never reused: the consumer owns what it was handed.
-            cur.images = pool->get(bs * rb);
-            cur.row_bytes = rb;
-          }
-          std::memcpy(cur.images.get() + cur.rows * rb,
-                      slot_data.data() + static_cast<std::size_t>(slot) * rb, rb);
+          const std::size_t from = tentative[static_cast<std::size_t>(slot)];
+          if (from != rows) std::memcpy(row_at(rows), slot_row[static_cast<std::size_t>(slot)], rb);
+          ++rows;
           if (job_.labels()) cur.labels.push_back(job_.label_of(e));
           cur.indices.push_back(order_[index]);
           if (++cur.rows == bs) {
+            cur.images = take_batch((rows - 1) / bs);
+            cur.row_bytes = rb;
             push(std::move(cur));
             cur = Batch{};
           }
         });
-    if (cur.rows > 0 && !options_.drop_last) push(std::move(cur));
+    if (cur.rows > 0 && !options_.drop_last) {
+      cur.images = take_batch((rows - 1) / bs);
+      cur.row_bytes = rb;
+      push(std::move(cur));
+    }
   } catch (...) {
     std::lock_guard<std::mutex> lock(mutex_);
     error_ = std::current_exception();

@@ -171,6 +171,7 @@ void run_pipeline(const std::vector<Entry>& entries, const Recipe& recipe,
       item->index = next++;
       item->slot = slot;
       item->error.reset();
+      if (options.on_start) options.on_start(item->index, slot);
       IMGNORM_TSAN_RELEASE(item);
     }
     IMGNORM_TSAN_RELEASE(&next);

@@ -407,6 +407,55 @@ TEST(loader, every_good_file_once_per_epoch_with_the_normalize_rows_and_labels) 
   }
 }
 
+// Rows are written straight into their batch at a tentative position and moved down when files
+// before them turn out to be broken: many broken files (runs of them, and at the start and end),
+// every batch size from 1 up, few and many images in flight.
+TEST(loader, rows_written_in_place_are_moved_past_many_skipped_files) {
+  TempDir tmp;
+  TestDataset ds = make_dataset(tmp.path / "data", {"a", "b", "c"}, 9);
+  const std::string text = read_bytes(kData + "/text.jpg");
+  for (const char* cls : {"a", "b", "c"})
+    for (int i = 0; i < 7; ++i) {
+      const fs::path p = tmp.path / "data" / cls / numbered(i < 3 ? "0bad" : "zbad", i, ".jpg");
+      write_bytes(p, text);
+      ds.broken.insert(p.string());
+    }
+  Normalization n(job_of(Mode::per_image, Layout::nchw), ds.root);
+  n.prepare(threads(2));
+  const Reference ref = reference_of(n);
+  const std::vector<Entry>& entries = n.input().dataset.entries;
+  const std::size_t good = entries.size() - ds.broken.size();
+  ASSERT_EQ(ref.result.rows, good);
+  for (std::size_t bs : {1u, 2u, 3u, 7u, 64u})
+    for (int t : {1, 2, 4})
+      for (int tokens : {1, 3, 16})
+        for (bool shuffle : {false, true}) {
+          SCOPED_TRACE("batch " + std::to_string(bs) + " threads " + std::to_string(t) +
+                       " tokens " + std::to_string(tokens) + " shuffle " + std::to_string(shuffle));
+          LoaderOptions o = loader_options(bs, shuffle, t);
+          o.pipeline.tokens = tokens;
+          const EpochRun run = run_epoch(n, o, 3);
+          std::vector<std::size_t> want;
+          for (std::size_t i : epoch_indices(entries.size(), o, 3))
+            if (!ds.broken.count(entries[i].path)) want.push_back(i);
+          std::vector<std::size_t> got;
+          for (std::size_t b = 0; b < run.batches.size(); ++b) {
+            const Batch& batch = run.batches[b];
+            ASSERT_EQ(batch.rows, std::min(bs, good - b * bs));
+            for (std::size_t k = 0; k < batch.rows; ++k) {
+              const std::size_t index = batch.indices[k];
+              got.push_back(index);
+              const std::size_t row = ref.row_of.at(entries[index].path);
+              ASSERT_EQ(0, std::memcmp(batch.images.get() + k * batch.row_bytes,
+                                       ref.data.data() + row * ref.row_bytes, ref.row_bytes))
+                  << entries[index].path << " in batch " << b << " row " << k;
+            }
+          }
+          ASSERT_EQ(got, want);
+          ASSERT_EQ(run.skipped.size(), ds.broken.size());
+        }
+}
+
 TEST(loader, epochs_differ_with_shuffle_and_batches_are_independent_of_the_thread_count) {
   TempDir tmp;
   TestDataset ds = make_dataset(tmp.path / "data", {"apple", "banana", "cherry"}, 5);

@@ -36,6 +36,10 @@ struct PipelineOptions {
   /// Called from the serial stage, in dataset order, for each file a job skips (the CLI prints
   /// "imgnorm: skipped PATH: REASON"); the job also lists it in its result.
   std::function<void(const std::string& path, const Error& error)> on_skip;
+  /// Called from the serial source stage, in dataset order, when an entry is handed to a worker
+  /// (before its process() call): (entry index, token slot). Lets a caller choose where that
+  /// image's output goes (the loader writes rows straight into their batch).
+  std::function<void(std::size_t index, int slot)> on_start;
 };
 
 /// An image as the parallel stage sees it.
