@@ -90,6 +90,26 @@ def image_files(root):
     return sorted(out)
 
 
+def typed_lists(root):
+    """Two --list files for root, next to it: every image imgnorm reads (mixed) and the JPEGs only
+    (by their first bytes, as imgnorm sniffs them). The decode-only limit and the strong peer read
+    the same lists, so every row of a group covers exactly the same files."""
+    files = image_files(root)
+    base = os.path.dirname(root)
+    out = {}
+    for kind in ("mixed", "jpeg"):
+        path = f"{root}.{kind}.list"
+        with open(path, "w") as f:
+            for p in files:
+                if kind == "jpeg":
+                    with open(p, "rb") as img:
+                        if img.read(2) != b"\xff\xd8":
+                            continue
+                f.write(os.path.relpath(p, base) + "\n")
+        out[kind] = path
+    return out
+
+
 def list_file(root, n):
     """A --list file naming the first n images of root (sorted), next to root."""
     path = f"{root}.first{n}.list"
@@ -319,6 +339,21 @@ def report(args, n_images, cmds, by, kern, pyk, scaling, notes, loader_scaling=(
         if "torch" in by:
             r = ratio("torch", "stats224")
             rows.append(("PyTorch recipe / `stats --size 224`", f"{r:.1f}× faster", "≥ 8×", r >= 8))
+    for size in ("224", "64"):
+        if f"strong{size}" in by and f"stats{size}" in by:
+            r = ratio(f"strong{size}", f"stats{size}")
+            rows.append((f"strongest Python peer / `stats --size {size}` (mixed JPEG + PNG)",
+                         f"{r:.2f}× slower", "(the peer to beat)", None))
+            r = ratio(f"strong{size}", f"decode_{size}")
+            rows.append((f"… strongest Python peer / decode-only at the DCT scale ({size})", f"{r:.2f}×",
+                         "(info)", None))
+    if "stats224_jpeg" in by:
+        r = ratio("stats224_jpeg", "decode_224_jpeg")
+        rows.append(("JPEG files only: `stats --size 224` / decode-only at its DCT scale", f"{r:.2f}×",
+                     "(info)", None))
+        r = ratio("strong224_jpeg", "stats224_jpeg")
+        rows.append(("JPEG files only: strongest Python peer / `stats --size 224`", f"{r:.2f}× slower",
+                     "(info)", None))
     if "stats64" in by:
         r = ratio("stats64", "decode_64")
         rows.append(("`stats --size 64` / decode-only at the DCT scale used", f"{r:.2f}×", "≤ 1.3×",
@@ -557,6 +592,8 @@ def main():
 
     data = dataset("photos-1000", 1000, 7) if args.quick else dataset("photos", 3670, 7)
     n_images = len(image_files(data))
+    lists = typed_lists(data)
+    strong_py = os.path.join(HERE, "peers", "strong.py")
     w = lambda name: os.path.join(WORK, name)  # noqa: E731
     stats_json = w("stats224.json")
     log(f"bench: {n_images} images in {data}; warming the page cache ...")
@@ -579,9 +616,20 @@ def main():
                                                     w("s64.json"), "--force"]),
         Cmd("stats224_t1", "imgnorm stats --size 224 --threads 1",
             [imgnorm, "stats", data, "--size", "224", "--threads", "1", "-q", "-o", w("s224t1.json"), "--force"]),
-        Cmd("decode_full", "decode-only, full size", [decode_only, data]),
-        Cmd("decode_224", "decode-only, DCT scale of --size 224", [decode_only, data, "--min-size", "224"]),
-        Cmd("decode_64", "decode-only, DCT scale of --size 64", [decode_only, data, "--min-size", "64"]),
+        Cmd("decode_full", "decode-only, full size", [decode_only, "--list", lists["mixed"]]),
+        Cmd("decode_224", "decode-only, DCT scale of --size 224",
+            [decode_only, "--list", lists["mixed"], "--min-size", "224"]),
+        Cmd("decode_64", "decode-only, DCT scale of --size 64",
+            [decode_only, "--list", lists["mixed"], "--min-size", "64"]),
+        Cmd("strong224", "strongest Python peer: TurboJPEG (ctypes, same DCT scale) + cv2.resize + "
+                         "cv2.meanStdDev, 2 threads (224)", [PY, strong_py, lists["mixed"], "224"]),
+        Cmd("strong64", "strongest Python peer, same (64)", [PY, strong_py, lists["mixed"], "64"]),
+        Cmd("stats224_jpeg", "imgnorm stats --size 224, JPEG files only",
+            [imgnorm, "stats", "--list", lists["jpeg"], "--size", "224", "-q", "-o", w("s224j.json"), "--force"]),
+        Cmd("decode_224_jpeg", "decode-only, DCT scale of --size 224, JPEG files only",
+            [decode_only, "--list", lists["jpeg"], "--min-size", "224"]),
+        Cmd("strong224_jpeg", "strongest Python peer (224), JPEG files only",
+            [PY, strong_py, lists["jpeg"], "224"]),
     ]
     loader_py = os.path.join(HERE, "peers", "loader.py")
     if has_loader:
@@ -593,6 +641,8 @@ def main():
                                [PY, loader_py, "torch", data, stats_json]))
     if not pydir:
         cmds = [c for c in cmds if not c.key.startswith("py_")]
+    if user_no_peers:
+        cmds = [c for c in cmds if not c.key.startswith("strong")]
     if args.python_only:
         cmds = [c for c in cmds if c.key in ("stats224", "py_stats224", "py_import", "loader", "torch_loader")]
         args.no_peers = args.no_kernels = True
@@ -625,6 +675,17 @@ def main():
         if c.group == "write":
             c.before()  # remove the 2.2 GB outputs
     by = {c.key: c for c in cmds}
+    for key, ref in (("strong224", "s224.json"), ("strong224_jpeg", "s224j.json")):
+        out = epoch_output(by[key]) if key in by else None
+        if key not in by:
+            continue
+        try:
+            want = json.load(open(w(ref)))
+            d = max(max(abs(a - b) for a, b in zip(out[k], want[k])) for k in ("mean", "std"))
+            notes.append(f"{by[key].label}: {out['images']} images; its mean and std differ from imgnorm's "
+                         f"by at most {d:.2g} (0–255 units): the same pixels, summed in float64.")
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            notes.append(f"{by[key].label}: could not compare with imgnorm's {ref} ({e}).")
     for key in ("loader", "torch_loader"):
         out = epoch_output(by[key]) if key in by else None
         if key in by and (out is None or out.get("images") != n_images):

@@ -3,8 +3,11 @@
 // not our code: one decoder handle and reusable buffers per thread, one pread per file.
 //
 //   decode_only DIR [--min-size N] [--threads T]
+//   decode_only --list FILE [--min-size N] [--threads T]
 //   decode_only --write FILE --bytes B
 //
+// --list FILE: exactly the files of an `imgnorm --list` file (paths relative to its folder), so
+// the limit is measured on the files imgnorm reads.
 // --min-size N: decode JPEGs at the smallest DCT scale (1/2, 1/4, 1/8) whose result is still at
 // least N×N, the factor imgnorm picks for `--size N` without --exact-decode.
 // --write FILE --bytes B: no decoding; writes B bytes from one memory buffer to FILE (8 MiB
@@ -95,26 +98,43 @@ int write_only(const char* path, std::uint64_t bytes) {
 int main(int argc, char** argv) {
   if (argc >= 5 && !std::strcmp(argv[1], "--write") && !std::strcmp(argv[3], "--bytes"))
     return write_only(argv[2], std::strtoull(argv[4], nullptr, 10));
-  if (argc < 2 || argv[1][0] == '-') {
+  const bool from_list = argc >= 3 && !std::strcmp(argv[1], "--list");
+  if (argc < 2 || (argv[1][0] == '-' && !from_list)) {
     std::fprintf(stderr,
-                 "usage: decode_only DIR [--min-size N] [--threads T]\n"
+                 "usage: decode_only DIR|--list FILE [--min-size N] [--threads T]\n"
                  "       decode_only --write FILE --bytes B\n");
     return 2;
   }
   int min_size = 0;
   int threads = static_cast<int>(std::thread::hardware_concurrency());
-  for (int i = 2; i + 1 < argc; i += 2) {
+  for (int i = from_list ? 3 : 2; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--min-size")) min_size = std::atoi(argv[i + 1]);
     if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
   }
   threads = std::max(threads, 1);
   std::vector<std::string> files;
-  for (auto& e : fs::recursive_directory_iterator(argv[1])) {
-    if (!e.is_regular_file()) continue;
-    std::string ext = e.path().extension().string();
-    std::transform(ext.begin(), ext.end(), ext.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    if (ext == ".jpg" || ext == ".jpeg" || ext == ".png") files.push_back(e.path().string());
+  if (from_list) {  // exactly the files of an `imgnorm --list` file (relative to its folder)
+    const fs::path base = fs::absolute(argv[2]).parent_path();
+    std::FILE* f = std::fopen(argv[2], "r");
+    if (!f) {
+      std::perror(argv[2]);
+      return 2;
+    }
+    char line[4096];
+    while (std::fgets(line, sizeof line, f)) {
+      std::string s(line);
+      while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+      if (!s.empty() && s[0] != '#') files.push_back((base / s).string());
+    }
+    std::fclose(f);
+  } else {
+    for (auto& e : fs::recursive_directory_iterator(argv[1])) {
+      if (!e.is_regular_file()) continue;
+      std::string ext = e.path().extension().string();
+      std::transform(ext.begin(), ext.end(), ext.begin(),
+                     [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+      if (ext == ".jpg" || ext == ".jpeg" || ext == ".png") files.push_back(e.path().string());
+    }
   }
   std::sort(files.begin(), files.end());
 
