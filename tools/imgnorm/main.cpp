@@ -4,6 +4,7 @@
 
 #include "cli.hpp"
 #include "imgnorm/error.hpp"
+#include "usage.hpp"
 
 int main(int argc, char** argv) {
   using namespace imgnorm::cli;
@@ -29,8 +30,10 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    print_error(e.what());
-    std::fprintf(stderr, "Run 'imgnorm --help' or 'imgnorm COMMAND --help' for usage.\n");
+    const UsageError u =
+        explain_parse_error(app, std::vector<std::string>(argv + 1, argv + argc), e);
+    print_error(u.message);
+    std::fprintf(stderr, "Run '%s --help' for usage.\n", u.help_command.c_str());
     return kUsage;
   }
   install_signal_handlers();
