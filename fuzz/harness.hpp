@@ -97,7 +97,7 @@ inline void decode_checked(const std::uint8_t* data, std::size_t size, const Dec
 }
 
 /// The options encoded in one byte: channel order, orientation, truncation, pixel limit, DCT
-/// prescale target.
+/// prescale target, alpha compositing.
 inline DecodeOptions decode_options(std::uint8_t sel) {
   DecodeOptions opt;
   opt.channels = static_cast<ChannelOrder>(sel % 3);
@@ -106,7 +106,12 @@ inline DecodeOptions decode_options(std::uint8_t sel) {
   opt.max_pixels = (sel & 0x80) != 0 ? 4096 : kFuzzMaxPixels;
   const int target = 1 + (sel >> 5 & 0x03) * 21;  // 1, 22, 43, 64: exercises the DCT prescale
   if ((sel & 0x10) != 0) {
+    // Only JPEG reads min_size and only PNG/WebP read alpha: one bit drives both.
     opt.min_size = [target](Size) { return Size{target, target}; };
+    opt.alpha.composite = true;
+    opt.alpha.background = {static_cast<std::uint8_t>(3 * target),
+                            static_cast<std::uint8_t>(255 - target),
+                            static_cast<std::uint8_t>(target)};
   }
   return opt;
 }

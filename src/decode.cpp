@@ -442,8 +442,9 @@ DecodeInfo Decoder::Impl::decode_jpeg(const std::uint8_t* data, std::size_t size
 
 // ------------------------------------------------------------------------------------------------
 // PNG (libspng), matching OpenCV 4.6's libpng reader: 16-bit samples chopped to the high byte
-// (png_set_strip_16), alpha and tRNS dropped, palettes expanded, 1/2/4-bit gray scaled to 0..255,
-// gray from colour with png_set_rgb_to_gray(1, 0.299, 0.587) including its gamma handling.
+// (png_set_strip_16), alpha and tRNS dropped (unless DecodeOptions::alpha composites them),
+// palettes expanded, 1/2/4-bit gray scaled to 0..255, gray from colour with
+// png_set_rgb_to_gray(1, 0.299, 0.587) including its gamma handling.
 
 namespace {
 
@@ -489,6 +490,38 @@ std::uint32_t png_file_gamma(spng_ctx* ctx) {
   std::uint32_t g = 0;
   if (spng_get_gama_int(ctx, &g) == 0 && g >= 16 && g <= 625000000) return g;
   return 0;
+}
+
+/// Composites `n` pixels of straight (not premultiplied) RGBA with `maxval` 255 or 65535 onto
+/// `bg` (same scale): c' = (c·a + bg·(maxval − a)) / maxval rounded to nearest. maxval is odd, so
+/// the quotient is never exactly half-way. The sum is at most maxval² < 2³².
+template <typename T>
+inline std::uint32_t composite_sample(std::uint32_t c, std::uint32_t a, std::uint32_t bg) {
+  constexpr std::uint32_t kMax = static_cast<T>(~T{0});
+  return (c * a + bg * (kMax - a) + kMax / 2) / kMax;
+}
+
+/// 8-bit RGBA -> packed RGB (`out` may be `rgba` itself: each pixel is read before it is written).
+void composite_rgba8(const std::uint8_t* rgba, std::size_t n, const Alpha& alpha,
+                     std::uint8_t* out) {
+  const auto& bg = alpha.background;
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint32_t r = rgba[4 * i], g = rgba[4 * i + 1], b = rgba[4 * i + 2],
+                        a = rgba[4 * i + 3];
+    out[3 * i] = static_cast<std::uint8_t>(composite_sample<std::uint8_t>(r, a, bg[0]));
+    out[3 * i + 1] = static_cast<std::uint8_t>(composite_sample<std::uint8_t>(g, a, bg[1]));
+    out[3 * i + 2] = static_cast<std::uint8_t>(composite_sample<std::uint8_t>(b, a, bg[2]));
+  }
+}
+
+/// 16-bit RGBA in place (alpha left as it was), background 8-bit × 257.
+void composite_rgba16(std::uint16_t* p, std::size_t n, const Alpha& alpha) {
+  const auto& bg = alpha.background;
+  for (std::size_t i = 0; i < n; ++i, p += 4) {
+    const std::uint32_t a = p[3];
+    for (int c = 0; c < 3; ++c)
+      p[c] = static_cast<std::uint16_t>(composite_sample<std::uint16_t>(p[c], a, bg[c] * 257u));
+  }
 }
 
 }  // namespace
@@ -558,23 +591,47 @@ DecodeInfo Decoder::Impl::decode_png(const std::uint8_t* data, std::size_t size,
     if (orientation != 1) dst = pixels.get(len);
     if (int r = spng_decode_image(ctx, dst, len, fmt, 0)) png_fail(r);
   };
-  auto decode_raw = [&](int fmt) {
+  auto decode_raw = [&](int fmt, int flags = 0) {
     std::size_t len = 0;
     if (int r = spng_decoded_image_size(ctx, fmt, &len)) png_fail(r);
     std::uint8_t* raw = pixels.get(len + (orientation == 1 ? 0 : npix * ch));
     if (orientation != 1) dst = raw + len;
-    if (int r = spng_decode_image(ctx, raw, len, fmt, 0)) png_fail(r);
+    if (int r = spng_decode_image(ctx, raw, len, fmt, flags)) png_fail(r);
+    return raw;
+  };
+
+  // --alpha: a file with transparency (alpha channel or tRNS) is composited at its own depth and
+  // then takes the colour paths below as if it were opaque RGB (packed RGB8, or RGBA16 whose alpha
+  // is ignored from then on).
+  spng_trns trns{};
+  const bool composite =
+      options.alpha.composite &&
+      (ihdr.color_type == SPNG_COLOR_TYPE_GRAYSCALE_ALPHA ||
+       ihdr.color_type == SPNG_COLOR_TYPE_TRUECOLOR_ALPHA || spng_get_trns(ctx, &trns) == 0);
+  auto composited8 = [&] {
+    std::uint8_t* raw = decode_raw(SPNG_FMT_RGBA8, SPNG_DECODE_TRNS);
+    composite_rgba8(raw, npix, options.alpha, raw);
+    return raw;
+  };
+  auto composited16 = [&] {
+    std::uint8_t* raw = decode_raw(SPNG_FMT_RGBA16, SPNG_DECODE_TRNS);
+    composite_rgba16(reinterpret_cast<std::uint16_t*>(raw), npix, options.alpha);
     return raw;
   };
 
   if (options.channels != ChannelOrder::gray && !sixteen) {
-    decode_direct(SPNG_FMT_RGB8);
+    if (composite) {
+      const std::uint8_t* rgb = composited8();
+      std::copy(rgb, rgb + npix * 3, dst);
+    } else {
+      decode_direct(SPNG_FMT_RGB8);
+    }
     if (options.channels == ChannelOrder::bgr) {
       for (std::size_t i = 0; i < npix; ++i) std::swap(dst[3 * i], dst[3 * i + 2]);
     }
   } else if (options.channels != ChannelOrder::gray) {
     // RGBA16 (host order) for every 16-bit colour type; keep the high byte of each sample.
-    const std::uint8_t* raw = decode_raw(SPNG_FMT_RGBA16);
+    const std::uint8_t* raw = composite ? composited16() : decode_raw(SPNG_FMT_RGBA16);
     const auto* p = reinterpret_cast<const std::uint16_t*>(raw);
     const int r_at = options.channels == ChannelOrder::bgr ? 2 : 0;
     for (std::size_t i = 0; i < npix; ++i, p += 4) {
@@ -582,9 +639,10 @@ DecodeInfo Decoder::Impl::decode_png(const std::uint8_t* data, std::size_t size,
       dst[3 * i + 1] = static_cast<std::uint8_t>(p[1] >> 8);
       dst[3 * i + 2 - r_at] = static_cast<std::uint8_t>(p[2] >> 8);
     }
-  } else if (gray_source && !sixteen && ihdr.color_type == SPNG_COLOR_TYPE_GRAYSCALE) {
+  } else if (gray_source && !composite && !sixteen &&
+             ihdr.color_type == SPNG_COLOR_TYPE_GRAYSCALE) {
     decode_direct(SPNG_FMT_G8);
-  } else if (gray_source) {
+  } else if (gray_source && !composite) {
     // Gray + alpha (8 or 16 bit) and 16-bit gray: the file's own samples, first of each pixel.
     const std::uint8_t* raw = decode_raw(SPNG_FMT_PNG);
     const std::size_t spp = ihdr.color_type == SPNG_COLOR_TYPE_GRAYSCALE_ALPHA ? 2 : 1;
@@ -601,7 +659,7 @@ DecodeInfo Decoder::Impl::decode_png(const std::uint8_t* data, std::size_t size,
     const std::uint32_t gamma = png_file_gamma(ctx);
     const bool use_gamma = gamma != 0 && png_gamma_significant(gamma);
     if (!sixteen) {
-      const std::uint8_t* raw = decode_raw(SPNG_FMT_RGB8);
+      const std::uint8_t* raw = composite ? composited8() : decode_raw(SPNG_FMT_RGB8);
       std::uint8_t to_linear[256];
       std::uint8_t from_linear[256];
       if (use_gamma) {
@@ -624,7 +682,8 @@ DecodeInfo Decoder::Impl::decode_png(const std::uint8_t* data, std::size_t size,
     } else {
       // 16-bit with gamma goes through libpng's 16-bit gamma tables; not reproduced here (the
       // result can differ from cv2 by a few levels for such files).
-      const auto* p = reinterpret_cast<const std::uint16_t*>(decode_raw(SPNG_FMT_RGBA16));
+      const auto* p = reinterpret_cast<const std::uint16_t*>(
+          composite ? composited16() : decode_raw(SPNG_FMT_RGBA16));
       for (std::size_t i = 0; i < npix; ++i, p += 4) {
         const std::uint32_t r = p[0], g = p[1], b = p[2];
         const std::uint32_t v =
@@ -668,6 +727,29 @@ DecodeInfo Decoder::Impl::decode_webp(const std::uint8_t* data, std::size_t size
   const std::size_t npix = static_cast<std::size_t>(w) * h;
   out.reset(w, h, channel_count(options.channels));
   std::uint8_t* got = nullptr;
+  if (options.alpha.composite && features.has_alpha) {
+    // --alpha: straight RGBA composited to RGB, then the order (or gray) asked for, as opaque.
+    std::uint8_t* rgba = pixels.get(npix * 4);
+    got = WebPDecodeRGBAInto(data, size, rgba, npix * 4, w * 4);
+    if (got == nullptr) throw Error(ErrorCode::corrupt, "WebP: cannot decode the image data");
+    std::uint8_t* d = out.data();
+    if (options.channels == ChannelOrder::rgb) {
+      composite_rgba8(rgba, npix, options.alpha, d);
+    } else {
+      composite_rgba8(rgba, npix, options.alpha, rgba);
+      for (std::size_t i = 0; i < npix; ++i) {
+        const std::uint8_t r = rgba[3 * i], g = rgba[3 * i + 1], b = rgba[3 * i + 2];
+        if (options.channels == ChannelOrder::bgr) {
+          d[3 * i] = b;
+          d[3 * i + 1] = g;
+          d[3 * i + 2] = r;
+        } else {
+          d[i] = cv_gray(r, g, b);
+        }
+      }
+    }
+    return info;
+  }
   switch (options.channels) {
     case ChannelOrder::rgb:
       got = WebPDecodeRGBInto(data, size, out.data(), npix * 3, w * 3);

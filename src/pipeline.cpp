@@ -121,6 +121,7 @@ DecodeOptions decode_options_for(const Recipe& recipe, bool allow_truncated) {
   o.channels = recipe.channels;
   o.max_pixels = recipe.max_pixels;
   o.allow_truncated = allow_truncated;
+  o.alpha = recipe.alpha;
   if (!recipe.exact_decode && recipe.resize != ResizeMode::none)
     o.min_size = [recipe](Size full) { return needed_source_size(recipe, full); };
   return o;

@@ -86,6 +86,39 @@ Size parse_size(const std::string& s) {
   return {parse_dim(s.substr(0, x), s), parse_dim(s.substr(x + 1), s)};
 }
 
+Alpha parse_alpha(const std::string& s) {
+  Alpha a;
+  if (s == "drop") return a;
+  a.composite = true;
+  if (s == "white") {
+    a.background = {255, 255, 255};
+    return a;
+  }
+  if (s == "black") return a;
+  const char* p = s.data();
+  const char* end = s.data() + s.size();
+  for (int c = 0; c < 3; ++c) {
+    unsigned v = 256;
+    auto r = std::from_chars(p, end, v);
+    p = r.ptr;
+    const bool separator_ok = c < 2 ? (p != end && *p == ',') : p == end;
+    if (r.ec != std::errc() || v > 255 || !separator_ok)
+      throw Error(ErrorCode::invalid_argument,
+                  "invalid alpha '" + s + "' (expected drop|white|black|R,G,B with 0-255)");
+    a.background[c] = static_cast<std::uint8_t>(v);
+    if (c < 2) ++p;
+  }
+  return a;
+}
+
+std::string to_string(const Alpha& a) {
+  if (!a.composite) return "drop";
+  const auto& b = a.background;
+  if (b[0] == 255 && b[1] == 255 && b[2] == 255) return "white";
+  if (b[0] == 0 && b[1] == 0 && b[2] == 0) return "black";
+  return std::to_string(b[0]) + "," + std::to_string(b[1]) + "," + std::to_string(b[2]);
+}
+
 std::vector<std::string> channel_names(ChannelOrder order) {
   switch (order) {
     case ChannelOrder::rgb:
@@ -106,6 +139,7 @@ Recipe RecipeOverrides::apply(Recipe r) const {
   if (pad_value) r.pad_value = *pad_value;
   if (exact_decode) r.exact_decode = *exact_decode;
   if (max_pixels) r.max_pixels = *max_pixels;
+  if (alpha) r.alpha = *alpha;
   return r;
 }
 
@@ -124,6 +158,7 @@ std::string recipe_differences(const Recipe& a, const Recipe& b) {
   if (a.exact_decode != b.exact_decode)
     add(std::string("exact_decode ") + bools(b.exact_decode) + " vs " + bools(a.exact_decode));
   if (a.max_pixels != b.max_pixels) add("max pixels");
+  if (a.alpha != b.alpha) add("alpha " + to_string(b.alpha) + " vs " + to_string(a.alpha));
   return d;
 }
 

@@ -211,6 +211,11 @@ Recipe read_recipe(const ojson& root) {
   recipe.exact_decode = need_bool(r, "exact_decode", "recipe.exact_decode");
   recipe.max_pixels = need_u64(r, "max_pixels", "recipe.max_pixels");
   if (recipe.max_pixels == 0) bad("field 'recipe.max_pixels' must be at least 1");
+  // Files written before --alpha existed have no key: they dropped alpha.
+  if (r.contains("alpha")) {
+    const std::string alpha = need_string(r, "alpha", "recipe.alpha");
+    recipe.alpha = parse_field("recipe.alpha", [&] { return parse_alpha(alpha); });
+  }
   return recipe;
 }
 
@@ -246,6 +251,8 @@ ojson recipe_json(const Recipe& r) {
   recipe["pad_value"] = r.pad_value;
   recipe["exact_decode"] = r.exact_decode;
   recipe["max_pixels"] = r.max_pixels;
+  // Only when compositing: files of the default recipe stay byte-identical to older versions.
+  if (r.alpha.composite) recipe["alpha"] = to_string(r.alpha);
   return recipe;
 }
 

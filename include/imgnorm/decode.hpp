@@ -2,9 +2,9 @@
 /// \file decode.hpp
 /// Decoding of JPEG (libjpeg-turbo), PNG (libspng) and WebP (libwebp) to u8 RGB, BGR or gray.
 /// The format is sniffed from the magic bytes, never from the file name. The result matches
-/// cv2.imread(path, cv2.IMREAD_COLOR) (reordered as asked): gray replicated, alpha dropped (not
-/// composited), CMYK/YCCK converted as OpenCV does, 16-bit samples reduced with >> 8, EXIF
-/// orientation applied.
+/// cv2.imread(path, cv2.IMREAD_COLOR) (reordered as asked): gray replicated, alpha dropped (unless
+/// DecodeOptions::alpha composites it), CMYK/YCCK converted as OpenCV does, 16-bit samples reduced
+/// with >> 8, EXIF orientation applied.
 ///
 ///     imgnorm::Decoder dec;
 ///     imgnorm::Image img;
@@ -44,6 +44,9 @@ struct DecodeOptions {
   /// orientation) the downstream resize needs. The decoder picks the smallest factor whose result
   /// is at least that size on both axes.
   std::function<Size(Size full)> min_size;
+  /// Transparency of PNG (alpha channel, tRNS) and WebP: dropped by default as cv2.imread does, or
+  /// composited onto a background at the file's bit depth (see Alpha). Opaque files are unaffected.
+  Alpha alpha;
 };
 
 /// What decode found out about the file.

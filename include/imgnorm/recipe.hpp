@@ -3,6 +3,7 @@
 /// The preprocessing recipe: everything that decides which u8 pixels statistics and transforms see.
 /// stats.json records it so that `normalize` applies the same steps to training and test data.
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -50,6 +51,32 @@ IMGNORM_API Interp parse_interp(const std::string& s);
 /// Parses "224" (square) or "320x240" (width x height). Throws Error(invalid_argument).
 IMGNORM_API Size parse_size(const std::string& s);
 
+/// What decoding does with transparency (PNG alpha channels and tRNS, WebP alpha; JPEG has none).
+/// The default drops it, as cv2.imread does: a transparent pixel keeps the colour stored under it
+/// (often black). Otherwise each pixel is composited onto an opaque background in the file's full
+/// precision, before 16-bit samples are reduced to 8 bits:
+///
+///     out = (c·a + bg·(maxval − a)) / maxval, rounded to nearest (maxval 255 or 65535; the 8-bit
+///     background is scaled by 257 for 16-bit files)
+///
+/// Gray output is then taken from the composited colour as from an opaque colour file.
+struct Alpha {
+  /// false: drop the alpha (cv2.imread); true: composite onto `background`.
+  bool composite = false;
+  /// Background R, G, B, 0–255 (in this order whatever the channel order). Ignored when dropping.
+  std::array<std::uint8_t, 3> background{0, 0, 0};
+  bool operator==(const Alpha& o) const {
+    return composite == o.composite && (!composite || background == o.background);
+  }
+  bool operator!=(const Alpha& o) const { return !(*this == o); }
+};
+
+/// Parses "drop", "white", "black" or "R,G,B" (three integers 0–255). Throws
+/// Error(invalid_argument) naming the text.
+IMGNORM_API Alpha parse_alpha(const std::string& s);
+/// The canonical name: "drop", "white", "black" or "R,G,B" ("255,255,255" reads back as "white").
+IMGNORM_API std::string to_string(const Alpha& a);
+
 /// Default pixel limit: the same as Pillow's decompression-bomb threshold (178,956,970 pixels).
 inline constexpr std::uint64_t kDefaultMaxPixels = 178956970;
 
@@ -65,6 +92,8 @@ struct Recipe {
   bool exact_decode = false;
   /// Images whose header declares more pixels than this are refused before any allocation.
   std::uint64_t max_pixels = kDefaultMaxPixels;
+  /// Transparency: dropped (cv2.imread, the default) or composited onto a background.
+  Alpha alpha;
   bool operator==(const Recipe&) const = default;
 };
 
@@ -78,6 +107,7 @@ struct IMGNORM_API RecipeOverrides {
   std::optional<std::uint8_t> pad_value;
   std::optional<bool> exact_decode;
   std::optional<std::uint64_t> max_pixels;
+  std::optional<Alpha> alpha;
   /// `base` with the given fields replaced.
   Recipe apply(Recipe base) const;
 };

@@ -103,22 +103,24 @@ def _path(p):
 
 
 def stats(dataset=None, *, list=None, size=224, resize="stretch", interp="linear", channels="rgb",
-          pad_value=0, exact_decode=False, max_pixels=None, sample=None, seed=0, shard=None, ddof=0,
-          mean_image=False, threads=0, allow_truncated=False, progress=None):
+          pad_value=0, exact_decode=False, max_pixels=None, alpha="drop", sample=None, seed=0,
+          shard=None, ddof=0, mean_image=False, threads=0, allow_truncated=False, progress=None):
     """Exact per-channel statistics of a dataset, as ``imgnorm stats`` computes them.
 
     dataset: a class-folder tree (``DIR/<class>/**/*.jpg``) or a flat folder; or ``list=FILE``
     (one path per line). size: N or (width, height) or "WxH", pixels. resize: stretch | crop | pad
     | none. interp: linear | area | nearest | cubic | lanczos (cv2.INTER_*). channels: rgb | bgr
     | gray. exact_decode: decode JPEGs at full size (pixels identical to cv2.imread + cv2.resize).
-    max_pixels: refuse larger images (default 178956970). sample: K images or "P%" (uniform,
+    max_pixels: refuse larger images (default 178956970). alpha: transparency of PNG/WebP files:
+    "drop" it as cv2.imread does, or composite onto "white", "black", "R,G,B" or (R, G, B) 0-255
+    (recorded in the recipe). sample: K images or "P%" (uniform,
     without replacement, seeded by ``seed``); shard: "I/N" or (I, N). ddof: 0 (numpy) or 1.
     mean_image: also keep the per-pixel mean image (``Stats.mean_image``). threads: 0 = all cores.
     Returns a :class:`Stats`; skipped files are in ``Stats.skipped``.
     """
     shard_index, shard_count = _shard(shard)
     kw = dict(list=_path(list), size=size, resize=resize, interp=interp, channels=channels,
-              pad_value=pad_value, exact_decode=exact_decode, max_pixels=max_pixels,
+              pad_value=pad_value, exact_decode=exact_decode, max_pixels=max_pixels, alpha=alpha,
               sample=None if sample is None else str(sample), seed=seed, shard_index=shard_index,
               shard_count=shard_count, ddof=ddof, mean_image=mean_image, threads=threads,
               allow_truncated=allow_truncated)
@@ -221,14 +223,14 @@ def _job_kwargs(stats, mode, range, unit, mean, std, mean_image, divide_std, eps
 def normalize(dataset=None, *, list=None, stats=None, fit=False, mode="standardize", range=None,
               unit=255, mean=None, std=None, mean_image=None, divide_std=False, eps=None,
               layout="nhwc", dtype="float32", channels=None, labels=True, size=None, resize=None,
-              interp=None, pad_value=None, exact_decode=None, max_pixels=None, out=None,
-              force=False, threads=0, allow_truncated=False, progress=None):
+              interp=None, pad_value=None, exact_decode=None, max_pixels=None, alpha=None,
+              out=None, force=False, threads=0, allow_truncated=False, progress=None):
     """Normalizes a dataset as ``imgnorm normalize`` does.
 
     dataset: a folder (or ``list=FILE``), a .npy path, or a numpy array (N,H,W,C) / (N,H,W) of
     uint8, or float32/float64 values in 0-255. stats: a :class:`Stats` or a stats.json path (the
-    training statistics; their recipe is used unless size=, resize=, ... override it, with a
-    warning); or fit=True to compute them from this input first. mode: standardize | scale | center
+    training statistics; their recipe is used unless size=, resize=, alpha=, ... override it, with
+    a warning); or fit=True to compute them from this input first. mode: standardize | scale | center
     | mean-image | minmax | minmax-dataset | per-image | per-image-channel | imagenet | caffe |
     inception | clip | custom ("preset:imagenet" also works). range=(lo, hi) for scale/minmax;
     unit: 255 or 1; mean/std: custom constants (output channel order); eps: floor of a zero std;
@@ -243,8 +245,8 @@ def normalize(dataset=None, *, list=None, stats=None, fit=False, mode="standardi
     kw = _job_kwargs(stats, mode, range, unit, mean, std, mean_image, divide_std, eps, layout,
                      dtype, channels)
     kw.update(list=_path(list), fit=fit, labels=labels, size=size, resize=resize, interp=interp,
-              pad_value=pad_value, exact_decode=exact_decode, max_pixels=max_pixels, out=_path(out),
-              force=force, threads=threads, allow_truncated=allow_truncated)
+              pad_value=pad_value, exact_decode=exact_decode, max_pixels=max_pixels, alpha=alpha,
+              out=_path(out), force=force, threads=threads, allow_truncated=allow_truncated)
     if not _is_array(dataset):
         dataset = _path(dataset)
     result = _run(_core.normalize, "normalize", progress, dataset, kw)
@@ -343,7 +345,7 @@ class Loader:
                  range=None, unit=255, mean=None, std=None, mean_image=None, divide_std=False,
                  eps=None, layout="nhwc", dtype="float32", channels=None, labels=True,
                  size=None, resize=None, interp=None, pad_value=None, exact_decode=None,
-                 max_pixels=None, batch_size=64, shuffle=False, seed=0, drop_last=False,
+                 max_pixels=None, alpha=None, batch_size=64, shuffle=False, seed=0, drop_last=False,
                  threads=0, prefetch=2, rank=None, world_size=None, allow_truncated=False,
                  warn=True, _worker=(0, 1), _drop_tail=None):
         raw = dtype == "uint8"
@@ -353,7 +355,8 @@ class Loader:
                          "float32" if raw else dtype, channels)
         kw.update(list=_path(list), fit=fit, labels=labels, size=size, resize=resize,
                   interp=interp, pad_value=pad_value, exact_decode=exact_decode,
-                  max_pixels=max_pixels, threads=threads, allow_truncated=allow_truncated)
+                  max_pixels=max_pixels, alpha=alpha, threads=threads,
+                  allow_truncated=allow_truncated)
         self._job = _core.LoaderJob(_path(dataset), kw)
         rank, world_size = _distributed(rank, world_size)
         self._options = dict(batch_size=batch_size, shuffle=shuffle, seed=seed,
@@ -414,9 +417,10 @@ class Loader:
 
 
 def load(path, *, size=224, resize="stretch", interp="linear", channels="rgb", pad_value=0,
-         exact_decode=False, max_pixels=None, allow_truncated=False):
+         exact_decode=False, max_pixels=None, alpha="drop", allow_truncated=False):
     """One image through the recipe, exactly as the pipeline sees it: uint8 (H,W,C), or (H,W) for
     channels="gray". The arguments are those of :func:`stats`."""
     kw = dict(size=size, resize=resize, interp=interp, channels=channels, pad_value=pad_value,
-              exact_decode=exact_decode, max_pixels=max_pixels, allow_truncated=allow_truncated)
+              exact_decode=exact_decode, max_pixels=max_pixels, alpha=alpha,
+              allow_truncated=allow_truncated)
     return _core.load(_path(path), kw)

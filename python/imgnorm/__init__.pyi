@@ -10,6 +10,7 @@ __version__: str
 PathLike = Union[str, os.PathLike]
 Progress = Union[None, bool, Callable[[int, int], None]]
 Size = Union[int, str, Tuple[int, int]]
+Alpha = Union[str, Tuple[int, int, int]]  # "drop" | "white" | "black" | "R,G,B" | (R, G, B)
 
 class Error(Exception):
     code: str
@@ -61,7 +62,7 @@ class Stats:
 
 def stats(dataset: Optional[PathLike] = ..., *, list: Optional[PathLike] = ..., size: Size = ...,
           resize: str = ..., interp: str = ..., channels: str = ..., pad_value: int = ...,
-          exact_decode: bool = ..., max_pixels: Optional[int] = ...,
+          exact_decode: bool = ..., max_pixels: Optional[int] = ..., alpha: Alpha = ...,
           sample: Union[None, int, str] = ..., seed: int = ...,
           shard: Union[None, str, Tuple[int, int]] = ..., ddof: int = ..., mean_image: bool = ...,
           threads: int = ..., allow_truncated: bool = ..., progress: Progress = ...) -> Stats: ...
@@ -77,7 +78,8 @@ def normalize(dataset: Union[None, PathLike, np.ndarray] = ..., *, list: Optiona
               channels: Optional[str] = ..., labels: bool = ..., size: Optional[Size] = ...,
               resize: Optional[str] = ..., interp: Optional[str] = ...,
               pad_value: Optional[int] = ..., exact_decode: Optional[bool] = ...,
-              max_pixels: Optional[int] = ..., out: Optional[PathLike] = ..., force: bool = ...,
+              max_pixels: Optional[int] = ..., alpha: Optional[Alpha] = ...,
+              out: Optional[PathLike] = ..., force: bool = ...,
               threads: int = ..., allow_truncated: bool = ..., progress: Progress = ...
               ) -> Union[Tuple[np.ndarray, Optional[np.ndarray]], Tuple[int, list]]: ...
 
@@ -98,7 +100,8 @@ class Normalizer:
 
 def load(path: PathLike, *, size: Size = ..., resize: str = ..., interp: str = ...,
          channels: str = ..., pad_value: int = ..., exact_decode: bool = ...,
-         max_pixels: Optional[int] = ..., allow_truncated: bool = ...) -> npt.NDArray[np.uint8]: ...
+         max_pixels: Optional[int] = ..., alpha: Alpha = ...,
+         allow_truncated: bool = ...) -> npt.NDArray[np.uint8]: ...
 
 class Loader:
     def __init__(self, dataset: Optional[PathLike] = ..., *, list: Optional[PathLike] = ...,
@@ -110,7 +113,8 @@ class Loader:
                  channels: Optional[str] = ..., labels: bool = ..., size: Optional[Size] = ...,
                  resize: Optional[str] = ..., interp: Optional[str] = ...,
                  pad_value: Optional[int] = ..., exact_decode: Optional[bool] = ...,
-                 max_pixels: Optional[int] = ..., batch_size: int = ..., shuffle: bool = ...,
+                 max_pixels: Optional[int] = ..., alpha: Optional[Alpha] = ...,
+                 batch_size: int = ..., shuffle: bool = ...,
                  seed: int = ..., drop_last: bool = ..., threads: int = ..., prefetch: int = ...,
                  rank: Optional[int] = ..., world_size: Optional[int] = ...,
                  allow_truncated: bool = ..., warn: bool = ...) -> None: ...

@@ -197,6 +197,7 @@ py::dict recipe_dict(const Recipe& r) {
   d["pad_value"] = static_cast<int>(r.pad_value);
   d["exact_decode"] = r.exact_decode;
   d["max_pixels"] = r.max_pixels;
+  d["alpha"] = to_string(r.alpha);
   return d;
 }
 
@@ -374,6 +375,15 @@ RecipeOverrides overrides_from(const py::dict& kw) {
     const auto n = v.cast<long long>();
     if (n < 1) throw Error(ErrorCode::invalid_argument, "max_pixels must be positive");
     o.max_pixels = static_cast<std::uint64_t>(n);
+  }
+  if (auto v = get("alpha")) {
+    if (py::isinstance<py::str>(v)) {
+      o.alpha = parse_alpha(v.cast<std::string>());
+    } else {
+      auto t = v.cast<std::tuple<int, int, int>>();  // (R, G, B)
+      o.alpha = parse_alpha(std::to_string(std::get<0>(t)) + "," + std::to_string(std::get<1>(t)) +
+                            "," + std::to_string(std::get<2>(t)));
+    }
   }
   return o;
 }

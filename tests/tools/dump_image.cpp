@@ -2,7 +2,7 @@
 // the Python reference tests.
 //
 //   imgnorm_dump FILE OUT.npy [--channels rgb|bgr|gray] [--max-pixels N] [--no-orientation]
-//                [--allow-truncated]
+//                [--allow-truncated] [--alpha drop|white|black|R,G,B]
 //
 // Exit status: 0 written, 1 imgnorm::Error (message on stderr as "error: ..."), 2 bad usage.
 
@@ -31,7 +31,7 @@ struct Args {
 [[noreturn]] void usage(const std::string& why) {
   std::cerr << "imgnorm_dump: " << why << "\n"
             << "usage: imgnorm_dump FILE OUT.npy [--channels rgb|bgr|gray] [--max-pixels N]\n"
-            << "                    [--no-orientation] [--allow-truncated]\n";
+            << "                    [--no-orientation] [--allow-truncated] [--alpha A]\n";
   std::exit(2);
 }
 
@@ -57,6 +57,8 @@ Args parse_args(int argc, char** argv) {
       a.decode.apply_orientation = false;
     } else if (arg == "--allow-truncated") {
       a.decode.allow_truncated = true;
+    } else if (arg == "--alpha") {
+      a.decode.alpha = imgnorm::parse_alpha(value());
     } else if (arg.size() > 1 && arg[0] == '-') {
       usage("unknown option " + arg);
     } else {

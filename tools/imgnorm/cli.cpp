@@ -53,6 +53,10 @@ void RecipeFlags::add_to(CLI::App& app) {
                  "Refuse images whose header declares more pixels than this")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  app.add_option("--alpha", alpha,
+                 "Transparent PNG/WebP pixels: drop the alpha (as cv2.imread) | composite onto "
+                 "white | black | R,G,B (0-255)")
+      ->capture_default_str();
 }
 
 RecipeOverrides RecipeFlags::overrides(const CLI::App& app) const {
@@ -65,6 +69,7 @@ RecipeOverrides RecipeFlags::overrides(const CLI::App& app) const {
   if (given("--pad-value")) o.pad_value = static_cast<std::uint8_t>(pad_value);
   if (given("--exact-decode")) o.exact_decode = exact_decode;
   if (given("--max-pixels")) o.max_pixels = max_pixels;
+  if (given("--alpha")) o.alpha = parse_alpha(alpha);
   return o;
 }
 

@@ -38,6 +38,7 @@ struct RecipeFlags {
   int pad_value = 0;
   bool exact_decode = false;
   std::uint64_t max_pixels = kDefaultMaxPixels;
+  std::string alpha = "drop";
   /// normalize has its own --channels (the output order): it sets this to false.
   bool channels_flag = true;
   void add_to(CLI::App& app);

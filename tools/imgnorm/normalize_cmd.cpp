@@ -138,7 +138,8 @@ Command add_normalize_command(CLI::App& app) {
   f->run.add_to(*sub);
   sub->footer(
       "With --stats, the recipe flags (--size, --resize, --interp, --pad-value, --exact-decode, "
-      "--max-pixels) default to the recipe recorded in the stats file; given explicitly they "
+      "--max-pixels, --alpha) default to the recipe recorded in the stats file; given explicitly "
+      "they "
       "override it, with a warning. Outputs: DIR/images.npy, DIR/labels.npy, DIR/manifest.json "
       "(docs/normalize.md).");
   return {sub, [sub, f] { return normalize_main(*sub, *f); }};
