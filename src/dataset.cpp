@@ -9,11 +9,13 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string_view>
 #include <unordered_set>
 #include <utility>
 
 #include "imgnorm/error.hpp"
+#include "imgnorm/output.hpp"
 
 namespace imgnorm {
 namespace {
@@ -372,8 +374,8 @@ Dataset read_list(const std::string& list_file, const ScanOptions& /*options*/) 
     throw Error(ErrorCode::io, list_file + ": " + errno_text(err));
   }
   if (S_ISDIR(st.st_mode)) throw Error(ErrorCode::io, list_file + ": is a folder, not a list file");
-  std::ifstream in(list_file, std::ios::binary);
-  if (!in) throw Error(ErrorCode::io, list_file + ": cannot open: " + errno_text(errno));
+  // A file or a pipe (`--list <(find ...)`), at most kMaxTextFileBytes; never a device.
+  std::istringstream in(read_text_file(list_file, kMaxTextFileBytes, "list file", true));
 
   // Relative lines are relative to the list file's folder; "list.txt" means the current folder.
   const std::size_t slash = list_file.rfind('/');

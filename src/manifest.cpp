@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "imgnorm/error.hpp"
+#include "imgnorm/output.hpp"
 #include "json_internal.hpp"
 
 namespace imgnorm {
@@ -312,13 +313,7 @@ Manifest manifest_from_json(const std::string& text) {
 }
 
 Manifest read_manifest(const std::string& path) {
-  std::FILE* fp = std::fopen(path.c_str(), "rb");
-  if (!fp) throw Error(ErrorCode::io, path + ": cannot open: " + std::strerror(errno));
-  std::string text;
-  char buf[65536];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, fp)) > 0) text.append(buf, n);
-  std::fclose(fp);
+  const std::string text = read_text_file(path, kMaxTextFileBytes, "manifest");
   try {
     return manifest_from_json(text);
   } catch (const Error& e) {

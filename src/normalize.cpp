@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <optional>
 
 #include "imgnorm/error.hpp"
 #include "imgnorm/output.hpp"
@@ -38,26 +39,6 @@ std::string absolute_path(const std::string& p) {
   std::error_code ec;
   auto a = std::filesystem::absolute(p, ec);
   return ec ? p : a.lexically_normal().string();
-}
-
-// True when `dir` exists (a folder); false when it is missing but can be created (its parent is a
-// folder). Error(io) naming it otherwise.
-bool check_output_folder(const std::string& dir) {
-  std::error_code ec;
-  auto st = std::filesystem::status(dir, ec);
-  if (std::filesystem::exists(st)) {
-    if (!std::filesystem::is_directory(st))
-      throw Error(ErrorCode::io, dir + ": exists and is not a folder");
-    return true;
-  }
-  // "out/" names the folder "out": drop the empty last component before asking for the parent.
-  auto parent = std::filesystem::absolute(dir, ec).lexically_normal();
-  if (!parent.has_filename()) parent = parent.parent_path();
-  parent = parent.parent_path();
-  if (!std::filesystem::is_directory(parent, ec))
-    throw Error(ErrorCode::io,
-                dir + ": cannot create it: folder " + parent.string() + " does not exist");
-  return false;
 }
 
 // An output folder inside the dataset folder would become a class folder of the next scan.
@@ -436,34 +417,31 @@ Manifest Normalization::manifest(const NormalizeResult& r) const {
 NormalizeResult normalize_to_folder(Normalization& job, const std::string& dir, bool force,
                                     const PipelineOptions& options,
                                     const PipelineOptions* fit_options) {
-  const std::string base =
-      dir.size() > 1 && dir.back() == '/' ? dir.substr(0, dir.find_last_not_of('/') + 1) : dir;
-  const std::string images = base + "/images.npy", labels = base + "/labels.npy",
-                    manifest = base + "/manifest.json";
-  // Outputs are checked before any work; the folder is created only when the data is ready.
+  // Checked and claimed before any work; a failed run removes what it wrote (and the folder, if
+  // it created it).
   if (!job.input().array && !job.input().from_list) check_not_inside(dir, job.input().source);
-  if (check_output_folder(dir)) {
-    check_output_path(images, force);
-    check_output_path(manifest, force);
-    if (job.labels()) check_output_path(labels, force);
-  }
+  OutputFolder folder(dir, {"images.npy", "labels.npy", "manifest.json"});
+  folder.check_existing(force);
   if (!job.prepared()) job.prepare(fit_options ? *fit_options : options);
   check_cancel(options.cancel);
-  ensure_folder(dir);
-  NpyFileSink sink(images, job.job().dtype, job.shape(job.planned_rows()));
+  NpyFileSink sink(folder.path("images.npy"), job.job().dtype, job.shape(job.planned_rows()));
   NormalizeResult r = job.run(sink, options);
 
-  // images.npy is renamed into place last: a run that stops earlier leaves no images.npy.
-  check_cancel(options.cancel);
-  if (force) {
-    // Old outputs go first: a stop between the renames below must not leave an old images.npy
-    // beside new labels (nor an old labels.npy after --no-labels).
-    ::unlink(images.c_str());
-    ::unlink(labels.c_str());
+  std::optional<NpyWriter> labels;
+  if (job.labels()) {
+    labels.emplace(folder.path("labels.npy"), DType::int64, std::vector<std::uint64_t>{r.rows});
+    if (r.rows > 0) labels->write_rows(0, r.labels.data(), r.rows);
   }
-  if (job.labels()) write_npy(labels, DType::int64, {r.rows}, r.labels.data());
-  write_file_atomic(manifest, to_json(job.manifest(r)), force, options.cancel);
-  sink.commit();
+  AtomicFile manifest(folder.path("manifest.json"));
+  const std::string text = to_json(job.manifest(r));
+  manifest.write(text.data(), text.size());
+  check_cancel(options.cancel);
+  // One set: labels.npy, manifest.json, then images.npy (its presence means "complete").
+  std::vector<AtomicFile*> files;
+  if (labels) files.push_back(&labels->file());
+  files.push_back(&manifest);
+  files.push_back(&sink.writer().file());
+  folder.commit(files);
   return r;
 }
 

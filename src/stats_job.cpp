@@ -3,8 +3,12 @@
 #include <fmt/format.h>
 #include <tbb/enumerable_thread_specific.h>
 
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <filesystem>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "imgnorm/error.hpp"
@@ -107,25 +111,73 @@ std::vector<double> mean_image(const Accumulator& acc) {
   return mean;
 }
 
+namespace {
+
+// `p` with the symlinks of its last component followed, even when they dangle.
+std::filesystem::path resolved(std::filesystem::path p) {
+  std::error_code ec;
+  for (int i = 0; i < 40 && std::filesystem::is_symlink(p, ec); ++i) {
+    auto target = std::filesystem::read_symlink(p, ec);
+    if (ec) break;
+    p = target.is_absolute() ? target : p.parent_path() / target;
+  }
+  return std::filesystem::weakly_canonical(p, ec);
+}
+
+// The same file, also through a symlink (dangling too: it is about to be written) or a hard link.
+bool same_file(const std::string& a, const std::string& b) {
+  if (resolved(a) == resolved(b)) return true;
+  struct stat sa {
+  }, sb{};
+  return ::stat(a.c_str(), &sa) == 0 && ::stat(b.c_str(), &sb) == 0 && sa.st_dev == sb.st_dev &&
+         sa.st_ino == sb.st_ino;
+}
+
+}  // namespace
+
 void check_outputs(const StatsOutputs& o) {
+  if (!o.stats_json.empty() && !o.mean_image.empty() && same_file(o.stats_json, o.mean_image))
+    throw Error(ErrorCode::invalid_argument,
+                o.mean_image + ": -o and --mean-image name the same file; give two paths");
   if (!o.stats_json.empty()) check_output_path(o.stats_json, o.force);
   if (!o.mean_image.empty()) check_output_path(o.mean_image, o.force);
 }
 
 void write_outputs(const StatsFile& st, const StatsOutputs& o, const std::atomic<bool>* cancel) {
+  if (!o.stats_json.empty() && !o.mean_image.empty() && same_file(o.stats_json, o.mean_image))
+    throw Error(ErrorCode::invalid_argument,
+                o.mean_image + ": -o and --mean-image name the same file; give two paths");
+  // Both are written under temporary names, then committed together: a failure anywhere leaves
+  // the previous files (or none), never a new mean image beside an old stats.json.
+  std::optional<NpyWriter> mean_file;
   if (!o.mean_image.empty()) {
     if (st.acc.pixel_sums().empty())
       throw Error(ErrorCode::invalid_argument,
                   o.mean_image + ": these statistics have no mean image");
     const std::vector<double> mean = mean_image(st.acc);
     const Size sz = st.acc.mean_image_size();
-    write_npy(o.mean_image, DType::float64,
-              {static_cast<std::uint64_t>(sz.height), static_cast<std::uint64_t>(sz.width),
-               static_cast<std::uint64_t>(st.acc.channels())},
-              mean.data());
+    mean_file.emplace(o.mean_image, DType::float64,
+                      std::vector<std::uint64_t>{static_cast<std::uint64_t>(sz.height),
+                                                 static_cast<std::uint64_t>(sz.width),
+                                                 static_cast<std::uint64_t>(st.acc.channels())});
+    mean_file->write_rows(0, mean.data(), mean_file->rows());
   }
-  // stats.json last: a failure writing the mean image leaves no stats.json that looks whole.
-  if (!o.stats_json.empty()) write_file_atomic(o.stats_json, to_json(st), o.force, cancel);
+  std::optional<AtomicFile> json_file;
+  if (!o.stats_json.empty()) {
+    const std::string text = to_json(st);
+    json_file.emplace(o.stats_json);
+    json_file->write(text.data(), text.size());
+  }
+  if (cancel && cancel->load()) throw Error(ErrorCode::interrupted, "interrupted");
+  std::vector<AtomicFile*> files;
+  if (mean_file) files.push_back(&mean_file->file());
+  if (json_file) files.push_back(&*json_file);  // stats.json last
+  // Checked again: a file that appeared during the run is not replaced without force.
+  if (!o.force)
+    for (AtomicFile* f : files)
+      if (struct stat sb{}; ::stat(f->path().c_str(), &sb) == 0)
+        throw Error(ErrorCode::io, f->path() + ": already exists (use --force to replace it)");
+  commit_files(files);
 }
 
 std::vector<double> read_mean_image(const std::string& path, int channels, Size& size) {

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "accumulator_access.hpp"
+#include "imgnorm/output.hpp"
 #include "imgnorm/stats.hpp"
 #include "json_internal.hpp"
 #include "stats_ref.hpp"
@@ -608,11 +609,7 @@ StatsFile stats_from_json(const std::string& text) {
 
 StatsFile read_stats_file(const std::string& path) {
   try {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw Error(ErrorCode::io, "cannot open the stats file");
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (in.bad()) throw Error(ErrorCode::io, "cannot read the stats file");
-    return stats_from_json(text);
+    return stats_from_json(read_text_file(path, kMaxTextFileBytes, "stats file"));
   } catch (const Error& e) {
     throw with_path(e, path);
   }

@@ -4,8 +4,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -636,7 +638,8 @@ TEST(stats, read_stats_file_names_the_file) {
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), ErrorCode::io);
     EXPECT_EQ(std::string(e.what()),
-              dir + "imgnorm_stats_test_missing.json: cannot open the stats file");
+              dir + "imgnorm_stats_test_missing.json: cannot open the stats file: " +
+                  std::strerror(ENOENT));
   }
   std::remove(good.c_str());
   std::remove(bad.c_str());

@@ -71,6 +71,8 @@ class IMGNORM_API NpyFileSink : public RowSink {
   void end(std::uint64_t rows) override;
   /// Makes the file visible under its name (after end()).
   void commit() { writer_.commit(); }
+  /// The writer, to commit its file with others (OutputFolder::commit).
+  NpyWriter& writer() { return writer_; }
 
  private:
   NpyWriter writer_;
@@ -174,11 +176,14 @@ class IMGNORM_API Normalization {
   void bind_input();
 };
 
-/// The output folder of `imgnorm normalize`: DIR/images.npy, DIR/labels.npy, DIR/manifest.json.
-/// Checks before any work (the folder may not be inside the dataset, existing outputs need
-/// `force`), prepares, runs, then commits: labels.npy, manifest.json, and images.npy renamed into
-/// place last, so an interrupted run never leaves an images.npy that looks whole. The folder is
-/// created only when the data is ready.
+/// The output folder of `imgnorm normalize`: DIR/images.npy, DIR/labels.npy, DIR/manifest.json,
+/// one set. Before any work: the folder may not be inside the dataset; it is claimed for the run
+/// (OutputFolder: created when missing, locked, so a second run into it fails with "DIR: in use
+/// by another imgnorm run"; temporaries of dead runs removed); any existing member of the set
+/// needs `force`. Then prepares, runs, and writes the three files under temporary names; only when
+/// all are complete are they committed together (images.npy renamed in last; a labels.npy the run
+/// does not write, as with labels off, goes with the old set). A run that fails or is interrupted
+/// leaves the folder as it found it: the old set, or no folder when it created it.
 /// `fit_options` (default: `options`) run the --fit pass.
 IMGNORM_API NormalizeResult normalize_to_folder(Normalization& job, const std::string& dir,
                                                 bool force, const PipelineOptions& options,

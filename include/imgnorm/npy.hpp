@@ -120,6 +120,9 @@ class IMGNORM_API NpyWriter {
 
   const std::string& path() const { return path_; }
   const std::string& temp_path() const { return file_.temp_path(); }
+  /// The temporary file, to commit it with others (commit_files, OutputFolder::commit) instead
+  /// of commit().
+  AtomicFile& file() { return file_; }
   std::uint64_t rows() const { return shape_[0]; }
   std::uint64_t row_bytes() const { return row_bytes_; }
   const std::vector<std::uint64_t>& shape() const { return shape_; }

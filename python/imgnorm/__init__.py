@@ -238,8 +238,9 @@ def normalize(dataset=None, *, list=None, stats=None, fit=False, mode="standardi
 
     Without ``out``: returns ``(x, y)``, x the normalized array (owning its memory), y the int64
     labels (training class ids), or None for array input or labels=False. With ``out=DIR``: writes
-    images.npy, labels.npy and manifest.json there (committed whole; ``force`` replaces) and
-    returns ``(rows, skipped)``. In memory, files that cannot be read are skipped with one
+    images.npy, labels.npy and manifest.json there (the folder is claimed for the run, the three
+    files committed together; ``force`` replaces an old set whole) and returns
+    ``(rows, skipped)``. In memory, files that cannot be read are skipped with one
     warning listing them (their rows are absent, as in the CLI's output).
     """
     kw = _job_kwargs(stats, mode, range, unit, mean, std, mean_image, divide_std, eps, layout,
