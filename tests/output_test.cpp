@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "imgnorm/error.hpp"
+#include "imgnorm/normalize.hpp"
 #include "imgnorm/npy.hpp"
 
 using namespace imgnorm;
@@ -351,4 +352,66 @@ TEST(output, text_inputs_must_be_regular_files_and_small_enough) {
   EXPECT_THROW(read_text_file("/dev/fd/" + std::to_string(fds[0]), 9, "list file", true), Error);
   close(fds[0]);
   alarm(0);
+}
+
+namespace {
+
+// A class-folder dataset of `n` small PNGs per class.
+std::string png_dataset(const fs::path& root, int n) {
+  for (const char* cls : {"a", "b"}) {
+    fs::create_directories(root / cls);
+    for (int i = 0; i < n; ++i)
+      write_png(root / cls / (std::to_string(i) + ".png"), 20, 12, 3, static_cast<unsigned>(i));
+  }
+  return root.string();
+}
+
+NormalizeResult normalize_into(const std::string& data, const std::string& out, bool force,
+                               bool labels, const PipelineOptions& options) {
+  NormalizeJob job;
+  job.spec.mode = Mode::scale;
+  job.recipe.size = Size{8, 8};
+  job.labels = labels;
+  Normalization n(job, data);
+  return normalize_to_folder(n, out, force, options);
+}
+
+}  // namespace
+
+TEST(output, normalize_force_keeps_the_old_set_when_interrupted_or_when_the_commit_fails) {
+  TempDir t;
+  const std::string data = png_dataset(t.path / "data", 6);
+  const std::string out = t.str("out");
+  PipelineOptions one;
+  one.threads = 1;
+  ASSERT_EQ(normalize_into(data, out, false, true, one).rows, 12u);
+  const auto old = contents(out);
+  ASSERT_EQ(old.size(), 3u);
+  // Interrupted half-way (SIGINT/SIGTERM raise the cancel flag).
+  std::atomic<bool> cancel{false};
+  PipelineOptions stop = one;
+  stop.cancel = &cancel;
+  stop.progress = [&](std::size_t done, std::size_t) {
+    if (done == 5) cancel = true;
+  };
+  try {
+    normalize_into(data, out, true, false, stop);
+    FAIL() << "not interrupted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::interrupted);
+  }
+  EXPECT_EQ(contents(out), old);
+  // Every rename of the commit failing in turn (marker, 3 aside, 2 in: without labels).
+  for (int step = 0; step < 6; ++step) {
+    SCOPED_TRACE("rename " + std::to_string(step));
+    HookGuard hook(step, false);
+    EXPECT_THROW(normalize_into(data, out, true, false, one), Error);
+    EXPECT_EQ(contents(out), old);
+  }
+  // A new folder whose run fails is removed again.
+  {
+    HookGuard hook(3, false);  // marker, labels, manifest, [images]
+    EXPECT_THROW(normalize_into(data, t.str("fresh"), false, true, one), Error);
+  }
+  EXPECT_FALSE(fs::exists(t.path / "fresh"));
 }
