@@ -254,7 +254,11 @@ void Normalization::prepare(const PipelineOptions& options) {
                           spec.mean_image_size.width, spec.mean_image_size.height,
                           recipe_.size.width, recipe_.size.height));
   }
-  // --fit: the statistics of this input, first pass.
+  // --fit: the statistics of this input, first pass. A map that needs none of them is checked
+  // first (a transform that cannot be written is refused before any work).
+  if (job_.fit && !needs_dataset_stats(spec) && spec.mode != Mode::mean_image &&
+      spec.mode != Mode::zca_channels && spec.mode != Mode::pca_channels)
+    Normalizer(spec, recipe_.channels, format_).check_image_size(recipe_.size);
   std::optional<StatsFile> fitted;
   if (job_.fit) {
     StatsJob sj;
@@ -294,6 +298,7 @@ void Normalization::prepare(const PipelineOptions& options) {
     spec.mean_image_size = stats->acc.mean_image_size();
   }
   normalizer_ = std::make_unique<Normalizer>(spec, recipe_.channels, format_);
+  normalizer_->check_image_size(recipe_.size);
 }
 
 NormalizeResult Normalization::run(RowSink& sink, const PipelineOptions& options) const {

@@ -6,6 +6,7 @@
 #include <array>
 #include <cassert>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 
 #include "enum_names.hpp"
@@ -173,6 +174,13 @@ void mean_image_kernel(const ImageView& src, const Affine& affine, const double*
 void check_finite(const std::vector<double>& v, const char* what) {
   for (double x : v)
     if (!std::isfinite(x)) invalid(std::string(what) + " contains a non-finite value");
+}
+
+// A double as %g prints it (6 significant digits), for messages.
+std::string fmt_double(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
 }
 
 // Dataset constant (0–255 units) in the chosen unit.
@@ -608,6 +616,142 @@ Normalizer::Normalizer(const TransformSpec& spec, ChannelOrder input, const Outp
   }
   if (!is_per_image(mode) && mode != Mode::mean_image)
     table_ = std::make_shared<const Table>(make_table(fixed_));
+  check_finite_outputs();
+}
+
+namespace {
+
+// Which user-given parameters decide the size of a mode's outputs, for the message of a
+// transform whose output is not finite.
+std::string culprits(const TransformSpec& spec) {
+  switch (spec.mode) {
+    case Mode::scale:
+    case Mode::minmax:
+      return "--range";
+    case Mode::minmax_dataset:
+      return spec.eps ? "--range and --eps" : "--range (and the statistics' min and max)";
+    case Mode::custom:
+      return "--mean/--std and --unit";
+    case Mode::standardize:
+    case Mode::center:
+      return spec.eps ? "--eps" : "the statistics' std";
+    case Mode::mean_image:
+      return spec.eps ? "--eps" : "the statistics' std";
+    case Mode::per_image:
+    case Mode::per_image_channel:
+      return "--size (the bound grows with the square root of the pixels of an image)";
+    case Mode::zca_channels:
+    case Mode::pca_channels:
+      return "--eps";
+    case Mode::imagenet:
+    case Mode::caffe:
+    case Mode::inception:
+    case Mode::clip:
+      break;
+  }
+  return spec.matrix.empty() ? "--mode" : "the channel matrix";
+}
+
+// The value as the output type holds it (what the kernels write), as a double.
+double as_output(double v, DType dtype) {
+  return dtype == DType::float32
+             ? static_cast<double>(static_cast<float>(v))
+             : static_cast<double>(detail::half_to_float(detail::double_to_half(v)));
+}
+
+}  // namespace
+
+void Normalizer::refuse_non_finite(int channel, const std::string& input, double value) const {
+  const bool half = format_.dtype == DType::float16;
+  const std::string what = std::isnan(value)
+                               ? "nan"
+                               : fmt_double(value) + ", beyond " + to_string(format_.dtype) +
+                                     "'s largest finite value " + (half ? "65504" : "3.40282e+38");
+  invalid("--mode " + std::string(to_string(spec_.mode)) + " would write non-finite values: " +
+          (channel >= 0 ? std::string("channel ") + channel_name(input_, channel) + " maps "
+                        : std::string("it maps ")) +
+          input + " to " + what + " (" + formula() + "); check " + culprits(spec_) +
+          (half ? ", or use --dtype float32" : ""));
+}
+
+void Normalizer::check_finite_outputs() const {
+  const int nc = channels_;
+  const DType dtype = format_.dtype;
+  auto check = [&](int c, double x, double v, const char* x_name = "x") {
+    if (!std::isfinite(as_output(v, dtype)))
+      refuse_non_finite(c, std::string(x_name) + " = " + fmt_double(x), v);
+  };
+  const Mode mode = spec_.mode;
+  if (mode == Mode::mean_image) {
+    // y = t + g·((x/d − m)/s) is monotonic in x and in m: the extremes are at x ∈ {0, 255} and the
+    // smallest and largest m of each channel.
+    for (int c = 0; c < nc; ++c) {
+      double lo = INFINITY, hi = -INFINITY;
+      for (std::size_t i = c; i < mean_scaled_.size(); i += nc) {
+        lo = std::min(lo, mean_scaled_[i]);
+        hi = std::max(hi, mean_scaled_[i]);
+      }
+      const ChannelMap& f = fixed_.ch[c];
+      for (double x : {0.0, 255.0})
+        for (double m : {lo, hi}) check(c, x, f.t + f.g * ((x / f.d - m) / f.s));
+    }
+    return;
+  }
+  if (mode == Mode::minmax) {
+    // lo + (hi − lo)·r with r = (x − min)/(max − min) in [0, 1] (a constant channel gives lo).
+    const double lo = spec_.range ? spec_.range->first : 0.0;
+    const double hi = spec_.range ? spec_.range->second : 1.0;
+    const ChannelMap f{1.0, 0.0, 1.0, hi - lo, lo};
+    for (double r : {0.0, 1.0}) check(-1, r, f(r), "(x - min) / (max - min)");
+    return;
+  }
+  if (is_per_image(mode)) return;  // the moments' modes depend on the size: check_image_size()
+  if (matrix_.empty()) {
+    // The tables hold every output value, exactly as the kernels write them.
+    for (int c = 0; c < nc; ++c)
+      for (int x = 0; x < 256; ++x) {
+        const double v = dtype == DType::float32 ? static_cast<double>(table_->f32[c][x])
+                                                 : detail::half_to_float(table_->f16[c][x]);
+        if (!std::isfinite(v)) refuse_non_finite(c, "x = " + std::to_string(x), fixed_.ch[c](x));
+      }
+    return;
+  }
+  // A channel-mixing map is affine in the pixel: its extremes over the cube [0, 255]^C are at the
+  // corners, evaluated as detail::apply_linear does.
+  for (int corner = 0; corner < (1 << nc); ++corner) {
+    double px[3], z[3];
+    for (int c = 0; c < nc; ++c) {
+      px[c] = (corner >> c) & 1 ? 255.0 : 0.0;
+      const ChannelMap& f = fixed_.ch[c];
+      z[c] = (px[c] / f.d - f.m) / f.s;
+    }
+    for (int k = 0; k < nc; ++k) {
+      double acc = 0;
+      for (int j = 0; j < nc; ++j) acc += matrix_[k * nc + j] * z[j];
+      const double v = fixed_.ch[k].t + fixed_.ch[k].g * acc;
+      if (!std::isfinite(as_output(v, dtype))) {
+        std::string at = "pixel (";
+        for (int c = 0; c < nc; ++c) at += (c ? ", " : "") + fmt_double(px[c]);
+        refuse_non_finite(k, at + ")", v);
+      }
+    }
+  }
+}
+
+void Normalizer::check_image_size(Size size) const {
+  const Mode mode = spec_.mode;
+  if (mode != Mode::per_image && mode != Mode::per_image_channel) return;
+  // |x − μ| / σ ≤ √(n − 1) over the n values of a population (one value apart from all others
+  // reaches it); when σ is below the floor 1/√n the divisor is the floor and |y| stays below
+  // √(n − 1) too (in either unit).
+  const double n = static_cast<double>(size.width) * static_cast<double>(size.height) *
+                   (mode == Mode::per_image ? channels_ : 1);
+  const double bound = std::sqrt(std::max(n - 1, 0.0));
+  if (!std::isfinite(as_output(bound, format_.dtype)))
+    refuse_non_finite(-1,
+                      "an image of " + std::to_string(size.width) + "x" +
+                          std::to_string(size.height) + " with one pixel apart from the others",
+                      bound);
 }
 
 PixelMap Normalizer::pixel_map() const { return {fixed_, matrix_}; }

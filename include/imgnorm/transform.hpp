@@ -178,8 +178,20 @@ class IMGNORM_API Normalizer {
  public:
   /// `input` is the channel order of the u8 images apply() will see (the recipe's). Throws
   /// Error(invalid_argument) for a bad spec: wrong number of constants, std 0 without eps, NaN,
-  /// range lo >= hi, a preset with 3 constants on gray input, mean image of the wrong size.
+  /// range lo >= hi, a preset with 3 constants on gray input, mean image of the wrong size; and
+  /// for a map that gives a value the output dtype cannot hold (inf or NaN) for some input 0–255:
+  /// every value of a per-channel map, the corners of the pixel cube for a channel matrix, the
+  /// extremes of the mean image, minmax's range. The message names the mode, the channel, the
+  /// input, the value and the flags to check, e.g. "--mode custom would write non-finite values:
+  /// channel R maps x = 255 to 255000, beyond float16's largest finite value 65504 (...); check
+  /// --mean/--std and --unit, or use --dtype float32".
   Normalizer(const TransformSpec& spec, ChannelOrder input, const OutputFormat& format);
+
+  /// The per-image standardizations (per_image, per_image_channel) reach |y| = √(n − 1) for an
+  /// image of n values with one value apart from the others: throws Error(invalid_argument) as the
+  /// constructor does when that is not finite in the output dtype for images of `size` (float16
+  /// from about 65520² pixels on). Other modes: nothing to check (the constructor did).
+  void check_image_size(Size size) const;
 
   /// Normalizes one image into `out` (width·height·channels elements of the output dtype). Returns
   /// the number of constant channels that were mapped to a constant (per-image modes; else 0).
@@ -224,6 +236,9 @@ class IMGNORM_API Normalizer {
   std::shared_ptr<const Table> table_;  // dataset-level modes (not mean_image)
   std::vector<double> mean_scaled_;
   std::vector<double> matrix_;  // the channel-mixing matrix: spec.matrix, or the whitening one
+
+  void check_finite_outputs() const;
+  [[noreturn]] void refuse_non_finite(int channel, const std::string& input, double value) const;
 };
 
 /// IEEE binary16 bits to float (exact), for reading float16 tensors.
