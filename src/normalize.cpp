@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cctype>
+#include <cmath>
 #include <cstring>
 #include <exception>
 #include <filesystem>
@@ -130,10 +131,13 @@ void Normalization::check_job(bool is_array) {
   TransformSpec& spec = job_.spec;
   const bool has_stats = job_.stats || !job_.stats_path.empty();
   if (has_stats && job_.fit) invalid("give --stats FILE or --fit, not both");
+  if (!job_.save_stats.empty() && !job_.fit)
+    invalid("--save-stats needs --fit (it writes the statistics --fit computes)");
   if (spec.mean_image_std && spec.mode != Mode::mean_image)
     invalid("--divide-std applies to --mode mean-image only");
   if (spec.mode == Mode::custom) {
     if (spec.mean.empty()) invalid("--mode custom needs --mean");
+    if (spec.unit == 255 && !job_.unit_given) warn_custom_unit(spec);
   } else if (!spec.mean.empty() || !spec.std.empty()) {
     invalid("--mean and --std apply to --mode custom only");
   }
@@ -167,6 +171,32 @@ void Normalization::check_job(bool is_array) {
   if (job_.dtype != DType::float32 && job_.dtype != DType::float16)
     invalid(std::string("invalid dtype '") + to_string(job_.dtype) +
             "' (expected float32|float16)");
+}
+
+// Constants that all lie in 0–1, some strictly between (torchvision's 0.485, 0.229, ...), are
+// almost certainly in 0–1 units; under unit 255 they give values up to ~1100 instead of ~2.
+void Normalization::warn_custom_unit(const TransformSpec& spec) {
+  const std::vector<double> sd =
+      spec.std.empty() ? std::vector<double>(spec.mean.size(), 1.0) : spec.std;
+  bool fraction = false;
+  for (double m : spec.mean) {
+    if (!(m >= 0 && m <= 1)) return;
+    fraction = fraction || (m > 0 && m < 1);
+  }
+  for (double s : sd) {
+    if (!(s > 0 && s <= 1)) return;
+    fraction = fraction || s < 1;
+  }
+  if (!fraction || sd.size() != spec.mean.size()) return;
+  double top = 0;
+  for (std::size_t c = 0; c < sd.size(); ++c)
+    top = std::max(
+        {top, std::fabs((0 - spec.mean[c]) / sd[c]), std::fabs((255 - spec.mean[c]) / sd[c])});
+  warnings_.push_back(fmt::format(
+      "--mode custom: every --mean and --std is at most 1, as constants in 0-1 units are, but "
+      "--unit 255 (the default) applies them to x in 0-255, giving values up to {:.0f}; pass "
+      "--unit 1 for 0-1 constants (torchvision's Normalize), or --unit 255 to keep this",
+      top));
 }
 
 void Normalization::bind_input() {
@@ -274,7 +304,8 @@ void Normalization::prepare(const PipelineOptions& options) {
     if (fitted->acc.images() == 0)
       throw Error(ErrorCode::empty, input_.source + ": no image could be used for --fit");
   }
-  const StatsFile* stats = fitted ? &*fitted : (job_.stats ? &*job_.stats : nullptr);
+  fitted_ = std::move(fitted);
+  const StatsFile* stats = fitted_ ? &*fitted_ : (job_.stats ? &*job_.stats : nullptr);
   if (stats) {
     if (channel_count(stats->recipe.channels) != nc)
       invalid((job_.fit ? std::string("--fit")
@@ -380,6 +411,7 @@ Manifest Normalization::manifest(const NormalizeResult& r) const {
   m.tool_version = version();
   m.source = input_.source;
   if (!job_.stats_path.empty()) m.stats = job_.stats_path;
+  if (job_.fit && !job_.save_stats.empty()) m.stats = job_.save_stats;
   m.fit = job_.fit;
   m.mode = spec.mode;
   m.formula = norm.formula();
@@ -427,6 +459,7 @@ NormalizeResult normalize_to_folder(Normalization& job, const std::string& dir, 
   if (!job.input().array && !job.input().from_list) check_not_inside(dir, job.input().source);
   OutputFolder folder(dir, {"images.npy", "labels.npy", "manifest.json"});
   folder.check_existing(force);
+  if (!job.job().save_stats.empty()) check_outputs({job.job().save_stats, "", force});
   if (!job.prepared()) job.prepare(fit_options ? *fit_options : options);
   check_cancel(options.cancel);
   NpyFileSink sink(folder.path("images.npy"), job.job().dtype, job.shape(job.planned_rows()));
@@ -437,6 +470,7 @@ NormalizeResult normalize_to_folder(Normalization& job, const std::string& dir, 
     labels.emplace(folder.path("labels.npy"), DType::int64, std::vector<std::uint64_t>{r.rows});
     if (r.rows > 0) labels->write_rows(0, r.labels.data(), r.rows);
   }
+  save_fitted_stats(job, force, options.cancel);  // beside the folder, before its commit
   AtomicFile manifest(folder.path("manifest.json"));
   const std::string text = to_json(job.manifest(r));
   manifest.write(text.data(), text.size());
@@ -450,9 +484,16 @@ NormalizeResult normalize_to_folder(Normalization& job, const std::string& dir, 
   return r;
 }
 
+void save_fitted_stats(const Normalization& job, bool force, const std::atomic<bool>* cancel) {
+  const std::string& path = job.job().save_stats;
+  if (path.empty()) return;
+  if (!job.fitted_stats()) invalid(path + ": no fitted statistics to save (--fit, then prepare)");
+  write_outputs(*job.fitted_stats(), {path, "", force}, cancel);
+}
+
 // ---- arrays ----
 
-Normalizer make_normalizer(const NormalizeJob& job, Size size) {
+Normalizer make_normalizer(const NormalizeJob& job, Size size, std::vector<std::string>* warnings) {
   if (job.fit) invalid("fit needs the data: compute the statistics first (imgnorm.stats)");
   if (size.width <= 0 || size.height <= 0) invalid("image size must be at least 1x1");
   NormalizeJob j = job;
@@ -468,6 +509,7 @@ Normalizer make_normalizer(const NormalizeJob& job, Size size) {
   in.array = ImageArray::from_memory(&kNothing, DType::uint8, 1, size.height, size.width,
                                      gray ? 1 : 3, "array");
   Normalization n(std::move(j), std::move(in));
+  if (warnings) *warnings = n.warnings();
   n.prepare({});
   return n.normalizer();
 }

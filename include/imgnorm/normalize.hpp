@@ -98,8 +98,16 @@ struct NormalizeJob {
   /// `stats_path` (read by the constructor, named in messages and in the manifest).
   std::optional<StatsFile> stats;
   std::string stats_path;
+  /// spec.unit was chosen explicitly (`--unit` given). Without it, custom constants that all lie
+  /// in 0–1 (some strictly between) give a warning that they look like 0–1 units under unit 255.
+  bool unit_given = false;
   /// Compute the statistics of this input first (a second pass); excludes stats.
   bool fit = false;
+  /// With fit: also write the fitted statistics to this stats.json (`--save-stats`), the file
+  /// that `stats`/`--stats` then takes to normalize test data the same way. normalize_to_folder
+  /// checks it with its other outputs and writes it before images.npy; after a run into another
+  /// sink, save_fitted_stats() writes it. Refused without fit.
+  std::string save_stats;
   /// Recipe fields given explicitly; the others are the statistics' (or the defaults without
   /// statistics). A difference from the training recipe gives a warning.
   RecipeOverrides recipe;
@@ -155,6 +163,9 @@ class IMGNORM_API Normalization {
   bool prepared() const { return normalizer_ != nullptr; }
   /// After prepare().
   const Normalizer& normalizer() const { return *normalizer_; }
+  /// After prepare() with job.fit: the statistics of this input that the fit pass computed (the
+  /// stats.json `imgnorm stats` would write with this recipe); else nullptr.
+  const StatsFile* fitted_stats() const { return fitted_ ? &*fitted_ : nullptr; }
   /// Streams every row to `sink` (begin, rows in order, end). Files that fail are skipped (and
   /// passed to options.on_skip); Error(empty) when no row could be produced.
   NormalizeResult run(RowSink& sink, const PipelineOptions& options) const;
@@ -171,8 +182,10 @@ class IMGNORM_API Normalization {
   std::vector<int> label_of_class_;
   std::vector<std::string> warnings_;
   std::unique_ptr<Normalizer> normalizer_;
+  std::optional<StatsFile> fitted_;
 
   void check_job(bool is_array);
+  void warn_custom_unit(const TransformSpec& spec);
   void bind_input();
 };
 
@@ -189,11 +202,18 @@ IMGNORM_API NormalizeResult normalize_to_folder(Normalization& job, const std::s
                                                 bool force, const PipelineOptions& options,
                                                 const PipelineOptions* fit_options = nullptr);
 
+/// Writes the fitted statistics of a prepared --fit job to job.save_stats (atomically; an existing
+/// file only with `force`). Does nothing without save_stats. normalize_to_folder calls it itself.
+IMGNORM_API void save_fitted_stats(const Normalization& job, bool force,
+                                   const std::atomic<bool>* cancel = nullptr);
+
 /// The Normalizer `normalize` builds for this job, for images of `size` (the channel count and
 /// order are the statistics' — images must come in that order —, or rgb without statistics; gray
 /// when job.channels is gray). Reads job.stats_path when job.stats is empty. job.fit is refused:
 /// fitting needs data (compute the statistics first). For arrays of images: normalize_rows().
-IMGNORM_API Normalizer make_normalizer(const NormalizeJob& job, Size size);
+/// `warnings` (if given) receives the job's warnings (Normalization::warnings()).
+IMGNORM_API Normalizer make_normalizer(const NormalizeJob& job, Size size,
+                                       std::vector<std::string>* warnings = nullptr);
 
 /// Normalizes every row of `array` into `out` (array.rows() × the rows' bytes, in the Normalizer's
 /// layout and dtype), rows in parallel on `threads` threads (0: all cores); the same values as a

@@ -220,20 +220,25 @@ def _job_kwargs(stats, mode, range, unit, mean, std, mean_image, divide_std, eps
                 matrix=None if matrix is None else [float(v) for row in matrix for v in row])
 
 
-def normalize(dataset=None, *, list=None, stats=None, fit=False, mode="standardize", range=None,
-              unit=255, mean=None, std=None, mean_image=None, divide_std=False, eps=None,
-              layout="nhwc", dtype="float32", channels=None, labels=True, size=None, resize=None,
-              interp=None, pad_value=None, exact_decode=None, max_pixels=None, alpha=None,
-              out=None, force=False, threads=0, allow_truncated=False, progress=None):
+def normalize(dataset=None, *, list=None, stats=None, fit=False, save_stats=None,
+              mode="standardize", range=None, unit=None, mean=None, std=None, mean_image=None,
+              divide_std=False, eps=None, layout="nhwc", dtype="float32", channels=None,
+              labels=True, size=None, resize=None, interp=None, pad_value=None, exact_decode=None,
+              max_pixels=None, alpha=None, out=None, force=False, threads=0,
+              allow_truncated=False, progress=None):
     """Normalizes a dataset as ``imgnorm normalize`` does.
 
     dataset: a folder (or ``list=FILE``), a .npy path, or a numpy array (N,H,W,C) / (N,H,W) of
     uint8, or float32/float64 values in 0-255. stats: a :class:`Stats` or a stats.json path (the
     training statistics; their recipe is used unless size=, resize=, alpha=, ... override it, with
-    a warning); or fit=True to compute them from this input first. mode: standardize | scale | center
+    a warning); or fit=True to compute them from this input first, and save_stats=PATH to write
+    those fitted statistics as a stats.json (the CLI's --save-stats; load it with
+    :meth:`Stats.load` or pass it as ``stats=`` for test data). mode: standardize | scale | center
     | mean-image | minmax | minmax-dataset | per-image | per-image-channel | imagenet | caffe |
     inception | clip | custom ("preset:imagenet" also works). range=(lo, hi) for scale/minmax;
-    unit: 255 or 1; mean/std: custom constants (output channel order); eps: floor of a zero std;
+    unit: 255 (default) or 1; mean/std: custom constants (output channel order; when every one
+    is at most 1 and some is a fraction, without an explicit unit a warning suggests unit=1);
+    eps: floor of a zero std;
     layout: nhwc | nchw; dtype: float32 | float16; channels: output order rgb | bgr | gray.
 
     Without ``out``: returns ``(x, y)``, x the normalized array (owning its memory), y the int64
@@ -245,9 +250,10 @@ def normalize(dataset=None, *, list=None, stats=None, fit=False, mode="standardi
     """
     kw = _job_kwargs(stats, mode, range, unit, mean, std, mean_image, divide_std, eps, layout,
                      dtype, channels)
-    kw.update(list=_path(list), fit=fit, labels=labels, size=size, resize=resize, interp=interp,
-              pad_value=pad_value, exact_decode=exact_decode, max_pixels=max_pixels, alpha=alpha,
-              out=_path(out), force=force, threads=threads, allow_truncated=allow_truncated)
+    kw.update(list=_path(list), fit=fit, save_stats=_path(save_stats), labels=labels, size=size,
+              resize=resize, interp=interp, pad_value=pad_value, exact_decode=exact_decode,
+              max_pixels=max_pixels, alpha=alpha, out=_path(out), force=force, threads=threads,
+              allow_truncated=allow_truncated)
     if not _is_array(dataset):
         dataset = _path(dataset)
     result = _run(_core.normalize, "normalize", progress, dataset, kw)
@@ -276,7 +282,7 @@ class Normalizer:
     normalized on ``threads`` threads (0 = all cores) with the GIL released. Picklable.
     """
 
-    def __init__(self, stats=None, mode="standardize", *, range=None, unit=255, mean=None,
+    def __init__(self, stats=None, mode="standardize", *, range=None, unit=None, mean=None,
                  std=None, mean_image=None, divide_std=False, eps=None, layout="nhwc",
                  dtype="float32", channels=None, matrix=None, threads=0):
         self._args = dict(stats=stats, mode=mode, range=range, unit=unit, mean=mean, std=std,
@@ -343,7 +349,7 @@ class Loader:
     """
 
     def __init__(self, dataset=None, *, list=None, stats=None, fit=False, mode="standardize",
-                 range=None, unit=255, mean=None, std=None, mean_image=None, divide_std=False,
+                 range=None, unit=None, mean=None, std=None, mean_image=None, divide_std=False,
                  eps=None, layout="nhwc", dtype="float32", channels=None, labels=True,
                  size=None, resize=None, interp=None, pad_value=None, exact_decode=None,
                  max_pixels=None, alpha=None, batch_size=64, shuffle=False, seed=0, drop_last=False,

@@ -70,8 +70,9 @@ def stats(dataset: Optional[PathLike] = ..., *, list: Optional[PathLike] = ..., 
 def merge(parts: Iterable[Stats]) -> Stats: ...
 
 def normalize(dataset: Union[None, PathLike, np.ndarray] = ..., *, list: Optional[PathLike] = ...,
-              stats: Union[None, Stats, PathLike] = ..., fit: bool = ..., mode: str = ...,
-              range: Optional[Tuple[float, float]] = ..., unit: int = ...,
+              stats: Union[None, Stats, PathLike] = ..., fit: bool = ...,
+              save_stats: Optional[PathLike] = ..., mode: str = ...,
+              range: Optional[Tuple[float, float]] = ..., unit: Optional[int] = ...,
               mean: Optional[Sequence[float]] = ..., std: Optional[Sequence[float]] = ...,
               mean_image: Optional[PathLike] = ..., divide_std: bool = ...,
               eps: Optional[float] = ..., layout: str = ..., dtype: str = ...,
@@ -85,7 +86,7 @@ def normalize(dataset: Union[None, PathLike, np.ndarray] = ..., *, list: Optiona
 
 class Normalizer:
     def __init__(self, stats: Union[None, Stats, PathLike] = ..., mode: str = ..., *,
-                 range: Optional[Tuple[float, float]] = ..., unit: int = ...,
+                 range: Optional[Tuple[float, float]] = ..., unit: Optional[int] = ...,
                  mean: Optional[Sequence[float]] = ..., std: Optional[Sequence[float]] = ...,
                  mean_image: Optional[PathLike] = ..., divide_std: bool = ...,
                  eps: Optional[float] = ..., layout: str = ..., dtype: str = ...,
@@ -106,7 +107,7 @@ def load(path: PathLike, *, size: Size = ..., resize: str = ..., interp: str = .
 class Loader:
     def __init__(self, dataset: Optional[PathLike] = ..., *, list: Optional[PathLike] = ...,
                  stats: Union[None, Stats, PathLike] = ..., fit: bool = ..., mode: str = ...,
-                 range: Optional[Tuple[float, float]] = ..., unit: int = ...,
+                 range: Optional[Tuple[float, float]] = ..., unit: Optional[int] = ...,
                  mean: Optional[Sequence[float]] = ..., std: Optional[Sequence[float]] = ...,
                  mean_image: Optional[PathLike] = ..., divide_std: bool = ...,
                  eps: Optional[float] = ..., layout: str = ..., dtype: str = ...,

@@ -401,7 +401,10 @@ NormalizeJob job_from(const py::dict& kw) {
   std::string mode = has("mode") ? kw["mode"].cast<std::string>() : "standardize";
   if (mode.rfind("preset:", 0) == 0) mode = mode.substr(7);
   spec.mode = parse_mode(mode);
-  if (has("unit")) spec.unit = kw["unit"].cast<int>();
+  if (has("unit")) {
+    spec.unit = kw["unit"].cast<int>();
+    job.unit_given = true;
+  }
   if (has("eps")) spec.eps = kw["eps"].cast<double>();
   if (has("range")) spec.range = kw["range"].cast<std::pair<double, double>>();
   if (has("mean")) spec.mean = kw["mean"].cast<std::vector<double>>();
@@ -416,6 +419,7 @@ NormalizeJob job_from(const py::dict& kw) {
       job.stats_path = py::str(s).cast<std::string>();
   }
   if (has("fit")) job.fit = kw["fit"].cast<bool>();
+  if (has("save_stats")) job.save_stats = py::str(kw["save_stats"]).cast<std::string>();
   job.recipe = overrides_from(kw);
   job.recipe.channels.reset();  // normalize's `channels` is the output order
   if (has("channels")) job.channels = parse_channel_order(kw["channels"].cast<std::string>());
@@ -519,11 +523,15 @@ py::tuple py_normalize(const py::object& dataset, const py::dict& kw, const py::
     return py::make_tuple(r.rows, skipped_list(r.skipped));
   }
   auto sink = std::make_shared<MemorySink>();
+  const bool force = bool_kw(kw, "force");
+  if (!n->job().save_stats.empty()) check_outputs({n->job().save_stats, "", force});
   NormalizeResult r = run_job<NormalizeResult>(
       [&](const std::atomic<bool>* cancel, Progress* p) {
         const PipelineOptions o = options_for(threads, truncated, cancel, p);
         n->prepare(o);
-        return n->run(*sink, o);
+        NormalizeResult res = n->run(*sink, o);
+        save_fitted_stats(*n, force, cancel);
+        return res;
       },
       progress);
   const auto shape = n->shape(r.rows);
@@ -611,7 +619,13 @@ void bind_normalizer(py::module_& m) {
                                         : (p->job.channels == ChannelOrder::gray ? 1 : 3);
              if (p->job.spec.mode == Mode::mean_image && !p->job.mean_image_path.empty())
                read_mean_image(p->job.mean_image_path, p->channels, p->size);
-             p->any();  // checks the job now, not at the first call
+             // Checks the job now, not at the first call.
+             std::vector<std::string> warnings;
+             p->by_size[{p->size.width, p->size.height}] =
+                 std::make_shared<const Normalizer>(make_normalizer(p->job, p->size, &warnings));
+             for (const auto& w : warnings)  // user -> imgnorm.Normalizer.__init__ -> here
+               if (PyErr_WarnEx(PyExc_UserWarning, w.c_str(), 2) != 0)
+                 throw py::error_already_set();
              return p;
            }),
            py::arg("kwargs"))

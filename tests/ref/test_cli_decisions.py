@@ -60,4 +60,44 @@ run("normalize", flowers, "--size", 8, "--mode", "custom", "--mean", "0,0,0", "-
 x = np.load(path("edge", "images.npy"))
 check(x.dtype == np.float16 and np.all(np.isfinite(x)) and x.max() == 65504, f"edge: finite, max {x.max()}")
 
+# ---- item 15: custom constants in 0-1 units under --unit 255 ------------------------------------
+imagenet = ["--mode", "custom", "--mean", "0.485,0.456,0.406", "--std", "0.229,0.224,0.225"]
+p = run("normalize", flowers, "--size", 8, *imagenet, "-o", path("u255"), "-q")
+x = np.load(path("u255", "images.npy"))
+top = max(abs((v - m) / s) for v in (0, 255) for m, s in zip((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)))
+check(f"values up to {top:.0f}" in p.stderr and "--unit 1" in p.stderr and x.max() > 1000,
+      f"custom 0-1 constants under unit 255 warn (max {x.max()}): {p.stderr!r}")
+for extra in (["--unit", "1"], ["--unit", "255"]):
+    p = run("normalize", flowers, "--size", 8, *imagenet, *extra, "-o", path("u" + extra[1] + "x"), "-q")
+    check("warning" not in p.stderr, f"{extra}: no warning: {p.stderr!r}")
+p = run("normalize", flowers, "--size", 8, "--mode", "custom", "--mean", "120,110,100", "-o", path("u0"), "-q")
+check("warning" not in p.stderr, f"0-255 constants: no warning: {p.stderr!r}")
+
+# ---- item 17: --fit --save-stats, and inspect stats.json --format --------------------------------
+ref = path("ref.json")
+run("stats", flowers, "--size", 16, "-o", ref, "-q")
+saved = path("fit.json")
+run("normalize", flowers, "--size", 16, "--fit", "--save-stats", saved, "-o", path("fit"), "-q")
+check(open(saved, "rb").read() == open(ref, "rb").read(), "--save-stats writes the bytes of imgnorm stats")
+check(json.load(open(path("fit", "manifest.json")))["stats"] == saved, "the manifest names the saved stats")
+run("normalize", flowers, "--stats", saved, "-o", path("again"), "-q")
+check(np.array_equal(np.load(path("fit", "images.npy")), np.load(path("again", "images.npy"))),
+      "the saved statistics normalize exactly as --fit did")
+p = run("normalize", flowers, "--size", 16, "--fit", "--save-stats", saved, "-o", path("fit2"), expect=1)
+check("already exists" in p.stderr and not os.path.exists(path("fit2")), f"existing --save-stats needs --force: {p.stderr!r}")
+p = run("normalize", flowers, "--stats", ref, "--save-stats", path("x.json"), "-o", path("fit3"), expect=2)
+check("--save-stats needs --fit" in p.stderr, f"--save-stats without --fit: {p.stderr!r}")
+
+st = json.load(open(ref))
+for fmt in ("torchvision", "keras", "json", "table", "lighting"):
+    a = run("inspect", ref, "--format", fmt).stdout
+    b = run("stats", flowers, "--size", 16, "--format", fmt, "-q").stdout
+    check(a == b, f"inspect --format {fmt} prints what stats printed")
+tv = run("inspect", ref, "--format", "torchvision").stdout
+check(f"{st['mean_unit'][0]:.6f}" in tv and f"{st['std_unit'][2]:.6f}" in tv, f"torchvision constants: {tv!r}")
+check(json.loads(run("inspect", ref, "--format", "json").stdout) == st, "inspect --format json is the file")
+check(run("merge", ref, "--format", "torchvision").stdout == tv, "merge stats.json --format torchvision still works")
+p = run("inspect", path("fit", "images.npy"), "--format", "json", expect=2)
+check("--format json applies to a stats.json" in p.stderr, f"--format on a .npy: {p.stderr!r}")
+
 finish()

@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "cli.hpp"
+#include "imgnorm/error.hpp"
 #include "imgnorm/inspect.hpp"
 
 namespace imgnorm::cli {
@@ -35,6 +36,7 @@ Command add_inspect_command(CLI::App& app) {
   struct InspectFlags {
     std::string input;
     std::string layout;
+    std::string format = "table";
   };
   auto f = std::make_shared<InspectFlags>();
   CLI::App* sub = app.add_subcommand(
@@ -42,9 +44,20 @@ Command add_inspect_command(CLI::App& app) {
   sub->add_option("file", f->input, "A .npy array or a stats.json")->required();
   sub->add_option("--layout", f->layout, "Channel axis of a .npy: nhwc (last) | nchw (axis 1)")
       ->check(CLI::IsMember({"nhwc", "nchw"}));
-  return {sub, [f] {
-            if (has_npy_extension(f->input)) return print_inspection(f->input, f->layout);
-            print_summary(read_stats_file(f->input), "table");
+  sub->add_option("--format", f->format,
+                  "What to print of a stats.json: table | json | torchvision | keras | lighting")
+      ->check(CLI::IsMember({"table", "json", "torchvision", "keras", "lighting"}))
+      ->capture_default_str();
+  return {sub, [sub, f] {
+            const bool npy = has_npy_extension(f->input);
+            if (npy && sub->count("--format") && f->format != "table")
+              throw Error(ErrorCode::invalid_argument,
+                          "--format " + f->format + " applies to a stats.json, not to " + f->input);
+            if (!npy && sub->count("--layout"))
+              throw Error(ErrorCode::invalid_argument,
+                          "--layout applies to a .npy, not to " + f->input);
+            if (npy) return print_inspection(f->input, f->layout);
+            print_summary(read_stats_file(f->input), f->format);
             return static_cast<int>(kOk);
           }};
 }

@@ -21,6 +21,7 @@ struct NormalizeFlags {
   std::string output;
   std::string stats;
   bool fit = false;
+  std::string save_stats;
   std::string mode = "standardize";
   std::string range;
   int unit = 255;
@@ -43,6 +44,7 @@ NormalizeJob make_job(const CLI::App& app, const NormalizeFlags& f) {
   TransformSpec& spec = job.spec;
   spec.mode = parse_mode_flag(f.mode);
   spec.unit = f.unit;
+  job.unit_given = app.count("--unit") > 0;
   spec.eps = f.eps;
   spec.mean_image_std = f.divide_std;
   if (!f.range.empty()) {
@@ -54,6 +56,7 @@ NormalizeJob make_job(const CLI::App& app, const NormalizeFlags& f) {
   if (!f.std.empty()) spec.std = parse_numbers(f.std, "--std");
   job.stats_path = f.stats;
   job.fit = f.fit;
+  job.save_stats = f.save_stats;
   job.recipe = f.recipe.overrides(app);
   if (!f.channels.empty()) job.channels = parse_channel_order(f.channels);
   job.layout = parse_layout(f.layout);
@@ -107,6 +110,9 @@ Command add_normalize_command(CLI::App& app) {
   sub->add_option("-o,--output", f->output, "Output folder (created if missing)")->required();
   sub->add_option("--stats", f->stats, "Training statistics (stats.json from imgnorm stats)");
   sub->add_flag("--fit", f->fit, "Compute the statistics of the input first (two passes)");
+  sub->add_option("--save-stats", f->save_stats,
+                  "With --fit: also write the fitted statistics (stats.json) here, for --stats "
+                  "on test data");
   sub->add_option("--mode", f->mode,
                   "scale | center | standardize | mean-image | minmax | minmax-dataset | per-image "
                   "| per-image-channel | preset:imagenet | preset:caffe | preset:inception | "
