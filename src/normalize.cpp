@@ -572,7 +572,8 @@ std::uint64_t normalize_rows(const Normalizer& norm, const ImageArray& array, vo
 // ---- denormalize ----
 
 Manifest denormalize(const std::string& images, const std::string& manifest_path,
-                     const std::string& output, bool force, const std::atomic<bool>* cancel) {
+                     const std::string& output, bool force, const std::atomic<bool>* cancel,
+                     const std::function<void(std::size_t, std::size_t)>& progress) {
   const std::string mpath =
       manifest_path.empty() ? folder_of(images) + "/manifest.json" : manifest_path;
   Manifest m = read_manifest(mpath);
@@ -619,6 +620,7 @@ Manifest denormalize(const std::string& images, const std::string& manifest_path
     if (swap_rb)
       for (std::size_t i = 0; i < px.size(); i += 3) std::swap(px[i], px[i + 2]);
     writer.write_rows(r, px.data(), 1);
+    if (progress) progress(static_cast<std::size_t>(r + 1), static_cast<std::size_t>(sh[0]));
   }
   writer.commit();
   return m;

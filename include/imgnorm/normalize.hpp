@@ -17,6 +17,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -227,9 +228,10 @@ IMGNORM_API std::uint64_t normalize_rows(const Normalizer& norm, const ImageArra
 
 /// `imgnorm denormalize`: maps a normalized images.npy back to uint8 N×H×W×C (in its channel
 /// order) with the manifest beside it (or `manifest_path`), exactly for every mode. Writes
-/// `output` atomically. Returns the manifest used.
-IMGNORM_API Manifest denormalize(const std::string& images, const std::string& manifest_path,
-                                 const std::string& output, bool force,
-                                 const std::atomic<bool>* cancel = nullptr);
+/// `output` atomically. Returns the manifest used. `progress` (if set) receives (rows done, rows).
+IMGNORM_API Manifest
+denormalize(const std::string& images, const std::string& manifest_path, const std::string& output,
+            bool force, const std::atomic<bool>* cancel = nullptr,
+            const std::function<void(std::size_t, std::size_t)>& progress = {});
 
 }  // namespace imgnorm

@@ -235,7 +235,7 @@ def normalize(dataset=None, *, list=None, stats=None, fit=False, save_stats=None
     those fitted statistics as a stats.json (the CLI's --save-stats; load it with
     :meth:`Stats.load` or pass it as ``stats=`` for test data). mode: standardize | scale | center
     | mean-image | minmax | minmax-dataset | per-image | per-image-channel | imagenet | caffe |
-    inception | clip | custom ("preset:imagenet" also works). range=(lo, hi) for scale/minmax;
+    inception | clip | custom (the older spelling "preset:imagenet" also works). range=(lo, hi) for scale/minmax;
     unit: 255 (default) or 1; mean/std: custom constants (output channel order; when every one
     is at most 1 and some is a fraction, without an explicit unit a warning suggests unit=1);
     eps: floor of a zero std;

@@ -100,4 +100,68 @@ check(run("merge", ref, "--format", "torchvision").stdout == tv, "merge stats.js
 p = run("inspect", path("fit", "images.npy"), "--format", "json", expect=2)
 check("--format json applies to a stats.json" in p.stderr, f"--format on a .npy: {p.stderr!r}")
 
+# ---- item 20: small CLI decisions ----------------------------------------------------------------
+# denormalize takes -q (and --progress) as the other commands do.
+run("normalize", flowers, "--size", 8, "--mode", "scale", "-o", path("dn"), "-q")
+p = run("denormalize", path("dn", "images.npy"), "-o", path("dn", "q.npy"), "-q")
+check(p.stderr == "", f"denormalize -q: nothing on stderr: {p.stderr!r}")
+p = run("denormalize", path("dn", "images.npy"), "-o", path("dn", "p.npy"), "--progress")
+check("denormalize [" in p.stderr and "40/40" in p.stderr, f"denormalize --progress: a bar: {p.stderr!r}")
+check(open(path("dn", "q.npy"), "rb").read() == open(path("dn", "p.npy"), "rb").read(), "same pixels either way")
+
+# One spelling of the presets: help, errors and the summary say imagenet; preset:NAME still works.
+help_text = run("normalize", "--help").stdout
+check("| imagenet | caffe | inception | clip |" in help_text and "preset:" not in help_text, "help spells imagenet")
+a = run("normalize", flowers, "--size", 8, "--mode", "imagenet", "-o", path("in1"))
+b = run("normalize", flowers, "--size", 8, "--mode", "preset:imagenet", "-o", path("in2"))
+check("mode imagenet" in a.stdout and a.stdout.replace("in1", "X") == b.stdout.replace("in2", "X"), f"summary: {a.stdout!r}")
+check(open(path("in1", "images.npy"), "rb").read() == open(path("in2", "images.npy"), "rb").read(), "preset:imagenet = imagenet")
+p = run("normalize", flowers, "--mode", "preset:foo", "-o", path("in3"), expect=2)
+check("unknown preset 'foo' (expected imagenet|caffe|inception|clip)" in p.stderr, f"unknown preset: {p.stderr!r}")
+p = run("normalize", flowers, "--mode", "foo", "-o", path("in3"), expect=2)
+check("imagenet|caffe|inception|clip" in p.stderr and "preset:" not in p.stderr, f"unknown mode: {p.stderr!r}")
+
+# inspect writes shapes as numpy does.
+for name in ("labels.npy", "images.npy"):
+    arr = np.load(path("dn", name))
+    p = run("inspect", path("dn", name))
+    check(f": shape {arr.shape}, dtype {arr.dtype}" in p.stdout.splitlines()[0], f"{name}: {p.stdout.splitlines()[0]!r} vs {arr.shape}")
+
+# Skipped files: listed on stderr (warnings), counted on stdout (results), not both.
+ds = path("bad")
+shutil.copytree(flowers, ds)
+bad = os.path.join(ds, "daisy", "zz-broken.jpg")
+with open(bad, "wb") as f:
+    f.write(b"\xff\xd8\xff\xe0 not really a jpeg")
+p = run("stats", ds, "--size", 8)
+check(f"skipped {bad}" in p.stderr and bad not in p.stdout, f"skipped once, on stderr: {p.stdout!r}")
+check("1 skipped" in p.stdout, f"the table counts it: {p.stdout!r}")
+p = run("stats", ds, "--size", 8, "-q", "-o", path("bad.json"))
+check(bad not in p.stdout + p.stderr and json.load(open(path("bad.json")))["skipped"][0]["path"] == bad, "-q: in stats.json only")
+check(bad not in run("inspect", path("bad.json")).stdout, "inspect's table counts, does not list")
+
+# -j 0 means all cores (as Python's threads=0), and says so.
+check("0 (the default): all cores" in run("stats", "--help").stdout, "--threads help documents 0")
+j0 = run("stats", flowers, "--size", 8, "-j", 0, "--format", "json").stdout
+j1 = run("stats", flowers, "--size", 8, "-j", 1, "--format", "json").stdout
+check(j0 == j1, "-j 0 gives the same statistics as -j 1")
+run("stats", flowers, "-j", 1025, expect=2)
+
+# The decode mode is stated in the table and in the --format lines' comments.
+for extra, words in (([], "JPEGs DCT-scaled where the size allows"), (["--exact-decode"], "JPEGs decoded at full size")):
+    t = run("stats", flowers, "--size", 8, *extra).stdout
+    check(f"decode: {words}" in t.splitlines()[1], f"table {extra}: {t!r}")
+    for fmt in ("torchvision", "keras", "lighting"):
+        out = run("stats", flowers, "--size", 8, *extra, "--format", fmt).stdout
+        check(f"# " in out and words in out, f"--format {fmt} {extra}: {out!r}")
+# ... and it is the reason the default differs from a cv2 loop: --exact-decode matches it.
+import cv2  # noqa: E402
+from common import image_files, tutorial_pixels  # noqa: E402
+
+px = tutorial_pixels(image_files(flowers), 64).reshape(-1, 3).astype(np.float64)
+ex = json.loads(run("stats", flowers, "--size", 64, "--exact-decode", "--format", "json").stdout)
+df = json.loads(run("stats", flowers, "--size", 64, "--format", "json").stdout)
+check(np.allclose(ex["mean"], px.mean(0), rtol=0, atol=1e-9), "--exact-decode equals the cv2 loop")
+check(not np.allclose(df["mean"], px.mean(0), rtol=0, atol=1e-3), "the DCT-scaled default does not (hence the note)")
+
 finish()

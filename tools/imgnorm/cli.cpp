@@ -74,7 +74,7 @@ RecipeOverrides RecipeFlags::overrides(const CLI::App& app) const {
 }
 
 void RunFlags::add_to(CLI::App& app) {
-  app.add_option("--threads,-j", threads, "Worker threads, 1-1024 (default: all cores)")
+  app.add_option("--threads,-j", threads, "Worker threads, 1-1024; 0 (the default): all cores")
       ->check(CLI::Range(0, 1024));
   app.add_flag("--quiet,-q", quiet, "No progress bar, no per-file warnings on stderr");
   app.add_flag("--progress", progress, "Progress bar on stderr even when it is not a terminal");

@@ -15,6 +15,7 @@ struct DenormalizeFlags {
   std::string manifest;
   std::string output;
   bool force = false;
+  RunFlags run;  // --quiet and --progress only: the progress bar, as for the other commands
 };
 
 Command add_denormalize_command(CLI::App& app) {
@@ -26,8 +27,12 @@ Command add_denormalize_command(CLI::App& app) {
   sub->add_option("--manifest", f->manifest, "Its manifest.json (default: beside the input)");
   sub->add_option("-o,--output", f->output, "Output .npy (uint8, N x H x W x C)")->required();
   sub->add_flag("--force", f->force, "Replace an existing output file");
+  sub->add_flag("--quiet,-q", f->run.quiet, "No progress bar");
+  sub->add_flag("--progress", f->run.progress,
+                "Progress bar on stderr even when it is not a terminal");
   return {sub, [f] {
-            const Manifest m = denormalize(f->input, f->manifest, f->output, f->force, &g_cancel);
+            const Manifest m = denormalize(f->input, f->manifest, f->output, f->force, &g_cancel,
+                                           f->run.options("denormalize").progress);
             const auto& sh = m.shape;
             const int nc = channel_count(m.input_channels);
             const std::uint64_t h = m.layout == Layout::nhwc ? sh.at(1) : sh.at(2);

@@ -18,7 +18,9 @@ int print_inspection(const std::string& path, const std::string& layout) {
   if (!layout.empty()) l = parse_layout(layout);
   const NpyInspection r = inspect_npy(path, l, &g_cancel);
   const auto& sh = r.header.shape;
-  fmt::print("{}: shape ({}), dtype {}\n", path, fmt::join(sh, ", "), to_string(r.header.dtype));
+  // The shape as numpy writes a tuple: (735,) for one axis, () for none.
+  fmt::print("{}: shape ({}{}), dtype {}\n", path, fmt::join(sh, ", "), sh.size() == 1 ? "," : "",
+             to_string(r.header.dtype));
   if (r.header.count == 0) return kOk;
   fmt::print("{:<8}{:>14}{:>14}{:>14}{:>14}\n", r.axis < sh.size() ? "channel" : "all", "mean",
              "std", "min", "max");

@@ -115,8 +115,8 @@ Command add_normalize_command(CLI::App& app) {
                   "on test data");
   sub->add_option("--mode", f->mode,
                   "scale | center | standardize | mean-image | minmax | minmax-dataset | per-image "
-                  "| per-image-channel | preset:imagenet | preset:caffe | preset:inception | "
-                  "preset:clip | custom | zca-channels | pca-channels")
+                  "| per-image-channel | imagenet | caffe | inception | clip | custom | "
+                  "zca-channels | pca-channels")
       ->capture_default_str();
   sub->add_option("--range", f->range, "Output range lo,hi of scale/minmax/minmax-dataset (0,1)");
   sub->add_option("--unit", f->unit, "Units of the formula: 255 (x in 0-255) or 1 (x/255)")

@@ -1,6 +1,7 @@
 #include "values.hpp"
 
 #include <cmath>
+#include <optional>
 #include <stdexcept>
 
 #include "imgnorm/error.hpp"
@@ -47,16 +48,21 @@ std::vector<double> parse_numbers(const std::string& text, const char* flag) {
 }
 
 Mode parse_mode_flag(const std::string& text) {
-  std::string s = text;
-  if (s.rfind("preset:", 0) == 0) {
-    s.erase(0, 7);
-    Mode m = parse_mode(s);
-    if (!preset_channel_order(m))
+  // The presets are spelled as every other mode (imagenet, as the manifest, the summary and Python
+  // spell them); "preset:NAME", the older spelling, is still accepted.
+  if (text.rfind("preset:", 0) == 0) {
+    const std::string s = text.substr(7);
+    std::optional<Mode> m;
+    try {
+      m = parse_mode(s);
+    } catch (const Error&) {
+    }
+    if (!m || !preset_channel_order(*m))
       throw Error(ErrorCode::invalid_argument,
-                  "unknown preset '" + s + "' (imagenet, caffe, inception or clip)");
-    return m;
+                  "unknown preset '" + s + "' (expected imagenet|caffe|inception|clip)");
+    return *m;
   }
-  return parse_mode(s);
+  return parse_mode(text);
 }
 
 }  // namespace imgnorm::cli

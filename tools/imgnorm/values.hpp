@@ -17,7 +17,8 @@ void parse_shard(const std::string& text, int& index, int& count);
 /// Error(invalid_argument) naming `flag` and the text.
 std::vector<double> parse_numbers(const std::string& text, const char* flag);
 
-/// A --mode value: a mode name, or "preset:NAME" for imagenet, caffe, inception and clip.
+/// A --mode value: a mode name (imagenet, caffe, inception and clip included), or the older
+/// spelling "preset:NAME" of those four.
 Mode parse_mode_flag(const std::string& text);
 
 }  // namespace imgnorm::cli
