@@ -34,6 +34,14 @@ void check_cancel(const std::atomic<bool>* cancel) {
   if (cancel && cancel->load()) throw Error(ErrorCode::interrupted, "interrupted");
 }
 
+std::uint64_t saturating_mul(std::uint64_t a, std::uint64_t b) {
+  return a != 0 && b > UINT64_MAX / a ? UINT64_MAX : a * b;
+}
+
+std::uint64_t saturating_add(std::uint64_t a, std::uint64_t b) {
+  return b > UINT64_MAX - a ? UINT64_MAX : a + b;
+}
+
 std::string absolute_path(const std::string& p) {
   std::error_code ec;
   auto a = std::filesystem::absolute(p, ec);
@@ -350,12 +358,14 @@ NormalizeResult Normalization::run(RowSink& sink, const PipelineOptions& options
         options.cancel);
   } else {
     const std::vector<Entry>& entries = input_.dataset.entries;
-    const int slots = pipeline_slots(options);
+    PipelineOptions pipeline = options;
+    pipeline.slot_bytes = rb;  // the output rows in flight count against --max-memory
+    const int slots = pipeline_slots(pipeline, entries.size());
     std::vector<std::uint8_t> slot_data(static_cast<std::size_t>(slots) * rb);
     std::vector<Affine> slot_affine(static_cast<std::size_t>(slots));
     std::vector<int> slot_constant(static_cast<std::size_t>(slots), 0);
     run_pipeline(
-        entries, recipe_, options,
+        entries, recipe_, pipeline,
         [&](const LoadedImage& li) {
           std::uint8_t* dst = slot_data.data() + static_cast<std::size_t>(li.slot) * rb;
           if (per_image)
@@ -447,9 +457,23 @@ NormalizeResult normalize_to_folder(Normalization& job, const std::string& dir, 
     check_output_path(manifest, force);
     if (job.labels()) check_output_path(labels, force);
   }
+  if (!job.input().array) {
+    // Up front: a --size whose rows cannot be in memory is refused before --fit runs.
+    PipelineOptions pipeline = options;
+    pipeline.slot_bytes = job.row_bytes();
+    check_memory(job.recipe(), pipeline);
+  }
   if (!job.prepared()) job.prepare(fit_options ? *fit_options : options);
   check_cancel(options.cancel);
   ensure_folder(dir);
+  // The planned rows (skipped files only make it smaller) and the labels, headers included.
+  const std::uint64_t planned = job.planned_rows();
+  check_free_space(dir,
+                   saturating_add(saturating_mul(planned, job.row_bytes()),
+                                  job.labels() ? planned * 8 + 128 : 0) +
+                       128,
+                   "images.npy" + std::string(job.labels() ? " and labels.npy" : "") + " of " +
+                       std::to_string(planned) + " rows");
   NpyFileSink sink(images, job.job().dtype, job.shape(job.planned_rows()));
   NormalizeResult r = job.run(sink, options);
 

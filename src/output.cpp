@@ -2,12 +2,14 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 
 #include "imgnorm/error.hpp"
+#include "imgnorm/pipeline.hpp"
 
 namespace imgnorm {
 
@@ -101,6 +103,17 @@ void write_file_atomic(const std::string& path, const std::string& text, bool fo
     throw Error(ErrorCode::interrupted, "interrupted");
   }
   file.commit();
+}
+
+void check_free_space(const std::string& dir, std::uint64_t bytes, const std::string& what) {
+  struct statvfs fs {};
+  if (::statvfs(dir.c_str(), &fs) != 0 || fs.f_frsize == 0) return;
+  const std::uint64_t free_bytes = static_cast<std::uint64_t>(fs.f_bavail) * fs.f_frsize;
+  if (bytes <= free_bytes) return;
+  throw Error(ErrorCode::io, dir + ": " + what + " needs " + std::to_string(bytes) + " bytes (" +
+                                 memory_size_text(bytes) + "), but its filesystem has only " +
+                                 std::to_string(free_bytes) + " bytes (" +
+                                 memory_size_text(free_bytes) + ") free");
 }
 
 }  // namespace imgnorm

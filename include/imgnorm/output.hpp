@@ -9,6 +9,7 @@
 ///     imgnorm::write_file_atomic("out/stats.json", text, force);
 
 #include <atomic>
+#include <cstdint>
 #include <string>
 
 #include "imgnorm/export.hpp"
@@ -61,6 +62,12 @@ IMGNORM_API void ensure_folder(const std::string& dir);
 /// removed and Error(interrupted) thrown.
 IMGNORM_API void write_file_atomic(const std::string& path, const std::string& text, bool force,
                                    const std::atomic<bool>* cancel = nullptr);
+
+/// Refuses with Error(io) before writing when the filesystem of folder `dir` has fewer than
+/// `bytes` bytes free for this user (statvfs f_bavail): the message names `what`, the bytes it
+/// needs and the bytes free. Silent when the free space cannot be read.
+IMGNORM_API void check_free_space(const std::string& dir, std::uint64_t bytes,
+                                  const std::string& what);
 
 /// The folder part of a path: "a/b.json" → "a", "b.json" → ".", "/b" → "/".
 IMGNORM_API std::string folder_of(const std::string& path);
