@@ -104,7 +104,7 @@ def _path(p):
 
 def stats(dataset=None, *, list=None, size=224, resize="stretch", interp="linear", channels="rgb",
           pad_value=0, exact_decode=False, max_pixels=None, sample=None, seed=0, shard=None, ddof=0,
-          mean_image=False, threads=0, allow_truncated=False, progress=None):
+          mean_image=False, threads=0, max_memory=None, allow_truncated=False, progress=None):
     """Exact per-channel statistics of a dataset, as ``imgnorm stats`` computes them.
 
     dataset: a class-folder tree (``DIR/<class>/**/*.jpg``) or a flat folder; or ``list=FILE``
@@ -114,6 +114,8 @@ def stats(dataset=None, *, list=None, size=224, resize="stretch", interp="linear
     max_pixels: refuse larger images (default 178956970). sample: K images or "P%" (uniform,
     without replacement, seeded by ``seed``); shard: "I/N" or (I, N). ddof: 0 (numpy) or 1.
     mean_image: also keep the per-pixel mean image (``Stats.mean_image``). threads: 0 = all cores.
+    max_memory: memory for the images in flight, bytes or a size such as "2G" or "512M" (default:
+    half of the physical memory or of the container's limit); more images wait, none fails.
     Returns a :class:`Stats`; skipped files are in ``Stats.skipped``.
     """
     shard_index, shard_count = _shard(shard)
@@ -121,7 +123,7 @@ def stats(dataset=None, *, list=None, size=224, resize="stretch", interp="linear
               pad_value=pad_value, exact_decode=exact_decode, max_pixels=max_pixels,
               sample=None if sample is None else str(sample), seed=seed, shard_index=shard_index,
               shard_count=shard_count, ddof=ddof, mean_image=mean_image, threads=threads,
-              allow_truncated=allow_truncated)
+              max_memory=max_memory, allow_truncated=allow_truncated)
     return _run(_core.stats, "stats", progress, _path(dataset), kw)
 
 
@@ -222,7 +224,7 @@ def normalize(dataset=None, *, list=None, stats=None, fit=False, mode="standardi
               unit=255, mean=None, std=None, mean_image=None, divide_std=False, eps=None,
               layout="nhwc", dtype="float32", channels=None, labels=True, size=None, resize=None,
               interp=None, pad_value=None, exact_decode=None, max_pixels=None, out=None,
-              force=False, threads=0, allow_truncated=False, progress=None):
+              force=False, threads=0, max_memory=None, allow_truncated=False, progress=None):
     """Normalizes a dataset as ``imgnorm normalize`` does.
 
     dataset: a folder (or ``list=FILE``), a .npy path, or a numpy array (N,H,W,C) / (N,H,W) of
@@ -233,6 +235,7 @@ def normalize(dataset=None, *, list=None, stats=None, fit=False, mode="standardi
     inception | clip | custom ("preset:imagenet" also works). range=(lo, hi) for scale/minmax;
     unit: 255 or 1; mean/std: custom constants (output channel order); eps: floor of a zero std;
     layout: nhwc | nchw; dtype: float32 | float16; channels: output order rgb | bgr | gray.
+    threads: 0 = all cores; max_memory: memory for the images in flight (as for :func:`stats`).
 
     Without ``out``: returns ``(x, y)``, x the normalized array (owning its memory), y the int64
     labels (training class ids), or None for array input or labels=False. With ``out=DIR``: writes
@@ -244,7 +247,7 @@ def normalize(dataset=None, *, list=None, stats=None, fit=False, mode="standardi
                      dtype, channels)
     kw.update(list=_path(list), fit=fit, labels=labels, size=size, resize=resize, interp=interp,
               pad_value=pad_value, exact_decode=exact_decode, max_pixels=max_pixels, out=_path(out),
-              force=force, threads=threads, allow_truncated=allow_truncated)
+              force=force, threads=threads, max_memory=max_memory, allow_truncated=allow_truncated)
     if not _is_array(dataset):
         dataset = _path(dataset)
     result = _run(_core.normalize, "normalize", progress, dataset, kw)
