@@ -463,17 +463,24 @@ NormalizeResult normalize_to_folder(Normalization& job, const std::string& dir, 
     pipeline.slot_bytes = job.row_bytes();
     check_memory(job.recipe(), pipeline);
   }
+  // The planned rows (skipped files only make it smaller) and the labels, headers included, against
+  // the free space where the folder is or will be created: before --fit, before writing anything.
+  {
+    std::error_code ec;
+    auto where = std::filesystem::absolute(dir, ec).lexically_normal();
+    if (!where.has_filename()) where = where.parent_path();
+    if (!std::filesystem::is_directory(where, ec)) where = where.parent_path();
+    const std::uint64_t planned = job.planned_rows();
+    check_free_space(where.string(),
+                     saturating_add(saturating_mul(planned, job.row_bytes()),
+                                    job.labels() ? planned * 8 + 128 : 0) +
+                         128,
+                     "images.npy" + std::string(job.labels() ? " and labels.npy" : "") + " of " +
+                         std::to_string(planned) + " rows");
+  }
   if (!job.prepared()) job.prepare(fit_options ? *fit_options : options);
   check_cancel(options.cancel);
   ensure_folder(dir);
-  // The planned rows (skipped files only make it smaller) and the labels, headers included.
-  const std::uint64_t planned = job.planned_rows();
-  check_free_space(dir,
-                   saturating_add(saturating_mul(planned, job.row_bytes()),
-                                  job.labels() ? planned * 8 + 128 : 0) +
-                       128,
-                   "images.npy" + std::string(job.labels() ? " and labels.npy" : "") + " of " +
-                       std::to_string(planned) + " rows");
   NpyFileSink sink(images, job.job().dtype, job.shape(job.planned_rows()));
   NormalizeResult r = job.run(sink, options);
 
