@@ -108,6 +108,10 @@ class Scratch {
     }
     return data_.get();
   }
+  void release() noexcept {
+    data_.reset();
+    capacity_ = 0;
+  }
 
  private:
   std::unique_ptr<std::uint8_t[]> data_;
@@ -196,16 +200,22 @@ inline std::uint8_t cv_gray(int r, int g, int b) {
 // ------------------------------------------------------------------------------------------------
 // JPEG (libjpeg API of libjpeg-turbo)
 
+/// Why a libjpeg call gave up.
+enum class JpegFailure { corrupt, out_of_memory, too_many_scans };
+
 struct JpegErrorManager {
   jpeg_error_mgr pub;
   std::jmp_buf jump;
-  bool ignore_warnings = false;
+  bool allow_truncated = false;
+  bool saw_eof = false;  // libjpeg ran out of data (JWRN_JPEG_EOF) in this decode
+  JpegFailure failure = JpegFailure::corrupt;
   char message[JMSG_LENGTH_MAX] = {};
 };
 
 [[noreturn]] void jpeg_on_error(j_common_ptr cinfo) {
   auto* err = reinterpret_cast<JpegErrorManager*>(cinfo->err);
   (*cinfo->err->format_message)(cinfo, err->message);
+  if (cinfo->err->msg_code == JERR_OUT_OF_MEMORY) err->failure = JpegFailure::out_of_memory;
   std::longjmp(err->jump, 1);
 }
 
@@ -223,15 +233,49 @@ bool jpeg_warning_is_benign(const jpeg_error_mgr& e) {
   }
 }
 
+// With allow_truncated, only what running out of data causes: libjpeg's "premature end of JPEG
+// file", then the entropy decoder hitting the EOI marker libjpeg inserts there. A bad Huffman
+// code, a bogus progression or a marker in the middle of the data is corruption, truncated or not.
+bool jpeg_warning_is_truncation(JpegErrorManager& e) {
+  if (e.pub.msg_code == JWRN_JPEG_EOF) {
+    e.saw_eof = true;
+    return true;
+  }
+  return e.saw_eof && e.pub.msg_code == JWRN_HIT_MARKER;
+}
+
 void jpeg_on_message(j_common_ptr cinfo, int msg_level) {
   if (msg_level >= 0) return;  // trace messages
   auto* err = reinterpret_cast<JpegErrorManager*>(cinfo->err);
   err->pub.num_warnings++;
-  if (err->ignore_warnings || jpeg_warning_is_benign(err->pub)) return;
+  if (jpeg_warning_is_benign(err->pub)) return;
+  if (err->allow_truncated && jpeg_warning_is_truncation(*err)) return;
   // Premature end of data, bad Huffman code, ...: libjpeg would go on with grey fill, as
   // cv2.imread does, but the pixels are not the image's.
   (*cinfo->err->format_message)(cinfo, err->message);
   std::longjmp(err->jump, 1);
+}
+
+// The work of a progressive JPEG grows with its scans, and a scan can take a few bytes: a small
+// file of thousands of scans takes minutes. libjpeg-turbo's advice (djpeg -maxscans, its fuzzers,
+// TurboJPEG's scan limit) is a progress monitor that stops past a limit.
+struct JpegProgress {
+  jpeg_progress_mgr pub{};
+  int max_scans = 0;
+};
+
+void jpeg_on_progress(j_common_ptr cinfo) {
+  if (!cinfo->is_decompressor) return;
+  auto* progress = reinterpret_cast<JpegProgress*>(cinfo->progress);
+  const int scans = reinterpret_cast<j_decompress_ptr>(cinfo)->input_scan_number;
+  if (progress->max_scans > 0 && scans > progress->max_scans) {
+    auto* err = reinterpret_cast<JpegErrorManager*>(cinfo->err);
+    std::snprintf(err->message, sizeof err->message,
+                  "more than %d scans (the limit: a progressive JPEG's work grows with its scans)",
+                  progress->max_scans);
+    err->failure = JpegFailure::too_many_scans;
+    std::longjmp(err->jump, 1);
+  }
 }
 
 void jpeg_silent_output(j_common_ptr) {}
@@ -272,6 +316,7 @@ void cmyk_row(const std::uint8_t* s, int w, ChannelOrder order, std::uint8_t* d)
 struct Decoder::Impl {
   jpeg_decompress_struct cinfo{};
   JpegErrorManager jerr{};
+  JpegProgress progress{};
   bool jpeg_ok = false;
   Scratch pixels;  // decoded pixels before orientation or format conversion
   Scratch row;     // one CMYK row
@@ -283,6 +328,9 @@ struct Decoder::Impl {
     jerr.pub.output_message = jpeg_silent_output;
     jpeg_ok = create_jpeg();
     if (!jpeg_ok) throw std::bad_alloc();
+    // After jpeg_create_decompress, which clears everything but the error manager.
+    progress.pub.progress_monitor = jpeg_on_progress;
+    cinfo.progress = &progress.pub;
   }
   ~Impl() {
     if (jpeg_ok) jpeg_destroy_decompress(&cinfo);
@@ -343,6 +391,19 @@ struct Decoder::Impl {
     return true;
   }
 
+  [[noreturn]] void jpeg_fail() const {
+    const std::string what = std::string("JPEG: ") + jerr.message;
+    switch (jerr.failure) {
+      case JpegFailure::out_of_memory:
+        throw Error(ErrorCode::out_of_memory, what);
+      case JpegFailure::too_many_scans:
+        throw Error(ErrorCode::too_large, what);
+      case JpegFailure::corrupt:
+        break;
+    }
+    throw Error(ErrorCode::corrupt, what);
+  }
+
   DecodeInfo decode_jpeg(const std::uint8_t* data, std::size_t size, const DecodeOptions& options,
                          Image& out);
   DecodeInfo decode_png(const std::uint8_t* data, std::size_t size, const DecodeOptions& options,
@@ -364,10 +425,11 @@ struct JpegAbortGuard {
 DecodeInfo Decoder::Impl::decode_jpeg(const std::uint8_t* data, std::size_t size,
                                       const DecodeOptions& options, Image& out) {
   JpegAbortGuard guard{&cinfo};
-  jerr.ignore_warnings = options.allow_truncated;
-  if (!jpeg_header(data, size)) {
-    throw Error(ErrorCode::corrupt, std::string("JPEG: ") + jerr.message);
-  }
+  jerr.allow_truncated = options.allow_truncated;
+  jerr.saw_eof = false;
+  jerr.failure = JpegFailure::corrupt;
+  progress.max_scans = options.max_scans;
+  if (!jpeg_header(data, size)) jpeg_fail();
   DecodeInfo info;
   info.format = Format::jpeg;
   info.width = static_cast<int>(cinfo.image_width);
@@ -426,13 +488,22 @@ DecodeInfo Decoder::Impl::decode_jpeg(const std::uint8_t* data, std::size_t size
   }
   const int ch = channel_count(options.channels);
   const Size final_size = oriented(static_cast<int>(out_w), static_cast<int>(out_h), orientation);
-  out.reset(final_size.width, final_size.height, ch);
   const std::size_t bytes = static_cast<std::size_t>(out_w) * out_h * ch;
+  if (options.reserve) {
+    std::uint64_t need = bytes * (orientation == 1 ? 1 : 2) + (cmyk ? std::uint64_t{out_w} * 4 : 0);
+    // Progressive and multi-scan files keep every DCT coefficient (2 bytes) until the last scan.
+    if (cinfo.progressive_mode || cinfo.comps_in_scan < cinfo.num_components) {
+      for (int c = 0; c < cinfo.num_components; ++c) {
+        const jpeg_component_info& comp = cinfo.comp_info[c];
+        need += std::uint64_t{comp.width_in_blocks} * comp.height_in_blocks * DCTSIZE2 * 2;
+      }
+    }
+    options.reserve(final_size, need);
+  }
+  out.reset(final_size.width, final_size.height, ch);
   std::uint8_t* dst = orientation == 1 ? out.data() : pixels.get(bytes);
   std::uint8_t* cmyk_buf = cmyk ? row.get(static_cast<std::size_t>(out_w) * 4) : nullptr;
-  if (!jpeg_pixels(space, denom, options.channels, cmyk, dst, out_w, out_h, cmyk_buf)) {
-    throw Error(ErrorCode::corrupt, std::string("JPEG: ") + jerr.message);
-  }
+  if (!jpeg_pixels(space, denom, options.channels, cmyk, dst, out_w, out_h, cmyk_buf)) jpeg_fail();
   if (orientation != 1) {
     apply_orientation(dst, static_cast<int>(out_w), static_cast<int>(out_h), ch, orientation,
                       out.data());
@@ -454,7 +525,8 @@ struct SpngCtx {
 };
 
 [[noreturn]] void png_fail(int ret) {
-  throw Error(ErrorCode::corrupt, std::string("PNG: ") + spng_strerror(ret));
+  throw Error(ret == SPNG_EMEM ? ErrorCode::out_of_memory : ErrorCode::corrupt,
+              std::string("PNG: ") + spng_strerror(ret));
 }
 
 // libpng's rgb_to_gray coefficients for (0.299, 0.587): png_fixed, then * 32768 / 100000.
@@ -577,13 +649,22 @@ DecodeInfo Decoder::Impl::decode_png(const std::uint8_t* data, std::size_t size,
   const int orientation = options.apply_orientation ? info.orientation : 1;
   const int ch = channel_count(options.channels);
   const Size final_size = oriented(w, h, orientation);
+  const bool sixteen = ihdr.bit_depth == 16;
+  const bool gray_source = ihdr.color_type == SPNG_COLOR_TYPE_GRAYSCALE ||
+                           ihdr.color_type == SPNG_COLOR_TYPE_GRAYSCALE_ALPHA;
+  if (options.reserve) {
+    // The result, a raw decode (up to RGBA16) where the requested format needs one, and the
+    // orientation's copy.
+    const bool direct = options.channels == ChannelOrder::gray
+                            ? ihdr.color_type == SPNG_COLOR_TYPE_GRAYSCALE && !sixteen
+                            : !sixteen;
+    const std::uint64_t raw = direct ? 0 : npix * (sixteen ? 8 : 3);
+    options.reserve(final_size, npix * ch * (orientation == 1 ? 1 : 2) + raw);
+  }
   out.reset(final_size.width, final_size.height, ch);
   // Pixels in stored orientation and the requested channels go to `dst`: straight into `out`,
   // or, when an orientation follows, into scratch (after the raw decode when there is one).
   std::uint8_t* dst = out.data();
-  const bool sixteen = ihdr.bit_depth == 16;
-  const bool gray_source = ihdr.color_type == SPNG_COLOR_TYPE_GRAYSCALE ||
-                           ihdr.color_type == SPNG_COLOR_TYPE_GRAYSCALE_ALPHA;
   auto decode_direct = [&](int fmt) {
     std::size_t len = 0;
     if (int r = spng_decoded_image_size(ctx, fmt, &len)) png_fail(r);
@@ -725,7 +806,12 @@ DecodeInfo Decoder::Impl::decode_webp(const std::uint8_t* data, std::size_t size
   const int w = features.width;
   const int h = features.height;
   const std::size_t npix = static_cast<std::size_t>(w) * h;
-  out.reset(w, h, channel_count(options.channels));
+  const int ch = channel_count(options.channels);
+  // Lossless (format 2) decodes through an ARGB buffer of its own; gray through BGR.
+  if (options.reserve)
+    options.reserve({w, h}, npix * ch + (options.channels == ChannelOrder::gray ? npix * 3 : 0) +
+                                (features.format == 2 ? npix * 4 : 0));
+  out.reset(w, h, ch);
   std::uint8_t* got = nullptr;
   if (options.alpha.composite && features.has_alpha) {
     // --alpha: straight RGBA composited to RGB, then the order (or gray) asked for, as opaque.
@@ -778,6 +864,12 @@ Decoder::Decoder() : impl_(std::make_unique<Impl>()) {}
 Decoder::~Decoder() = default;
 Decoder::Decoder(Decoder&&) noexcept = default;
 Decoder& Decoder::operator=(Decoder&&) noexcept = default;
+
+void Decoder::release_buffers() noexcept {
+  if (!impl_) return;
+  impl_->pixels.release();
+  impl_->row.release();
+}
 
 DecodeInfo Decoder::decode(const std::uint8_t* data, std::size_t size, const DecodeOptions& options,
                            Image& out) {

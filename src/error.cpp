@@ -20,6 +20,8 @@ const char* to_string(ErrorCode code) noexcept {
       return "empty";
     case ErrorCode::interrupted:
       return "interrupted";
+    case ErrorCode::out_of_memory:
+      return "out_of_memory";
   }
   return "unknown";
 }

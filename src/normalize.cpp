@@ -36,6 +36,14 @@ void check_cancel(const std::atomic<bool>* cancel) {
   if (cancel && cancel->load()) throw Error(ErrorCode::interrupted, "interrupted");
 }
 
+std::uint64_t saturating_mul(std::uint64_t a, std::uint64_t b) {
+  return a != 0 && b > UINT64_MAX / a ? UINT64_MAX : a * b;
+}
+
+std::uint64_t saturating_add(std::uint64_t a, std::uint64_t b) {
+  return b > UINT64_MAX - a ? UINT64_MAX : a + b;
+}
+
 std::string absolute_path(const std::string& p) {
   std::error_code ec;
   auto a = std::filesystem::absolute(p, ec);
@@ -367,12 +375,14 @@ NormalizeResult Normalization::run(RowSink& sink, const PipelineOptions& options
         options.cancel);
   } else {
     const std::vector<Entry>& entries = input_.dataset.entries;
-    const int slots = pipeline_slots(options);
+    PipelineOptions pipeline = options;
+    pipeline.slot_bytes = rb;  // the output rows in flight count against --max-memory
+    const int slots = pipeline_slots(pipeline, entries.size());
     std::vector<std::uint8_t> slot_data(static_cast<std::size_t>(slots) * rb);
     std::vector<Affine> slot_affine(static_cast<std::size_t>(slots));
     std::vector<int> slot_constant(static_cast<std::size_t>(slots), 0);
     run_pipeline(
-        entries, recipe_, options,
+        entries, recipe_, pipeline,
         [&](const LoadedImage& li) {
           std::uint8_t* dst = slot_data.data() + static_cast<std::size_t>(li.slot) * rb;
           if (per_image)
@@ -460,6 +470,27 @@ NormalizeResult normalize_to_folder(Normalization& job, const std::string& dir, 
   OutputFolder folder(dir, {"images.npy", "labels.npy", "manifest.json"});
   folder.check_existing(force);
   if (!job.job().save_stats.empty()) check_outputs({job.job().save_stats, "", force});
+  if (!job.input().array) {
+    // Up front: a --size whose rows cannot be in memory is refused before --fit runs.
+    PipelineOptions pipeline = options;
+    pipeline.slot_bytes = job.row_bytes();
+    check_memory(job.recipe(), pipeline);
+  }
+  // The planned rows (skipped files only make it smaller) and the labels, headers included, against
+  // the free space where the folder is or will be created: before --fit, before writing anything.
+  {
+    std::error_code ec;
+    auto where = std::filesystem::absolute(dir, ec).lexically_normal();
+    if (!where.has_filename()) where = where.parent_path();
+    if (!std::filesystem::is_directory(where, ec)) where = where.parent_path();
+    const std::uint64_t planned = job.planned_rows();
+    check_free_space(where.string(),
+                     saturating_add(saturating_mul(planned, job.row_bytes()),
+                                    job.labels() ? planned * 8 + 128 : 0) +
+                         128,
+                     "images.npy" + std::string(job.labels() ? " and labels.npy" : "") + " of " +
+                         std::to_string(planned) + " rows");
+  }
   if (!job.prepared()) job.prepare(fit_options ? *fit_options : options);
   check_cancel(options.cancel);
   NpyFileSink sink(folder.path("images.npy"), job.job().dtype, job.shape(job.planned_rows()));

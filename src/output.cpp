@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -18,6 +19,7 @@
 
 #include "imgnorm/error.hpp"
 #include "output_hooks.hpp"
+#include "imgnorm/pipeline.hpp"
 
 namespace imgnorm {
 
@@ -488,6 +490,17 @@ std::string read_text_file(const std::string& path, std::uint64_t max_bytes, con
     text.append(buf, static_cast<std::size_t>(n));
   }
   return text;
+}
+
+void check_free_space(const std::string& dir, std::uint64_t bytes, const std::string& what) {
+  struct statvfs fs {};
+  if (::statvfs(dir.c_str(), &fs) != 0 || fs.f_frsize == 0) return;
+  const std::uint64_t free_bytes = static_cast<std::uint64_t>(fs.f_bavail) * fs.f_frsize;
+  if (bytes <= free_bytes) return;
+  throw Error(ErrorCode::io, dir + ": " + what + " needs " + std::to_string(bytes) + " bytes (" +
+                                 memory_size_text(bytes) + "), but its filesystem has only " +
+                                 std::to_string(free_bytes) + " bytes (" +
+                                 memory_size_text(free_bytes) + ") free");
 }
 
 }  // namespace imgnorm

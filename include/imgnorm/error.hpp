@@ -15,10 +15,13 @@ enum class ErrorCode {
   io,                ///< a file could not be opened, read or written
   unsupported,       ///< not an image format imgnorm reads (sniffed from the bytes)
   corrupt,           ///< the bytes claim to be an image but do not decode (truncated, bad data)
-  too_large,         ///< the header declares more pixels than the configured limit
+  too_large,         ///< over a configured limit: pixels in the header, JPEG scans, memory a
+                     ///< single image needs
   format,            ///< a structured file (stats.json, .npy, list file) is malformed
   empty,             ///< nothing to do: no images found, or every image was skipped
   interrupted,       ///< SIGINT/SIGTERM arrived; outputs were discarded
+  out_of_memory,     ///< an allocation failed: a property of the run (threads, --max-memory, the
+                     ///< machine), never of a file, so it ends the run instead of skipping a file
 };
 
 /// Short lower-case name of a code ("io", "corrupt", ...), as written to stats.json.

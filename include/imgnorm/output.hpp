@@ -141,6 +141,11 @@ IMGNORM_API std::string read_text_file(const std::string& path, std::uint64_t ma
 
 /// The largest list file, stats.json or manifest.json imgnorm reads: 1 GiB.
 inline constexpr std::uint64_t kMaxTextFileBytes = std::uint64_t(1) << 30;
+/// Refuses with Error(io) before writing when the filesystem of folder `dir` has fewer than
+/// `bytes` bytes free for this user (statvfs f_bavail): the message names `what`, the bytes it
+/// needs and the bytes free. Silent when the free space cannot be read.
+IMGNORM_API void check_free_space(const std::string& dir, std::uint64_t bytes,
+                                  const std::string& what);
 
 /// The folder part of a path: "a/b.json" → "a", "b.json" → ".", "/b" → "/".
 IMGNORM_API std::string folder_of(const std::string& path);

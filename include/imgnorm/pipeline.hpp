@@ -3,8 +3,8 @@
 /// The streaming engine: read → decode → resize every entry of a dataset on all cores (a oneTBB
 /// parallel_pipeline), handing each resized image to a parallel callback and each result, in
 /// dataset order, to a serial callback. Memory is bounded by the images in flight, never by the
-/// dataset size. The jobs built on it: compute_stats
-/// (stats_job.hpp) and normalize (normalize.hpp).
+/// dataset size, and the images in flight by PipelineOptions::max_memory. The jobs built on it:
+/// compute_stats (stats_job.hpp) and normalize (normalize.hpp).
 
 #include <atomic>
 #include <cstddef>
@@ -23,11 +23,21 @@
 namespace imgnorm {
 
 struct PipelineOptions {
-  /// Worker threads; 0 means all cores.
+  /// Worker threads; 0 means all cores. Never more than the images to load (nor the slots).
   int threads = 0;
-  /// Images in flight at once; 0 means 4 per thread. Bounds memory.
+  /// Images in flight at once (token slots); 0 means 4 per thread. Never more than the images to
+  /// load, nor than the slots whose `slot_bytes` fit in half of `max_memory`.
   int tokens = 0;
-  /// A truncated JPEG that libjpeg can only partly decode is decoded anyway (grey fill).
+  /// Memory the images in flight may take, in bytes (the CLI's --max-memory, e.g. "2G"); 0 means
+  /// default_max_memory(). A worker waits before decoding an image that would not fit beside the
+  /// others in flight (throttling, never failing); an image that alone needs more is decoded when
+  /// nothing else is in flight (--max-pixels is the per-file refusal). A size or output row that
+  /// cannot fit even once is refused up front (Error invalid_argument naming --size and the
+  /// bytes).
+  std::uint64_t max_memory = 0;
+  /// Bytes the caller keeps per token slot (normalize's output row), counted against max_memory.
+  std::size_t slot_bytes = 0;
+  /// A truncated JPEG is decoded as far as its data goes (grey fill) instead of being skipped.
   bool allow_truncated = false;
   /// Called from the serial stage after each image: (images done, total).
   std::function<void(std::size_t, std::size_t)> progress;
@@ -53,19 +63,43 @@ struct LoadedImage {
 /// Runs `entries` through the recipe. `process` runs in parallel for every image that loaded;
 /// `in_order` runs serially, in entry order, for every entry, with the error that made it fail
 /// (nullptr when it loaded) and the slot its process() call used. A file that fails is never
-/// fatal here; what to do with it is the caller's decision. Returns the number of slots used.
-/// Throws Error(interrupted) when options.cancel was raised.
+/// fatal here; what to do with it is the caller's decision. Running out of memory is not about a
+/// file: it ends the run with Error(out_of_memory), naming the file and what it needed.
+/// Throws Error(interrupted) when options.cancel was raised, Error(invalid_argument) up front when
+/// one resized image and its slot cannot fit in max_memory (see check_memory()).
 IMGNORM_API void run_pipeline(
     const std::vector<Entry>& entries, const Recipe& recipe, const PipelineOptions& options,
     const std::function<void(const LoadedImage&)>& process,
     const std::function<void(std::size_t index, int slot, const Error* error)>& in_order);
 
-/// The number of token slots run_pipeline uses for these options (so callers can size per-slot
-/// buffers before calling it).
-IMGNORM_API int pipeline_slots(const PipelineOptions& options);
+/// The number of token slots run_pipeline uses for these options and `images` entries (so callers
+/// can size per-slot buffers before calling it): tokens (default 4 per thread), at most `images`,
+/// at most as many `slot_bytes` slots as fit in half of max_memory, at least 1.
+IMGNORM_API int pipeline_slots(const PipelineOptions& options,
+                               std::size_t images = static_cast<std::size_t>(-1));
 
 /// Effective thread count for options.threads (0 → hardware concurrency).
 IMGNORM_API int effective_threads(int threads);
+
+/// options.max_memory, or default_max_memory() when it is 0.
+IMGNORM_API std::uint64_t effective_max_memory(const PipelineOptions& options);
+
+/// The default memory limit: half of the physical memory, or of the cgroup (container) memory
+/// limit when that is lower.
+IMGNORM_API std::uint64_t default_max_memory();
+
+/// Parses a memory size: bytes ("1048576") or a number with a binary unit K, M, G, T ("512M",
+/// "1.5G", "2GiB", "2gb": all powers of 1024). Throws Error(invalid_argument) naming `flag`.
+IMGNORM_API std::uint64_t parse_memory_size(const std::string& text,
+                                            const std::string& flag = "--max-memory");
+
+/// A byte count for messages: "123 bytes", "1.5 GiB".
+IMGNORM_API std::string memory_size_text(std::uint64_t bytes);
+
+/// Checks up front that one image in flight fits in the memory limit: the resized image of
+/// `recipe` plus options.slot_bytes. Throws Error(invalid_argument) naming --size, the bytes needed
+/// and the limit.
+IMGNORM_API void check_memory(const Recipe& recipe, const PipelineOptions& options);
 
 /// Decode options that implement `recipe` (channel order, pixel limit, DCT prescale unless
 /// exact_decode).

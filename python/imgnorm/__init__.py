@@ -104,7 +104,8 @@ def _path(p):
 
 def stats(dataset=None, *, list=None, size=224, resize="stretch", interp="linear", channels="rgb",
           pad_value=0, exact_decode=False, max_pixels=None, alpha="drop", sample=None, seed=0,
-          shard=None, ddof=0, mean_image=False, threads=0, allow_truncated=False, progress=None):
+          shard=None, ddof=0, mean_image=False, threads=0, max_memory=None, allow_truncated=False,
+          progress=None):
     """Exact per-channel statistics of a dataset, as ``imgnorm stats`` computes them.
 
     dataset: a class-folder tree (``DIR/<class>/**/*.jpg``) or a flat folder; or ``list=FILE``
@@ -116,6 +117,8 @@ def stats(dataset=None, *, list=None, size=224, resize="stretch", interp="linear
     (recorded in the recipe). sample: K images or "P%" (uniform,
     without replacement, seeded by ``seed``); shard: "I/N" or (I, N). ddof: 0 (numpy) or 1.
     mean_image: also keep the per-pixel mean image (``Stats.mean_image``). threads: 0 = all cores.
+    max_memory: memory for the images in flight, bytes or a size such as "2G" or "512M" (default:
+    half of the physical memory or of the container's limit); more images wait, none fails.
     Returns a :class:`Stats`; skipped files are in ``Stats.skipped``.
     """
     shard_index, shard_count = _shard(shard)
@@ -123,7 +126,7 @@ def stats(dataset=None, *, list=None, size=224, resize="stretch", interp="linear
               pad_value=pad_value, exact_decode=exact_decode, max_pixels=max_pixels, alpha=alpha,
               sample=None if sample is None else str(sample), seed=seed, shard_index=shard_index,
               shard_count=shard_count, ddof=ddof, mean_image=mean_image, threads=threads,
-              allow_truncated=allow_truncated)
+              max_memory=max_memory, allow_truncated=allow_truncated)
     return _run(_core.stats, "stats", progress, _path(dataset), kw)
 
 
@@ -224,7 +227,7 @@ def normalize(dataset=None, *, list=None, stats=None, fit=False, save_stats=None
               mode="standardize", range=None, unit=None, mean=None, std=None, mean_image=None,
               divide_std=False, eps=None, layout="nhwc", dtype="float32", channels=None,
               labels=True, size=None, resize=None, interp=None, pad_value=None, exact_decode=None,
-              max_pixels=None, alpha=None, out=None, force=False, threads=0,
+              max_pixels=None, alpha=None, out=None, force=False, threads=0, max_memory=None,
               allow_truncated=False, progress=None):
     """Normalizes a dataset as ``imgnorm normalize`` does.
 
@@ -240,6 +243,7 @@ def normalize(dataset=None, *, list=None, stats=None, fit=False, save_stats=None
     is at most 1 and some is a fraction, without an explicit unit a warning suggests unit=1);
     eps: floor of a zero std;
     layout: nhwc | nchw; dtype: float32 | float16; channels: output order rgb | bgr | gray.
+    threads: 0 = all cores; max_memory: memory for the images in flight (as for :func:`stats`).
 
     Without ``out``: returns ``(x, y)``, x the normalized array (owning its memory), y the int64
     labels (training class ids), or None for array input or labels=False. With ``out=DIR``: writes
@@ -253,7 +257,7 @@ def normalize(dataset=None, *, list=None, stats=None, fit=False, save_stats=None
     kw.update(list=_path(list), fit=fit, save_stats=_path(save_stats), labels=labels, size=size,
               resize=resize, interp=interp, pad_value=pad_value, exact_decode=exact_decode,
               max_pixels=max_pixels, alpha=alpha, out=_path(out), force=force, threads=threads,
-              allow_truncated=allow_truncated)
+              max_memory=max_memory, allow_truncated=allow_truncated)
     if not _is_array(dataset):
         dataset = _path(dataset)
     result = _run(_core.normalize, "normalize", progress, dataset, kw)

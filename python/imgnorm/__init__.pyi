@@ -65,7 +65,8 @@ def stats(dataset: Optional[PathLike] = ..., *, list: Optional[PathLike] = ..., 
           exact_decode: bool = ..., max_pixels: Optional[int] = ..., alpha: Alpha = ...,
           sample: Union[None, int, str] = ..., seed: int = ...,
           shard: Union[None, str, Tuple[int, int]] = ..., ddof: int = ..., mean_image: bool = ...,
-          threads: int = ..., allow_truncated: bool = ..., progress: Progress = ...) -> Stats: ...
+          threads: int = ..., max_memory: Union[None, int, str] = ...,
+          allow_truncated: bool = ..., progress: Progress = ...) -> Stats: ...
 
 def merge(parts: Iterable[Stats]) -> Stats: ...
 
@@ -81,7 +82,8 @@ def normalize(dataset: Union[None, PathLike, np.ndarray] = ..., *, list: Optiona
               pad_value: Optional[int] = ..., exact_decode: Optional[bool] = ...,
               max_pixels: Optional[int] = ..., alpha: Optional[Alpha] = ...,
               out: Optional[PathLike] = ..., force: bool = ...,
-              threads: int = ..., allow_truncated: bool = ..., progress: Progress = ...
+              threads: int = ..., max_memory: Union[None, int, str] = ...,
+              allow_truncated: bool = ..., progress: Progress = ...
               ) -> Union[Tuple[np.ndarray, Optional[np.ndarray]], Tuple[int, list]]: ...
 
 class Normalizer:

@@ -40,7 +40,10 @@ void raise_error(const Error& e) {
     return;
   }
   const bool argument = e.code() == ErrorCode::invalid_argument || e.code() == ErrorCode::empty;
-  PyObject* type = argument ? g_argument_error : g_file_error;
+  // Running out of memory is not about a file: the base class.
+  PyObject* type = argument                               ? g_argument_error
+                   : e.code() == ErrorCode::out_of_memory ? g_error
+                                                          : g_file_error;
   PyObject* inst = PyObject_CallFunction(type, "s", e.what());
   if (!inst) return;
   PyObject* code = PyUnicode_FromString(to_string(e.code()));
@@ -117,9 +120,10 @@ Result run_job(Job job, const py::object& on_progress) {
 }
 
 PipelineOptions options_for(int threads, bool allow_truncated, const std::atomic<bool>* cancel,
-                            Progress* progress) {
+                            Progress* progress, std::uint64_t max_memory = 0) {
   PipelineOptions o;
   o.threads = threads;
+  o.max_memory = max_memory;
   o.allow_truncated = allow_truncated;
   o.cancel = cancel;
   o.progress = [progress](std::size_t done, std::size_t total) {
@@ -436,6 +440,14 @@ int int_kw(const py::dict& kw, const char* k, int def) {
 bool bool_kw(const py::dict& kw, const char* k) {
   return kw.contains(k) && !kw[k].is_none() && kw[k].cast<bool>();
 }
+// max_memory: bytes (int) or a size such as "2G"; None or absent: the library's default.
+std::uint64_t memory_kw(const py::dict& kw) {
+  if (!kw.contains("max_memory") || kw["max_memory"].is_none()) return 0;
+  const py::object v = kw["max_memory"];
+  if (py::isinstance<py::bool_>(v) || !(py::isinstance<py::int_>(v) || py::isinstance<py::str>(v)))
+    throw Error(ErrorCode::invalid_argument, "max_memory: give bytes (int) or a size such as '2G'");
+  return parse_memory_size(py::str(v).cast<std::string>(), "max_memory");
+}
 
 // ---- stats / merge ------------------------------------------------------------------------------
 
@@ -457,10 +469,11 @@ PyStats py_stats(const py::object& dataset, const py::dict& kw, const py::object
   job.mean_image = bool_kw(kw, "mean_image");
   const int threads = int_kw(kw, "threads", 0);
   const bool truncated = bool_kw(kw, "allow_truncated");
+  const std::uint64_t max_memory = memory_kw(kw);
   StatsFile st = run_job<StatsFile>(
       [&](const std::atomic<bool>* cancel, Progress* p) {
         const Selection s = select_dataset(sel);
-        return compute_stats(s, job, options_for(threads, truncated, cancel, p));
+        return compute_stats(s, job, options_for(threads, truncated, cancel, p, max_memory));
       },
       progress);
   if (st.acc.images() == 0)
@@ -495,6 +508,7 @@ py::tuple py_normalize(const py::object& dataset, const py::dict& kw, const py::
   NormalizeJob job = job_from(kw);
   const int threads = int_kw(kw, "threads", 0);
   const bool truncated = bool_kw(kw, "allow_truncated");
+  const std::uint64_t max_memory = memory_kw(kw);
   const std::string list =
       kw.contains("list") && !kw["list"].is_none() ? py::str(kw["list"]).cast<std::string>() : "";
   std::optional<py::array> held;  // an input array, kept alive and contiguous during the run
@@ -516,7 +530,7 @@ py::tuple py_normalize(const py::object& dataset, const py::dict& kw, const py::
     const bool force = bool_kw(kw, "force");
     NormalizeResult r = run_job<NormalizeResult>(
         [&](const std::atomic<bool>* cancel, Progress* p) {
-          const PipelineOptions o = options_for(threads, truncated, cancel, p);
+          const PipelineOptions o = options_for(threads, truncated, cancel, p, max_memory);
           return normalize_to_folder(*n, out, force, o);
         },
         progress);
@@ -527,7 +541,7 @@ py::tuple py_normalize(const py::object& dataset, const py::dict& kw, const py::
   if (!n->job().save_stats.empty()) check_outputs({n->job().save_stats, "", force});
   NormalizeResult r = run_job<NormalizeResult>(
       [&](const std::atomic<bool>* cancel, Progress* p) {
-        const PipelineOptions o = options_for(threads, truncated, cancel, p);
+        const PipelineOptions o = options_for(threads, truncated, cancel, p, max_memory);
         n->prepare(o);
         NormalizeResult res = n->run(*sink, o);
         save_fitted_stats(*n, force, cancel);

@@ -80,12 +80,18 @@ void RunFlags::add_to(CLI::App& app) {
   app.add_flag("--progress", progress, "Progress bar on stderr even when it is not a terminal");
   app.add_flag("--allow-truncated", allow_truncated,
                "Decode truncated JPEGs as far as they go (grey fill) instead of skipping them");
+  app.add_option("--max-memory", max_memory,
+                 "Memory for the images in flight, e.g. 2G, 512M: more images wait instead of "
+                 "failing (default: half of the physical memory or of the container's limit, "
+                 "here " +
+                     memory_size_text(default_max_memory()) + ")");
 }
 
 PipelineOptions RunFlags::options(const char* label, bool report_skips) const {
   PipelineOptions o;
   o.threads = threads;
   o.allow_truncated = allow_truncated;
+  if (!max_memory.empty()) o.max_memory = parse_memory_size(max_memory, "--max-memory");
   o.cancel = &g_cancel;
   if (report_skips && !quiet)
     o.on_skip = [](const std::string& path, const Error& e) {

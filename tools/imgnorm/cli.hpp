@@ -52,6 +52,7 @@ struct RunFlags {
   bool quiet = false;
   bool progress = false;
   bool allow_truncated = false;
+  std::string max_memory;  ///< as typed ("2G"); empty: the library's default
   void add_to(CLI::App& app);
   /// Pipeline options with the progress bar (labelled `label`) when it should be shown, and
   /// the cancel flag. With `report_skips`, each skipped file is printed as it happens (unless
