@@ -21,6 +21,7 @@
 #include "imgnorm/error.hpp"
 #include "imgnorm/output.hpp"
 #include "imgnorm/stats_job.hpp"
+#include "normalize_access.hpp"
 
 namespace imgnorm {
 
@@ -349,7 +350,23 @@ NormalizeResult Normalization::run(RowSink& sink, const PipelineOptions& options
         },
         options.cancel);
   } else {
-    const std::vector<Entry>& entries = input_.dataset.entries;
+    res = run_entries(input_.dataset.entries, sink, options);
+  }
+  if (res.rows == 0)
+    throw Error(ErrorCode::empty, "no image could be used: all " +
+                                      std::to_string(res.skipped.size()) + " files were skipped");
+  sink.end(res.rows);
+  return res;
+}
+
+NormalizeResult Normalization::run_entries(const std::vector<Entry>& entries, RowSink& sink,
+                                           const PipelineOptions& options) const {
+  if (!normalizer_) invalid("Normalization::run: call prepare() first");
+  const Normalizer& norm = *normalizer_;
+  const bool per_image = is_per_image(job_.spec.mode);
+  const std::size_t rb = row_bytes();
+  NormalizeResult res;
+  {
     const int slots = pipeline_slots(options);
     std::vector<std::uint8_t> slot_data(static_cast<std::size_t>(slots) * rb);
     std::vector<Affine> slot_affine(static_cast<std::size_t>(slots));
@@ -380,10 +397,6 @@ NormalizeResult Normalization::run(RowSink& sink, const PipelineOptions& options
           ++res.rows;
         });
   }
-  if (res.rows == 0)
-    throw Error(ErrorCode::empty, "no image could be used: all " +
-                                      std::to_string(res.skipped.size()) + " files were skipped");
-  sink.end(res.rows);
   return res;
 }
 
@@ -433,37 +446,56 @@ Manifest Normalization::manifest(const NormalizeResult& r) const {
   return m;
 }
 
-NormalizeResult normalize_to_folder(Normalization& job, const std::string& dir, bool force,
-                                    const PipelineOptions& options,
-                                    const PipelineOptions* fit_options) {
+namespace detail {
+
+NormalizationAccess::Paths NormalizationAccess::output_paths(const std::string& dir) {
   const std::string base =
       dir.size() > 1 && dir.back() == '/' ? dir.substr(0, dir.find_last_not_of('/') + 1) : dir;
-  const std::string images = base + "/images.npy", labels = base + "/labels.npy",
-                    manifest = base + "/manifest.json";
-  // Outputs are checked before any work; the folder is created only when the data is ready.
+  return {base + "/images.npy", base + "/labels.npy", base + "/manifest.json"};
+}
+
+void NormalizationAccess::check_output(const Normalization& job, const std::string& dir,
+                                       const Paths& p, bool force) {
   if (!job.input().array && !job.input().from_list) check_not_inside(dir, job.input().source);
   if (check_output_folder(dir)) {
-    check_output_path(images, force);
-    check_output_path(manifest, force);
-    if (job.labels()) check_output_path(labels, force);
+    check_output_path(p.images, force);
+    check_output_path(p.manifest, force);
+    if (job.labels()) check_output_path(p.labels, force);
   }
-  if (!job.prepared()) job.prepare(fit_options ? *fit_options : options);
-  check_cancel(options.cancel);
-  ensure_folder(dir);
-  NpyFileSink sink(images, job.job().dtype, job.shape(job.planned_rows()));
-  NormalizeResult r = job.run(sink, options);
+}
 
+void NormalizationAccess::commit(const Normalization& job, const NormalizeResult& r, const Paths& p,
+                                 bool force, const std::function<void()>& commit_images,
+                                 const std::atomic<bool>* cancel) {
   // images.npy is renamed into place last: a run that stops earlier leaves no images.npy.
-  check_cancel(options.cancel);
+  check_cancel(cancel);
   if (force) {
     // Old outputs go first: a stop between the renames below must not leave an old images.npy
     // beside new labels (nor an old labels.npy after --no-labels).
-    ::unlink(images.c_str());
-    ::unlink(labels.c_str());
+    ::unlink(p.images.c_str());
+    ::unlink(p.labels.c_str());
   }
-  if (job.labels()) write_npy(labels, DType::int64, {r.rows}, r.labels.data());
-  write_file_atomic(manifest, to_json(job.manifest(r)), force, options.cancel);
-  sink.commit();
+  if (job.labels()) write_npy(p.labels, DType::int64, {r.rows}, r.labels.data());
+  write_file_atomic(p.manifest, to_json(job.manifest(r)), force, cancel);
+  commit_images();
+}
+
+}  // namespace detail
+
+NormalizeResult normalize_to_folder(Normalization& job, const std::string& dir, bool force,
+                                    const PipelineOptions& options,
+                                    const PipelineOptions* fit_options) {
+  using detail::NormalizationAccess;
+  const NormalizationAccess::Paths paths = NormalizationAccess::output_paths(dir);
+  // Outputs are checked before any work; the folder is created only when the data is ready.
+  NormalizationAccess::check_output(job, dir, paths, force);
+  if (!job.prepared()) job.prepare(fit_options ? *fit_options : options);
+  check_cancel(options.cancel);
+  ensure_folder(dir);
+  NpyFileSink sink(paths.images, job.job().dtype, job.shape(job.planned_rows()));
+  NormalizeResult r = job.run(sink, options);
+  NormalizationAccess::commit(
+      job, r, paths, force, [&] { sink.commit(); }, options.cancel);
   return r;
 }
 

@@ -84,7 +84,7 @@ void RunFlags::add_to(CLI::App& app) {
 
 PipelineOptions RunFlags::options(const char* label, bool report_skips) const {
   PipelineOptions o;
-  o.threads = threads;
+  o.threads = threads > 0 ? threads : default_threads();
   o.allow_truncated = allow_truncated;
   o.cancel = &g_cancel;
   if (report_skips && !quiet)
