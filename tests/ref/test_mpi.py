@@ -32,13 +32,32 @@ if "ASAN_OPTIONS" in MPI_ENV:
     MPI_ENV["LSAN_OPTIONS"] = "suppressions=" + os.path.join(os.path.dirname(__file__), "..", "lsan-mpi.supp")
 
 
-def mpirun(np_, *args, expect=0, **kw):
-    p = subprocess.run([MPIRUN, "-q", "-np", str(np_), CLI, *map(str, args)], capture_output=True, text=True,
-                       env=MPI_ENV, timeout=120, **kw)
-    if expect is not None and p.returncode != expect:
-        print(f"mpirun -np {np_} {args} exited {p.returncode}, expected {expect}\nstdout: {p.stdout}\nstderr: {p.stderr}")
-        raise SystemExit(1)
-    return p
+class Launch:
+    """mpirun -q -np N imgnorm ARGS, started now; result() waits for it. Launches mostly wait (Open MPI's
+    start and end take ~1 s each, little CPU), so the test starts several at once."""
+
+    count = 0
+
+    def __init__(self, np_, *args, expect=0):
+        self.what, self.expect = f"mpirun -np {np_} {args}", expect
+        # Launches at once need their own session folders (plm=isolated names them alike).
+        Launch.count += 1
+        tmp = os.path.join(WORK, "mpi-session", str(Launch.count))
+        os.makedirs(tmp, exist_ok=True)
+        self.proc = subprocess.Popen([MPIRUN, "-q", "-np", str(np_), CLI, *map(str, args)], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, env=dict(MPI_ENV, OMPI_MCA_orte_tmpdir_base=tmp))
+
+    def result(self):
+        out, err = self.proc.communicate(timeout=120)
+        p = subprocess.CompletedProcess(self.proc.args, self.proc.returncode, out, err)
+        if self.expect is not None and p.returncode != self.expect:
+            print(f"{self.what} exited {p.returncode}, expected {self.expect}\nstdout: {out}\nstderr: {err}")
+            raise SystemExit(1)
+        return p
+
+
+def mpirun(np_, *args, expect=0):
+    return Launch(np_, *args, expect=expect).result()
 
 
 def same_bytes(a, b):
@@ -62,6 +81,7 @@ if probe.returncode != 0:
 
 work = os.path.join(WORK, "mpi")
 shutil.rmtree(work, ignore_errors=True)
+shutil.rmtree(os.path.join(WORK, "mpi-session"), ignore_errors=True)
 os.makedirs(work)
 
 # 60 photographs and 3 broken files: the first of one class, the last of two others.
@@ -91,40 +111,42 @@ def outdir(name):
 # --- stats: 1-4 ranks, with the mean image; and a sample ---
 ref = outdir("stats1.json")
 run("stats", data, "--size", "24", "-q", "-o", ref, "--mean-image", outdir("mean1.npy"))
+run("stats", data, "--size", "16", "--sample", "37%", "--seed", "5", "-q", "-o", outdir("sample1.json"))
+launches = [Launch(np_, "stats", data, "--size", "24", "-q", "-o", outdir(f"stats-np{np_}.json"), "--mean-image",
+                   outdir(f"mean-np{np_}.npy")) for np_ in (1, 2, 3, 4)]
+launches.append(Launch(3, "stats", data, "--size", "16", "--sample", "37%", "--seed", "5", "-q", "-o",
+                       outdir("sample-np3.json")))
+for launch in launches:
+    launch.result()
 for np_ in (1, 2, 3, 4):
-    out = outdir(f"stats-np{np_}.json")
-    mpirun(np_, "stats", data, "--size", "24", "-q", "-o", out, "--mean-image", outdir(f"mean-np{np_}.npy"))
-    check(same_bytes(ref, out), f"stats.json from {np_} ranks equals the single-process run")
+    check(same_bytes(ref, outdir(f"stats-np{np_}.json")), f"stats.json from {np_} ranks equals the single-process run")
     check(same_bytes(outdir("mean1.npy"), outdir(f"mean-np{np_}.npy")), f"mean image from {np_} ranks")
-
-ref = outdir("sample1.json")
-run("stats", data, "--size", "16", "--sample", "37%", "--seed", "5", "-q", "-o", ref)
-for np_ in (3,):
-    out = outdir(f"sample-np{np_}.json")
-    mpirun(np_, "stats", data, "--size", "16", "--sample", "37%", "--seed", "5", "-q", "-o", out)
-    check(same_bytes(ref, out), f"sampled stats.json from {np_} ranks equals the single-process run")
+check(same_bytes(outdir("sample1.json"), outdir("sample-np3.json")),
+      "sampled stats.json from 3 ranks equals the single-process run")
 
 # --- normalize: 1-4 ranks, standardize (and a per-image mode: maps per row in the manifest) ---
 stats = outdir("stats1.json")
 
 
-def normalize_same(np_, name, *extra):
-    single, multi = outdir(f"{name}-single"), outdir(f"{name}-np{np_}")
-    if not os.path.exists(single):
-        run("normalize", data, "--stats", stats, "-o", single, "-q", *extra)
-    p = mpirun(np_, "normalize", data, "--stats", stats, "-o", multi, "-q", *extra)
+def same_outputs(single, multi, what):
     for f in ("images.npy", "labels.npy", "manifest.json"):
-        check(same_bytes(os.path.join(single, f), os.path.join(multi, f)),
-              f"{name}: {f} from {np_} ranks equals the single-process run")
+        check(same_bytes(os.path.join(single, f), os.path.join(multi, f)), f"{what}: {f} equals the single-process run's")
     check(sorted(os.listdir(multi)) == ["images.npy", "labels.npy", "manifest.json"],
-          f"{name}, {np_} ranks: no temporary left: {os.listdir(multi)}")
-    return p
+          f"{what}: no temporary left: {os.listdir(multi)}")
 
 
-for np_ in (1, 2, 3, 4):
-    p = normalize_same(np_, "std")
+perimg = ("--mode", "per-image", "--dtype", "float16", "--layout", "nchw")
+run("normalize", data, "--stats", stats, "-o", outdir("std-single"), "-q")
+run("normalize", data, "--stats", stats, "-o", outdir("perimg-single"), "-q", *perimg)
+launches = {np_: Launch(np_, "normalize", data, "--stats", stats, "-o", outdir(f"std-np{np_}"), "-q")
+            for np_ in (1, 2, 3, 4)}
+perimg_launch = Launch(3, "normalize", data, "--stats", stats, "-o", outdir("perimg-np3"), "-q", *perimg)
+for np_, launch in launches.items():
+    p = launch.result()
     check(p.stdout.count("imgnorm normalize: 60 images") == 1, f"{np_} ranks: the result printed once: {p.stdout!r}")
-normalize_same(3, "perimg", "--mode", "per-image", "--dtype", "float16", "--layout", "nchw")
+    same_outputs(outdir("std-single"), outdir(f"std-np{np_}"), f"standardize, {np_} ranks")
+perimg_launch.result()
+same_outputs(outdir("perimg-single"), outdir("perimg-np3"), "per-image float16 nchw, 3 ranks")
 
 # --- a rank with no file at all (4 ranks, 3 files), one whose only file is broken ---
 tiny = os.path.join(work, "tiny")
@@ -134,20 +156,25 @@ shutil.copy(files[1], os.path.join(tiny, "a", "1.jpg"))
 shutil.copy(os.path.join(data, "roses", "0_not_an_image.png"), os.path.join(tiny, "a", "2.png"))
 shutil.copy(files[-2], os.path.join(tiny, "b", "3" + os.path.splitext(files[-2])[1]))
 run("stats", tiny, "--size", "20", "-q", "-o", outdir("tiny1.json"))
-mpirun(4, "stats", tiny, "--size", "20", "-q", "-o", outdir("tiny4.json"))
-check(same_bytes(outdir("tiny1.json"), outdir("tiny4.json")), "4 ranks over 3 files: stats.json")
+tiny_stats = Launch(4, "stats", tiny, "--size", "20", "-q", "-o", outdir("tiny4.json"))
 run("normalize", tiny, "--stats", outdir("tiny1.json"), "-o", outdir("tiny-single"), "-q")
 mpirun(4, "normalize", tiny, "--stats", outdir("tiny1.json"), "-o", outdir("tiny-np4"), "-q")
-for f in ("images.npy", "labels.npy", "manifest.json"):
-    check(same_bytes(os.path.join(outdir("tiny-single"), f), os.path.join(outdir("tiny-np4"), f)),
-          f"4 ranks over 3 files: {f}")
+tiny_stats.result()
+check(same_bytes(outdir("tiny1.json"), outdir("tiny4.json")), "4 ranks over 3 files: stats.json")
+same_outputs(outdir("tiny-single"), outdir("tiny-np4"), "4 ranks over 3 files")
 
 # --- an error every rank finds: one message, the usual status ---
-p = mpirun(3, "stats", os.path.join(work, "missing"), "-q", expect=1)
+missing = Launch(3, "stats", os.path.join(work, "missing"), "-q", expect=1)
+fit = Launch(2, "normalize", data, "--fit", "-o", outdir("fit"), "-q", expect=2)
+merge = Launch(2, "merge", outdir("stats1.json"), "-o", outdir("merged.json"), expect=2)
+p = missing.result()
 check(p.stderr.count("imgnorm:") == 1 and "missing: no such folder" in p.stderr, f"one message: {p.stderr!r}")
-p = mpirun(2, "normalize", data, "--fit", "-o", outdir("fit"), "-q", expect=2)
+p = fit.result()
 check("compute the statistics first" in p.stderr and p.stderr.count("imgnorm:") == 1, p.stderr)
 check(not os.path.exists(outdir("fit")), "--fit refused before any output")
+p = merge.result()
+check(p.stderr.strip() == "imgnorm: imgnorm merge runs in one process; run it without mpirun/srun", p.stderr)
+check(not os.path.exists(outdir("merged.json")), "merge under mpirun writes nothing")
 
 # --- a rank killed mid-run: non-zero status, no images.npy ---
 # A list naming the photographs 40 times over (duplicates are kept) at a large size: long enough.

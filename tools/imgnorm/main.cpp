@@ -43,6 +43,15 @@ int run_main(int argc, char** argv) {
     }
     return kUsage;
   }
+  // The single-file commands would race on their one output: under MPI only the jobs that split.
+  if (g_comm)
+    for (auto& c : commands)
+      if (c.app->parsed() && c.app->get_name() != "stats" && c.app->get_name() != "normalize") {
+        if (is_root())
+          print_error("imgnorm " + c.app->get_name() +
+                      " runs in one process; run it without mpirun/srun");
+        return kUsage;
+      }
   install_signal_handlers();
   auto status = [](const imgnorm::Error& e) {
     if (e.code() == imgnorm::ErrorCode::interrupted) return int(kInterrupted);
