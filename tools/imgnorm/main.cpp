@@ -18,6 +18,9 @@ int run_main(int argc, char** argv) {
       "interrupted.",
       "imgnorm"};
   app.set_version_flag("--version", imgnorm::version());
+  app.footer(
+      "Under mpirun or srun, stats and normalize run as one MPI job over all ranks, with the "
+      "same outputs as one process (docs/scale-out.md).");
   app.require_subcommand(1);
   std::vector<Command> commands;
   commands.push_back(add_stats_command(app));
