@@ -54,7 +54,7 @@ struct AccumulatorAccess {
     std::size_t at = 0;
     auto get = [&](void* dst, std::size_t n) {
       if (size - at < n) return false;
-      std::memcpy(dst, p + at, n);
+      if (n > 0) std::memcpy(dst, p + at, n);  // dst may be null for n = 0 (no mean image)
       at += n;
       return true;
     };

@@ -27,9 +27,12 @@ MPI_ENV = dict(
     OMPI_MCA_btl_vader_single_copy_mechanism="none",  # no ptrace/CMA in containers
 )
 MPI_ENV.pop("SLURM_NTASKS", None)
-# Open MPI's own allocations are still live at exit: not ours to report.
+# Under ASan (make test-sanitize): Open MPI's components (dlopen()ed MCA and PMIx plug-ins, unloaded
+# at MPI_Finalize) keep allocations to exit that LeakSanitizer reports with unknown frames, so no
+# suppression can name them; leak checking is off for the MPI runs only (address and UB checks stay
+# on; the distributed code itself is leak-checked by distributed_test, which runs without MPI).
 if "ASAN_OPTIONS" in MPI_ENV:
-    MPI_ENV["LSAN_OPTIONS"] = "suppressions=" + os.path.join(os.path.dirname(__file__), "..", "lsan-mpi.supp")
+    MPI_ENV["ASAN_OPTIONS"] += ":detect_leaks=0"
 
 
 class Launch:
