@@ -8,6 +8,7 @@ build_pkgs=(
   libjpeg62-turbo-dev libturbojpeg0-dev libspng-dev libwebp-dev
   libopencv-imgproc-dev libtbb-dev nlohmann-json3-dev libcli11-dev libfmt-dev
   pybind11-dev python3-dev python3-numpy
+  libopenmpi-dev openmpi-bin
 )
 test_pkgs=(
   libgtest-dev libgmock-dev libbenchmark-dev

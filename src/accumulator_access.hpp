@@ -2,6 +2,8 @@
 // The exact 128-bit sums of an Accumulator (src/ only): what stats.json stores, what summarize()
 // and the confidence intervals read, and what the tests compare.
 
+#include <cstring>
+
 #include "imgnorm/stats.hpp"
 
 namespace imgnorm {
@@ -24,6 +26,57 @@ struct AccumulatorAccess {
                       const std::vector<std::vector<std::uint64_t>>& cross,
                       const std::vector<ClusterSums>& clusters) {
     a.set_raw(images, pixels, pixels_squared, histograms, cross, clusters);
+  }
+  /// Every member, as raw bytes, for the distributed jobs (processes of one build exchange them).
+  static void append_raw(const Accumulator& a, std::vector<std::uint8_t>& out) {
+    auto put = [&](const void* p, std::size_t n) {
+      const auto* b = static_cast<const std::uint8_t*>(p);
+      out.insert(out.end(), b, b + n);
+    };
+    const std::uint64_t head[5] = {static_cast<std::uint64_t>(a.channels_), a.images_, a.pixels_,
+                                   static_cast<std::uint64_t>(a.mean_size_.width),
+                                   static_cast<std::uint64_t>(a.mean_size_.height)};
+    put(head, sizeof head);
+    put(&a.n_n_, sizeof a.n_n_);
+    put(a.hist_.data(), sizeof a.hist_);
+    put(a.cross_.data(), sizeof a.cross_);
+    for (const ClusterSums& c : a.cluster_) {
+      const u128 v[6] = {c.s_s, c.s_n, c.q_q, c.q_s, c.q_n, c.image_std_fixed};
+      put(v, sizeof v);
+    }
+    const std::uint64_t n = a.pixel_sums_.size();
+    put(&n, sizeof n);
+    put(a.pixel_sums_.data(), n * sizeof(std::uint64_t));
+  }
+  /// Reads what append_raw wrote at `p` (at least `size` bytes left, checked); returns the bytes
+  /// used, 0 when they do not fit.
+  static std::size_t read_raw(Accumulator& a, const std::uint8_t* p, std::size_t size) {
+    std::size_t at = 0;
+    auto get = [&](void* dst, std::size_t n) {
+      if (size - at < n) return false;
+      if (n > 0) std::memcpy(dst, p + at, n);  // dst may be null for n = 0 (no mean image)
+      at += n;
+      return true;
+    };
+    std::uint64_t head[5];
+    if (!get(head, sizeof head) || (head[0] != 1 && head[0] != 3)) return 0;
+    a = Accumulator(static_cast<int>(head[0]));
+    a.images_ = head[1];
+    a.pixels_ = head[2];
+    a.mean_size_ = {static_cast<int>(head[3]), static_cast<int>(head[4])};
+    if (!get(&a.n_n_, sizeof a.n_n_) || !get(a.hist_.data(), sizeof a.hist_) ||
+        !get(a.cross_.data(), sizeof a.cross_))
+      return 0;
+    for (ClusterSums& c : a.cluster_) {
+      u128 v[6];
+      if (!get(v, sizeof v)) return 0;
+      c = {v[0], v[1], v[2], v[3], v[4], v[5]};
+    }
+    std::uint64_t n = 0;
+    if (!get(&n, sizeof n) || n > (size - at) / sizeof(std::uint64_t)) return 0;
+    a.pixel_sums_.resize(static_cast<std::size_t>(n));
+    get(a.pixel_sums_.data(), static_cast<std::size_t>(n) * sizeof(std::uint64_t));
+    return at;
   }
 };
 

@@ -23,6 +23,7 @@
 #include "imgnorm/error.hpp"
 #include "imgnorm/output.hpp"
 #include "imgnorm/stats_job.hpp"
+#include "normalize_access.hpp"
 
 namespace imgnorm {
 
@@ -374,7 +375,23 @@ NormalizeResult Normalization::run(RowSink& sink, const PipelineOptions& options
         },
         options.cancel);
   } else {
-    const std::vector<Entry>& entries = input_.dataset.entries;
+    res = run_entries(input_.dataset.entries, sink, options);
+  }
+  if (res.rows == 0)
+    throw Error(ErrorCode::empty, "no image could be used: all " +
+                                      std::to_string(res.skipped.size()) + " files were skipped");
+  sink.end(res.rows);
+  return res;
+}
+
+NormalizeResult Normalization::run_entries(const std::vector<Entry>& entries, RowSink& sink,
+                                           const PipelineOptions& options) const {
+  if (!normalizer_) invalid("Normalization::run: call prepare() first");
+  const Normalizer& norm = *normalizer_;
+  const bool per_image = is_per_image(job_.spec.mode);
+  const std::size_t rb = row_bytes();
+  NormalizeResult res;
+  {
     PipelineOptions pipeline = options;
     pipeline.slot_bytes = rb;  // the output rows in flight count against --max-memory
     const int slots = pipeline_slots(pipeline, entries.size());
@@ -407,10 +424,6 @@ NormalizeResult Normalization::run(RowSink& sink, const PipelineOptions& options
           ++res.rows;
         });
   }
-  if (res.rows == 0)
-    throw Error(ErrorCode::empty, "no image could be used: all " +
-                                      std::to_string(res.skipped.size()) + " files were skipped");
-  sink.end(res.rows);
   return res;
 }
 
@@ -460,6 +473,67 @@ Manifest Normalization::manifest(const NormalizeResult& r) const {
   m.ignored = input_.dataset.ignored;
   return m;
 }
+
+namespace {
+
+// The distributed path (distributed.cpp) checks its output folder this way.
+// True when `dir` exists (a folder); false when it is missing but can be created (its parent is a
+// folder). Error(io) naming it otherwise.
+bool check_output_folder(const std::string& dir) {
+  std::error_code ec;
+  auto st = std::filesystem::status(dir, ec);
+  if (std::filesystem::exists(st)) {
+    if (!std::filesystem::is_directory(st))
+      throw Error(ErrorCode::io, dir + ": exists and is not a folder");
+    return true;
+  }
+  // "out/" names the folder "out": drop the empty last component before asking for the parent.
+  auto parent = std::filesystem::absolute(dir, ec).lexically_normal();
+  if (!parent.has_filename()) parent = parent.parent_path();
+  parent = parent.parent_path();
+  if (!std::filesystem::is_directory(parent, ec))
+    throw Error(ErrorCode::io,
+                dir + ": cannot create it: folder " + parent.string() + " does not exist");
+  return false;
+}
+
+}  // namespace
+
+namespace detail {
+
+NormalizationAccess::Paths NormalizationAccess::output_paths(const std::string& dir) {
+  const std::string base =
+      dir.size() > 1 && dir.back() == '/' ? dir.substr(0, dir.find_last_not_of('/') + 1) : dir;
+  return {base + "/images.npy", base + "/labels.npy", base + "/manifest.json"};
+}
+
+void NormalizationAccess::check_output(const Normalization& job, const std::string& dir,
+                                       const Paths& p, bool force) {
+  if (!job.input().array && !job.input().from_list) check_not_inside(dir, job.input().source);
+  if (check_output_folder(dir)) {
+    check_output_path(p.images, force);
+    check_output_path(p.manifest, force);
+    if (job.labels()) check_output_path(p.labels, force);
+  }
+}
+
+void NormalizationAccess::commit(const Normalization& job, const NormalizeResult& r, const Paths& p,
+                                 bool force, const std::function<void()>& commit_images,
+                                 const std::atomic<bool>* cancel) {
+  // images.npy is renamed into place last: a run that stops earlier leaves no images.npy.
+  check_cancel(cancel);
+  if (force) {
+    // Old outputs go first: a stop between the renames below must not leave an old images.npy
+    // beside new labels (nor an old labels.npy after --no-labels).
+    ::unlink(p.images.c_str());
+    ::unlink(p.labels.c_str());
+  }
+  if (job.labels()) write_npy(p.labels, DType::int64, {r.rows}, r.labels.data());
+  write_file_atomic(p.manifest, to_json(job.manifest(r)), force, cancel);
+  commit_images();
+}
+
+}  // namespace detail
 
 NormalizeResult normalize_to_folder(Normalization& job, const std::string& dir, bool force,
                                     const PipelineOptions& options,

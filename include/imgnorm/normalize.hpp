@@ -34,6 +34,10 @@
 
 namespace imgnorm {
 
+namespace detail {
+struct NormalizationAccess;  // src/distributed.cpp: runs a block of the entries
+}
+
 /// Receives the rows of a normalize job, one at a time, in row order (0, 1, 2, ...), from one
 /// thread at a time. A row is row_bytes bytes in the job's layout and dtype.
 class IMGNORM_API RowSink {
@@ -185,9 +189,13 @@ class IMGNORM_API Normalization {
   std::unique_ptr<Normalizer> normalizer_;
   std::optional<StatsFile> fitted_;
 
+  friend struct detail::NormalizationAccess;
   void check_job(bool is_array);
   void warn_custom_unit(const TransformSpec& spec);
   void bind_input();
+  // Streams `entries` (a block of the dataset's) to `sink`; no rows is not an error here.
+  NormalizeResult run_entries(const std::vector<Entry>& entries, RowSink& sink,
+                              const PipelineOptions& options) const;
 };
 
 /// The output folder of `imgnorm normalize`: DIR/images.npy, DIR/labels.npy, DIR/manifest.json,

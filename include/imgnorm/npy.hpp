@@ -126,6 +126,8 @@ class IMGNORM_API NpyWriter {
   std::uint64_t rows() const { return shape_[0]; }
   std::uint64_t row_bytes() const { return row_bytes_; }
   const std::vector<std::uint64_t>& shape() const { return shape_; }
+  /// Bytes before the first row (the header, padded to 64; fixed at creation).
+  std::uint64_t data_offset() const { return header_bytes_; }
 
  private:
   void write_header();

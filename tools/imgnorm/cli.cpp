@@ -89,7 +89,7 @@ void RunFlags::add_to(CLI::App& app) {
 
 PipelineOptions RunFlags::options(const char* label, bool report_skips) const {
   PipelineOptions o;
-  o.threads = threads;
+  o.threads = threads > 0 ? threads : default_threads();
   o.allow_truncated = allow_truncated;
   if (!max_memory.empty()) o.max_memory = parse_memory_size(max_memory, "--max-memory");
   o.cancel = &g_cancel;

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "imgnorm/dataset.hpp"
+#include "imgnorm/distributed.hpp"
 #include "imgnorm/pipeline.hpp"
 #include "imgnorm/recipe.hpp"
 #include "imgnorm/stats.hpp"
@@ -59,6 +60,26 @@ struct RunFlags {
   /// quiet).
   PipelineOptions options(const char* label, bool report_skips = false) const;
 };
+
+/// The ranks of an MPI launch (mpirun, srun), or nullptr in a normal run (mpi_launch.cpp).
+extern Communicator* g_comm;
+/// Joins the MPI run when the environment says a launcher started this process as a rank (a
+/// normal launch never initializes MPI). Returns -1 to go on, else the exit status (the reason
+/// printed on rank 0).
+int start_ranks(int& argc, char**& argv);
+/// Ends the MPI run (MPI_Finalize), if any.
+void end_ranks();
+/// Ends every rank now (MPI_Abort), or this process.
+[[noreturn]] void abort_ranks(int code);
+/// False on the ranks other than 0: they print neither results nor the errors every rank shares.
+bool is_root();
+/// The thread count when --threads is not given: this node's cores shared among its ranks under
+/// MPI, else 0 (all cores).
+int default_threads();
+
+/// Runs `work` (checks of the flags, say); under MPI on every rank through collective(), so an
+/// error every rank finds is reported once and ends the run in order.
+void agreed(const std::function<void()>& work);
 
 /// Prints "imgnorm: message" on stderr.
 void print_error(const std::string& message);

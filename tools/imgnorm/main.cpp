@@ -3,10 +3,14 @@
 #include <new>
 
 #include "cli.hpp"
+#include "imgnorm/distributed.hpp"
 #include "imgnorm/error.hpp"
 #include "usage.hpp"
 
-int main(int argc, char** argv) {
+namespace {
+
+// One process's run of the command line; under MPI every rank runs it.
+int run_main(int argc, char** argv) {
   using namespace imgnorm::cli;
   CLI::App app{
       "imgnorm: exact per-channel statistics of image datasets and normalized .npy tensors.\n"
@@ -14,6 +18,9 @@ int main(int argc, char** argv) {
       "interrupted.",
       "imgnorm"};
   app.set_version_flag("--version", imgnorm::version());
+  app.footer(
+      "Under mpirun or srun, stats and normalize run as one MPI job over all ranks, with the "
+      "same outputs as one process (docs/scale-out.md).");
   app.require_subcommand(1);
   std::vector<Command> commands;
   commands.push_back(add_stats_command(app));
@@ -21,35 +28,70 @@ int main(int argc, char** argv) {
   commands.push_back(add_normalize_command(app));
   commands.push_back(add_denormalize_command(app));
   commands.push_back(add_inspect_command(app));
+  // Under MPI every rank parses the same arguments: rank 0 alone prints help and usage errors.
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
+    return is_root() ? app.exit(e) : kOk;
   } catch (const CLI::CallForAllHelp& e) {
-    return app.exit(e);
+    return is_root() ? app.exit(e) : kOk;
   } catch (const CLI::CallForVersion& e) {
-    return app.exit(e);
+    return is_root() ? app.exit(e) : kOk;
   } catch (const CLI::ParseError& e) {
-    const UsageError u =
-        explain_parse_error(app, std::vector<std::string>(argv + 1, argv + argc), e);
-    print_error(u.message);
-    std::fprintf(stderr, "Run '%s --help' for usage.\n", u.help_command.c_str());
+    if (is_root()) {
+      const UsageError u =
+          explain_parse_error(app, std::vector<std::string>(argv + 1, argv + argc), e);
+      print_error(u.message);
+      std::fprintf(stderr, "Run '%s --help' for usage.\n", u.help_command.c_str());
+    }
     return kUsage;
   }
+  // The single-file commands would race on their one output: under MPI only the jobs that split.
+  if (g_comm)
+    for (auto& c : commands)
+      if (c.app->parsed() && c.app->get_name() != "stats" && c.app->get_name() != "normalize") {
+        if (is_root())
+          print_error("imgnorm " + c.app->get_name() +
+                      " runs in one process; run it without mpirun/srun");
+        return kUsage;
+      }
   install_signal_handlers();
+  auto status = [](const imgnorm::Error& e) {
+    if (e.code() == imgnorm::ErrorCode::interrupted) return int(kInterrupted);
+    return e.code() == imgnorm::ErrorCode::invalid_argument ? int(kUsage) : int(kError);
+  };
+  // An error every rank shares ends the run in order; any other ends every rank at once.
+  auto fail = [](const std::string& message, int code) {
+    if (!g_comm) {
+      print_error(message);
+      return code;
+    }
+    print_error("rank " + std::to_string(g_comm->rank()) + " of " + std::to_string(g_comm->size()) +
+                ": " + message);
+    abort_ranks(code);
+  };
   try {
     for (auto& c : commands)
       if (c.app->parsed()) return c.run();
+  } catch (const imgnorm::SharedError& e) {
+    if (is_root()) print_error(e.what());
+    return status(e);
   } catch (const imgnorm::Error& e) {
-    print_error(e.what());
-    if (e.code() == imgnorm::ErrorCode::interrupted) return kInterrupted;
-    return e.code() == imgnorm::ErrorCode::invalid_argument ? kUsage : kError;
+    return fail(e.what(), status(e));
   } catch (const std::bad_alloc&) {
-    print_error("out of memory");
-    return kError;
+    return fail("out of memory", kError);
   } catch (const std::exception& e) {
-    print_error(std::string("internal error: ") + e.what());
-    return kError;
+    return fail(std::string("internal error: ") + e.what(), kError);
   }
   return kOk;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int refused = imgnorm::cli::start_ranks(argc, argv);
+  if (refused >= 0) return refused;
+  const int code = run_main(argc, argv);
+  imgnorm::cli::end_ranks();
+  return code;
 }

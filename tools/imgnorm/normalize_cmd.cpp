@@ -80,12 +80,36 @@ void print_result(const Normalization& n, const NormalizeResult& r, std::string 
     fmt::print("  {} constant image channels mapped to a constant\n", r.constant_channels);
 }
 
+// Under mpirun: rank 0 scans, every rank normalizes its block into the one images.npy.
+int normalize_ranks(Communicator& comm, const CLI::App& app, const NormalizeFlags& f) {
+  NormalizeJob job;
+  collective(comm, [&] { job = make_job(app, f); });
+  NormalizeInput input = open_input(comm, f.input, f.list);
+  std::optional<Normalization> n;
+  collective(comm, [&] { n.emplace(std::move(job), std::move(input)); });
+  const bool root = comm.rank() == 0;
+  if (root)
+    for (const auto& w : n->warnings()) print_warning(w);
+  const NormalizeResult r =
+      normalize_to_folder(comm, *n, f.output, f.force, f.run.options("normalize", true));
+  if (root) print_result(*n, r, f.output);
+  const std::uint64_t skipped = comm.sum(root ? r.skipped.size() : 0);
+  if (f.strict && skipped > 0) {
+    if (root) print_error(std::to_string(skipped) + " files were skipped (--strict)");
+    return kSkipped;
+  }
+  return kOk;
+}
+
 int normalize_main(const CLI::App& app, const NormalizeFlags& f) {
-  if (f.input.empty() == f.list.empty())
-    throw Error(ErrorCode::invalid_argument,
-                "give either a dataset (folder or .npy) or --list FILE");
-  if (!f.stats.empty() && f.fit)
-    throw Error(ErrorCode::invalid_argument, "give --stats FILE or --fit, not both");
+  agreed([&] {
+    if (f.input.empty() == f.list.empty())
+      throw Error(ErrorCode::invalid_argument,
+                  "give either a dataset (folder or .npy) or --list FILE");
+    if (!f.stats.empty() && f.fit)
+      throw Error(ErrorCode::invalid_argument, "give --stats FILE or --fit, not both");
+  });
+  if (g_comm) return normalize_ranks(*g_comm, app, f);
   Normalization n(make_job(app, f), f.input, f.list);
   for (const auto& w : n.warnings()) print_warning(w);
   const PipelineOptions fit_options = f.run.options("fit");

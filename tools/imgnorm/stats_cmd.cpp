@@ -26,20 +26,49 @@ struct StatsFlags {
   RunFlags run;
 };
 
+// Under mpirun: rank 0 scans, each rank computes its block, rank 0 merges and writes.
+int stats_ranks(Communicator& comm, const StatsJob& job, const SelectOptions& sel,
+                const StatsOutputs& outputs, const StatsFlags& f) {
+  collective(comm, [&] {
+    if (comm.rank() == 0) check_outputs(outputs);
+  });
+  const StatsFile st = compute_stats(comm, select_dataset(comm, sel), job, f.run.options("stats"));
+  const bool root = comm.rank() == 0;
+  collective(comm, [&] {
+    if (root && st.acc.images() == 0)
+      throw Error(ErrorCode::empty, "no image could be used: all " +
+                                        std::to_string(st.skipped.size()) + " files were skipped");
+  });
+  if (root && !f.run.quiet)
+    for (const auto& k : st.skipped)
+      std::fprintf(stderr, "imgnorm: skipped %s: %s\n", k.path.c_str(), k.reason.c_str());
+  write_outputs(comm, st, outputs, &g_cancel);
+  if (root) print_summary(st, f.format);
+  const std::uint64_t skipped = comm.sum(root ? st.skipped.size() : 0);
+  if (f.strict && skipped > 0) {
+    if (root) print_error(std::to_string(skipped) + " files were skipped (--strict)");
+    return kSkipped;
+  }
+  return kOk;
+}
+
 int stats_main(const CLI::App& app, const StatsFlags& f) {
-  if (f.input.empty() == f.list.empty())
-    throw Error(ErrorCode::invalid_argument, "give either a dataset folder or --list FILE");
   StatsJob job;
-  job.recipe = f.recipe.overrides(app).apply(Recipe{});
-  job.ddof = f.ddof;
-  job.mean_image = !f.mean_image.empty();
   SelectOptions sel;
-  sel.folder = f.input;
-  sel.list = f.list;
-  sel.sample = f.sample;
-  sel.seed = f.seed;
-  if (!f.shard.empty()) parse_shard(f.shard, sel.shard_index, sel.shard_count);
+  agreed([&] {
+    if (f.input.empty() == f.list.empty())
+      throw Error(ErrorCode::invalid_argument, "give either a dataset folder or --list FILE");
+    job.recipe = f.recipe.overrides(app).apply(Recipe{});
+    job.ddof = f.ddof;
+    job.mean_image = !f.mean_image.empty();
+    sel.folder = f.input;
+    sel.list = f.list;
+    sel.sample = f.sample;
+    sel.seed = f.seed;
+    if (!f.shard.empty()) parse_shard(f.shard, sel.shard_index, sel.shard_count);
+  });
   const StatsOutputs outputs{f.output, f.mean_image, f.force};
+  if (g_comm) return stats_ranks(*g_comm, job, sel, outputs, f);
   check_outputs(outputs);
 
   const StatsFile st = compute_stats(select_dataset(sel), job, f.run.options("stats"));

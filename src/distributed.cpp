@@ -1,0 +1,516 @@
+// The stats and normalize jobs over the ranks of a Communicator (include/imgnorm/distributed.hpp).
+// No MPI here: the CLI's MPI communicator (tools/imgnorm/mpi_launch.cpp) and the thread test's
+// both run this code.
+
+#include "imgnorm/distributed.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <optional>
+
+#include "accumulator_access.hpp"
+#include "imgnorm/npy.hpp"
+#include "imgnorm/output.hpp"
+#include "normalize_access.hpp"
+
+namespace imgnorm {
+
+SharedFile::~SharedFile() = default;
+Communicator::~Communicator() = default;
+
+namespace {
+
+// The messages ranks exchange: little framing, no versioning (every rank runs the same binary).
+struct Writer {
+  std::vector<std::uint8_t> b;
+  void u64(std::uint64_t v) {
+    const auto* p = reinterpret_cast<const std::uint8_t*>(&v);
+    b.insert(b.end(), p, p + sizeof v);
+  }
+  void str(const std::string& s) {
+    u64(s.size());
+    b.insert(b.end(), s.begin(), s.end());
+  }
+  void f64(double v) {
+    std::uint64_t u;
+    std::memcpy(&u, &v, sizeof u);
+    u64(u);
+  }
+};
+
+struct Reader {
+  const std::vector<std::uint8_t>& b;
+  std::size_t at = 0;
+  void need(std::size_t n) const {
+    // Bytes from another rank of this run; a short message is a bug, not bad input.
+    if (b.size() - at < n) throw std::logic_error("distributed: truncated message");
+  }
+  std::uint64_t u64() {
+    need(sizeof(std::uint64_t));
+    std::uint64_t v;
+    std::memcpy(&v, b.data() + at, sizeof v);
+    at += sizeof v;
+    return v;
+  }
+  std::string str() {
+    const std::uint64_t n = u64();
+    need(static_cast<std::size_t>(n));
+    std::string s(reinterpret_cast<const char*>(b.data() + at), static_cast<std::size_t>(n));
+    at += static_cast<std::size_t>(n);
+    return s;
+  }
+  double f64() {
+    const std::uint64_t u = u64();
+    double v;
+    std::memcpy(&v, &u, sizeof v);
+    return v;
+  }
+};
+
+void put_dataset(Writer& w, const Dataset& d) {
+  w.str(d.root);
+  w.u64(d.classes.size());
+  for (const auto& c : d.classes) w.str(c);
+  w.u64(d.entries.size());
+  for (const auto& e : d.entries) {
+    w.str(e.path);
+    w.u64(static_cast<std::uint64_t>(e.label));
+  }
+  w.u64(d.ignored.size());
+  for (const auto& i : d.ignored) {
+    w.str(i.path);
+    w.str(i.reason);
+  }
+}
+
+Dataset get_dataset(Reader& r) {
+  Dataset d;
+  d.root = r.str();
+  d.classes.resize(static_cast<std::size_t>(r.u64()));
+  for (auto& c : d.classes) c = r.str();
+  d.entries.resize(static_cast<std::size_t>(r.u64()));
+  for (auto& e : d.entries) {
+    e.path = r.str();
+    e.label = static_cast<int>(r.u64());
+  }
+  d.ignored.resize(static_cast<std::size_t>(r.u64()));
+  for (auto& i : d.ignored) {
+    i.path = r.str();
+    i.reason = r.str();
+  }
+  return d;
+}
+
+void put_skipped(Writer& w, const std::vector<Skipped>& skipped) {
+  w.u64(skipped.size());
+  for (const auto& k : skipped) {
+    w.str(k.path);
+    w.u64(static_cast<std::uint64_t>(k.code));
+    w.str(k.reason);
+  }
+}
+
+void get_skipped(Reader& r, std::vector<Skipped>& out) {
+  const std::uint64_t n = r.u64();
+  for (std::uint64_t i = 0; i < n; ++i) {
+    Skipped k;
+    k.path = r.str();
+    k.code = static_cast<ErrorCode>(r.u64());
+    k.reason = r.str();
+    out.push_back(std::move(k));
+  }
+}
+
+Dataset block_of(const Dataset& d, int rank, int ranks) {
+  const auto [lo, hi] = rank_block(d.entries.size(), rank, ranks);
+  Dataset part;
+  part.root = d.root;
+  part.classes = d.classes;
+  part.ignored = d.ignored;
+  part.entries.assign(d.entries.begin() + static_cast<std::ptrdiff_t>(lo),
+                      d.entries.begin() + static_cast<std::ptrdiff_t>(hi));
+  return part;
+}
+
+// Only rank 0 draws a progress bar (of its own block: the ranks move at about the same pace).
+PipelineOptions rank_options(const Communicator& comm, const PipelineOptions& options) {
+  PipelineOptions o = options;
+  if (comm.rank() != 0) o.progress = nullptr;
+  return o;
+}
+
+// Writes the rows of a block at their planned place in the shared file, gathered into large
+// pieces (one write per piece, not per row).
+class SharedFileSink : public RowSink {
+ public:
+  SharedFileSink(SharedFile& file, std::uint64_t first_byte, std::size_t row_bytes)
+      : file_(file), at_(first_byte), row_bytes_(row_bytes) {
+    const std::size_t rows = std::max<std::size_t>(1, kPiece / std::max<std::size_t>(1, row_bytes));
+    buffer_.reserve(rows * row_bytes);
+  }
+  void begin(std::uint64_t, std::size_t) override {}
+  void write_row(std::uint64_t, const void* data) override {
+    if (buffer_.size() + row_bytes_ > buffer_.capacity()) flush();
+    const auto* p = static_cast<const std::uint8_t*>(data);
+    buffer_.insert(buffer_.end(), p, p + row_bytes_);
+  }
+  void end(std::uint64_t) override { flush(); }
+  void flush() {
+    if (buffer_.empty()) return;
+    file_.write_at(at_, buffer_.data(), buffer_.size());
+    at_ += buffer_.size();
+    buffer_.clear();
+  }
+
+ private:
+  static constexpr std::size_t kPiece = 16u << 20;
+  SharedFile& file_;
+  std::uint64_t at_;
+  std::size_t row_bytes_;
+  std::vector<std::uint8_t> buffer_;
+};
+
+// Moves `bytes` from `from` to `to` (to < from) inside the file, front to back, in pieces read
+// whole before they are written: safe for overlapping ranges.
+void move_left(SharedFile& file, std::uint64_t from, std::uint64_t to, std::uint64_t bytes) {
+  std::vector<std::uint8_t> piece(
+      static_cast<std::size_t>(std::min<std::uint64_t>(bytes, 16u << 20)));
+  for (std::uint64_t done = 0; done < bytes;) {
+    const std::uint64_t n = std::min<std::uint64_t>(piece.size(), bytes - done);
+    file.read_at(from + done, piece.data(), n);
+    file.write_at(to + done, piece.data(), n);
+    done += n;
+  }
+}
+
+class PosixSharedFile : public SharedFile {
+ public:
+  explicit PosixSharedFile(std::string path) : path_(std::move(path)) {
+    fd_ = ::open(path_.c_str(), O_RDWR | O_CLOEXEC);
+    if (fd_ < 0) fail("cannot open");
+  }
+  ~PosixSharedFile() override {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  void write_at(std::uint64_t offset, const void* data, std::uint64_t size) override {
+    const auto* p = static_cast<const std::uint8_t*>(data);
+    while (size > 0) {
+      const ssize_t w =
+          ::pwrite(fd_, p, static_cast<std::size_t>(std::min<std::uint64_t>(size, 1u << 30)),
+                   static_cast<off_t>(offset));
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) fail("cannot write", w < 0 ? errno : EIO);
+      p += w;
+      offset += static_cast<std::uint64_t>(w);
+      size -= static_cast<std::uint64_t>(w);
+    }
+  }
+  void read_at(std::uint64_t offset, void* data, std::uint64_t size) override {
+    auto* p = static_cast<std::uint8_t*>(data);
+    while (size > 0) {
+      const ssize_t r =
+          ::pread(fd_, p, static_cast<std::size_t>(std::min<std::uint64_t>(size, 1u << 30)),
+                  static_cast<off_t>(offset));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) fail("cannot read", r < 0 ? errno : EIO);
+      p += r;
+      offset += static_cast<std::uint64_t>(r);
+      size -= static_cast<std::uint64_t>(r);
+    }
+  }
+  void close() override {
+    if (fd_ >= 0 && ::close(fd_) != 0) {
+      fd_ = -1;
+      fail("cannot close");
+    }
+    fd_ = -1;
+  }
+
+ private:
+  [[noreturn]] void fail(const char* what, int err = errno) {
+    throw Error(ErrorCode::io, path_ + ": " + what + ": " + std::strerror(err));
+  }
+  std::string path_;
+  int fd_ = -1;
+};
+
+}  // namespace
+
+std::unique_ptr<SharedFile> open_shared_posix(const std::string& path) {
+  return std::make_unique<PosixSharedFile>(path);
+}
+
+void collective(Communicator& comm, const std::function<void()>& work) {
+  Writer w;
+  try {
+    work();
+    w.u64(0);
+  } catch (const Error& e) {
+    w.u64(1);
+    w.u64(static_cast<std::uint64_t>(e.code()));
+    w.str(e.what());
+  }
+  const auto all = comm.gather(w.b, 0);
+  std::vector<std::uint8_t> outcome{0};
+  if (comm.rank() == 0) {
+    for (std::size_t r = 0; r < all.size(); ++r)
+      if (!all[r].empty() && all[r][0] == 1) {
+        Reader rd{all[r]};
+        rd.u64();
+        Writer o;
+        o.u64(1);
+        o.u64(rd.u64());
+        const std::string msg = rd.str();
+        o.str(r == 0 ? msg : "rank " + std::to_string(r) + ": " + msg);
+        outcome = std::move(o.b);
+        break;
+      }
+  }
+  comm.broadcast(outcome, 0);
+  if (outcome.size() > 1) {
+    Reader rd{outcome};
+    rd.u64();
+    const auto code = static_cast<ErrorCode>(rd.u64());
+    throw SharedError(code, rd.str());
+  }
+}
+
+std::pair<std::size_t, std::size_t> rank_block(std::size_t n, int rank, int ranks) {
+  const std::size_t k = static_cast<std::size_t>(ranks), r = static_cast<std::size_t>(rank);
+  const std::size_t base = n / k, extra = n % k;
+  const std::size_t lo = r * base + std::min(r, extra);
+  return {lo, lo + base + (r < extra ? 1 : 0)};
+}
+
+Selection select_dataset(Communicator& comm, const SelectOptions& options) {
+  Selection s;
+  collective(comm, [&] {
+    if (comm.rank() == 0) s = select_dataset(options);
+  });
+  Writer w;
+  if (comm.rank() == 0) {
+    put_dataset(w, s.dataset);
+    w.str(s.source);
+    w.u64(s.sample ? 1 : 0);
+    if (s.sample) {
+      w.u64(s.sample->population);
+      w.u64(s.sample->sampled);
+      w.u64(s.sample->seed);
+      w.str(s.sample->spec);
+    }
+    w.u64(static_cast<std::uint64_t>(s.shard_index));
+    w.u64(static_cast<std::uint64_t>(s.shard_count));
+  }
+  comm.broadcast(w.b, 0);
+  if (comm.rank() != 0) {
+    Reader r{w.b};
+    s.dataset = get_dataset(r);
+    s.source = r.str();
+    if (r.u64()) {
+      SampleInfo si;
+      si.population = r.u64();
+      si.sampled = r.u64();
+      si.seed = r.u64();
+      si.spec = r.str();
+      s.sample = si;
+    }
+    s.shard_index = static_cast<int>(r.u64());
+    s.shard_count = static_cast<int>(r.u64());
+  }
+  return s;
+}
+
+NormalizeInput open_input(Communicator& comm, const std::string& input, const std::string& list) {
+  if (list.empty() && has_npy_extension(input))
+    throw SharedError(ErrorCode::invalid_argument,
+                      input + ": an array is normalized by one process; run it without mpirun");
+  NormalizeInput in;
+  collective(comm, [&] {
+    if (comm.rank() == 0) in = open_input(input, list);
+  });
+  Writer w;
+  if (comm.rank() == 0) {
+    w.str(in.source);
+    w.u64(in.from_list ? 1 : 0);
+    put_dataset(w, in.dataset);
+  }
+  comm.broadcast(w.b, 0);
+  if (comm.rank() != 0) {
+    Reader r{w.b};
+    in.source = r.str();
+    in.from_list = r.u64() != 0;
+    in.dataset = get_dataset(r);
+  }
+  return in;
+}
+
+StatsFile compute_stats(Communicator& comm, const Selection& selection, const StatsJob& job,
+                        const PipelineOptions& options) {
+  StatsJob j = job;
+  j.sample = selection.sample;
+  j.shard_index = selection.shard_index;
+  j.shard_count = selection.shard_count;
+  StatsFile st;
+  const Dataset part = block_of(selection.dataset, comm.rank(), comm.size());
+  collective(comm, [&] { st = compute_stats(part, j, rank_options(comm, options), version()); });
+
+  // Every exact sum goes to rank 0 as it is (integers, no floating reduction) and is merged there
+  // in rank order with Accumulator::merge, the merge `imgnorm merge` uses.
+  Writer w;
+  w.u64(st.class_images.size());
+  for (std::uint64_t c : st.class_images) w.u64(c);
+  put_skipped(w, st.skipped);
+  detail::AccumulatorAccess::append_raw(st.acc, w.b);
+  const auto parts = comm.gather(w.b, 0);
+  if (comm.rank() != 0) return st;
+
+  for (std::size_t r = 1; r < parts.size(); ++r) {
+    Reader rd{parts[r]};
+    const std::uint64_t nc = rd.u64();
+    if (nc != st.class_images.size()) throw std::logic_error("distributed: class count differs");
+    for (auto& c : st.class_images) c += rd.u64();
+    get_skipped(rd, st.skipped);
+    Accumulator acc;
+    if (detail::AccumulatorAccess::read_raw(acc, parts[r].data() + rd.at,
+                                            parts[r].size() - rd.at) == 0)
+      throw std::logic_error("distributed: truncated accumulator");
+    st.acc.merge(acc);
+  }
+  // As compute_stats sorts them, so the result equals a single-process run byte for byte.
+  std::stable_sort(st.skipped.begin(), st.skipped.end(),
+                   [](const Skipped& a, const Skipped& b) { return a.path < b.path; });
+  st.files_found = selection.dataset.entries.size();
+  return st;
+}
+
+void write_outputs(Communicator& comm, const StatsFile& stats, const StatsOutputs& outputs,
+                   const std::atomic<bool>* cancel) {
+  collective(comm, [&] {
+    if (comm.rank() == 0) write_outputs(stats, outputs, cancel);
+  });
+}
+
+NormalizeResult normalize_to_folder(Communicator& comm, Normalization& job, const std::string& dir,
+                                    bool force, const PipelineOptions& options) {
+  using detail::NormalizationAccess;
+  if (job.input().array)
+    throw SharedError(
+        ErrorCode::invalid_argument,
+        job.input().source + ": an array is normalized by one process; run it without mpirun");
+  if (job.job().fit)
+    throw SharedError(ErrorCode::invalid_argument,
+                      "--fit runs in one process; under mpirun, compute the statistics first "
+                      "(mpirun imgnorm stats ... -o stats.json) and pass --stats");
+  const NormalizationAccess::Paths paths = NormalizationAccess::output_paths(dir);
+  collective(comm, [&] {
+    if (comm.rank() == 0) NormalizationAccess::check_output(job, dir, paths, force);
+    if (!job.prepared()) job.prepare(options);
+  });
+
+  // Rank 0 creates the temporary images.npy, sized for every planned row, and owns it: it is
+  // removed when rank 0 leaves without committing.
+  std::optional<NpyWriter> writer;
+  const std::uint64_t planned = job.planned_rows();
+  collective(comm, [&] {
+    if (comm.rank() != 0) return;
+    if (options.cancel && options.cancel->load())
+      throw Error(ErrorCode::interrupted, "interrupted");
+    ensure_folder(dir);
+    writer.emplace(paths.images, job.job().dtype, job.shape(planned));
+  });
+  Writer w;
+  if (comm.rank() == 0) {
+    w.str(writer->temp_path());
+    w.u64(writer->data_offset());
+  }
+  comm.broadcast(w.b, 0);
+  Reader rd{w.b};
+  const std::string temp = rd.str();
+  const std::uint64_t data_offset = rd.u64();
+
+  std::unique_ptr<SharedFile> file;
+  collective(comm, [&] { file = comm.open_shared(temp); });
+  const std::uint64_t rb = job.row_bytes();
+  const std::vector<Entry>& entries = job.input().dataset.entries;
+  const auto [lo, hi] = rank_block(entries.size(), comm.rank(), comm.size());
+  const std::vector<Entry> block(entries.begin() + static_cast<std::ptrdiff_t>(lo),
+                                 entries.begin() + static_cast<std::ptrdiff_t>(hi));
+
+  // Each rank writes at its planned offset (the rows of the blocks before it, were nothing
+  // skipped); skipped files leave a gap at the end of a block, closed below.
+  NormalizeResult res;
+  collective(comm, [&] {
+    SharedFileSink sink(*file, data_offset + lo * rb, static_cast<std::size_t>(rb));
+    res = NormalizationAccess::run_entries(job, block, sink, rank_options(comm, options));
+    sink.end(res.rows);
+  });
+  const std::uint64_t first = comm.exclusive_scan(res.rows);
+  const std::uint64_t total = comm.sum(res.rows);
+  const std::uint64_t skipped = comm.sum(res.skipped.size());
+  if (total == 0)
+    throw SharedError(ErrorCode::empty, "no image could be used: all " + std::to_string(skipped) +
+                                            " files were skipped");
+  if (total != planned) {
+    // Rank by rank, in order: a block's new place may overlap the old places of the blocks
+    // before it, which have moved by then.
+    for (int r = 1; r < comm.size(); ++r) {
+      collective(comm, [&] {
+        if (comm.rank() == r && first != lo && res.rows > 0)
+          move_left(*file, data_offset + lo * rb, data_offset + first * rb, res.rows * rb);
+      });
+    }
+  }
+  collective(comm, [&] { file->close(); });
+
+  // The rows' files, labels and maps, to rank 0 in rank order (= file order).
+  Writer m;
+  m.u64(res.rows);
+  for (const auto& f : res.files) m.str(f);
+  m.u64(res.labels.size());
+  for (auto l : res.labels) m.u64(static_cast<std::uint64_t>(l));
+  put_skipped(m, res.skipped);
+  m.u64(res.per_image_maps.size());
+  for (const Affine& a : res.per_image_maps) {
+    m.u64(static_cast<std::uint64_t>(a.channels));
+    for (const ChannelMap& c : a.ch)
+      for (double v : {c.d, c.m, c.s, c.g, c.t}) m.f64(v);
+  }
+  m.u64(res.constant_channels);
+  const auto parts = comm.gather(m.b, 0);
+  NormalizeResult all;
+  if (comm.rank() == 0) {
+    for (const auto& part : parts) {
+      Reader p{part};
+      const std::uint64_t rows = p.u64();
+      all.rows += rows;
+      for (std::uint64_t i = 0; i < rows; ++i) all.files.push_back(p.str());
+      const std::uint64_t nl = p.u64();
+      for (std::uint64_t i = 0; i < nl; ++i)
+        all.labels.push_back(static_cast<std::int64_t>(p.u64()));
+      get_skipped(p, all.skipped);
+      const std::uint64_t nm = p.u64();
+      for (std::uint64_t i = 0; i < nm; ++i) {
+        Affine a;
+        a.channels = static_cast<int>(p.u64());
+        for (ChannelMap& c : a.ch)
+          for (double* v : {&c.d, &c.m, &c.s, &c.g, &c.t}) *v = p.f64();
+        all.per_image_maps.push_back(a);
+      }
+      all.constant_channels += p.u64();
+    }
+  }
+  // The commit, once every rank got here: only rank 0 touches the output names.
+  collective(comm, [&] {
+    if (comm.rank() != 0) return;
+    if (total != planned) writer->set_rows(total);
+    NormalizationAccess::commit(
+        job, all, paths, force, [&] { writer->commit(); }, options.cancel);
+  });
+  return comm.rank() == 0 ? all : res;
+}
+
+}  // namespace imgnorm
