@@ -204,8 +204,9 @@ StatsFile merge_parts(std::size_t n, Get get, const std::vector<std::string>& na
   auto note = [&](const StatsFile& st, const std::string& path) {
     if (st.covers.empty()) {
       warn(path +
-           ": does not record which files it covers (written by an older imgnorm); merge "
-           "cannot check it for overlaps, and the result will not record them either");
+           ": does not record which files it covers (an older stats.json, or the statistics of "
+           "an array); merge cannot check it for overlaps, and the result will not record what "
+           "it covers either");
       auto key = std::make_pair(st.source, st.shard_count > 1 ? st.shard_index : -1);
       auto [it, fresh] = legacy.emplace(key, path);
       if (!fresh)
