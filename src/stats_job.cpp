@@ -11,6 +11,7 @@
 #include <optional>
 #include <set>
 
+#include "coverage.hpp"
 #include "imgnorm/error.hpp"
 #include "imgnorm/npy.hpp"
 #include "imgnorm/output.hpp"
@@ -40,6 +41,19 @@ StatsFile compute_stats(const Dataset& dataset, const StatsJob& job, const Pipel
   out.sample = job.sample;
   out.shard_index = job.shard_index;
   out.shard_count = job.shard_count;
+  if (!job.selection.empty()) {
+    Coverage c{job.selection, job.selection_files, {}};
+    if (job.shard_count > 1) c.shards = {Shard{job.shard_index, job.shard_count}};
+    detail::normalize(c);
+    out.covers = {std::move(c)};
+  } else if (job.shard_count == 1 && !dataset.entries.empty()) {
+    out.covers = {Coverage{selection_digest(dataset), dataset.entries.size(), {}}};
+  }
+  if (!out.covers.empty()) {  // a shard that holds every file (more shards than files) is all
+    const Shard one = detail::single_shard(out.covers);
+    out.shard_index = one.index;
+    out.shard_count = one.count;
+  }
 
   run_pipeline(
       dataset.entries, job.recipe, options,
@@ -69,6 +83,8 @@ StatsFile compute_stats(const Selection& selection, const StatsJob& job,
   j.sample = selection.sample;
   j.shard_index = selection.shard_index;
   j.shard_count = selection.shard_count;
+  j.selection = selection.digest;
+  j.selection_files = selection.files;
   return compute_stats(selection.dataset, j, options, version());
 }
 
@@ -197,6 +213,26 @@ std::vector<double> read_mean_image(const std::string& path, int channels, Size&
 
 namespace {
 
+// "missing 1/4, 3/4" for a selection whose shards all have one count; else how many files.
+std::string missing_text(const Coverage& c) {
+  const int n = c.shards.front().count;
+  const bool one_count =
+      std::all_of(c.shards.begin(), c.shards.end(), [&](const Shard& s) { return s.count == n; });
+  if (!one_count) return fmt::format("{} of {} files", detail::covered_files(c), c.files);
+  std::string missing;
+  int listed = 0, left = 0;
+  for (int i = 0; i < n && static_cast<std::uint64_t>(i) < c.files; ++i) {
+    if (std::find(c.shards.begin(), c.shards.end(), Shard{i, n}) != c.shards.end()) continue;
+    if (listed == 8) {
+      ++left;
+      continue;
+    }
+    missing += (listed++ ? ", " : "") + detail::shard_text(Shard{i, n});
+  }
+  if (left > 0) missing += fmt::format(" and {} more", left);
+  return "missing " + missing;
+}
+
 // Parts are fetched one at a time (files are read only when their turn comes), so the first
 // problem in argument order is the one reported.
 template <typename Get>
@@ -204,42 +240,83 @@ StatsFile merge_parts(std::size_t n, Get get, const std::vector<std::string>& na
                       std::vector<std::string>* warnings) {
   if (n == 0) throw Error(ErrorCode::invalid_argument, "nothing to merge");
   auto name = [&](std::size_t i) { return i < names.size() ? names[i] : fmt::format("#{}", i); };
-  // The same shard of the same source twice would be counted twice: refuse it.
-  std::map<std::pair<std::string, int>, std::string> seen;
-  std::map<std::string, std::set<int>> shards_of;
-  int count = 0;
-  auto note_shard = [&](const StatsFile& st, const std::string& path) {
-    if (st.shard_count != count) count = -1;
-    auto key = std::make_pair(st.source, st.shard_count > 1 ? st.shard_index : -1);
-    auto [it, fresh] = seen.emplace(key, path);
-    if (!fresh)
-      throw Error(
-          ErrorCode::invalid_argument,
-          path + ": the same data as " + it->second + " (source " + st.source +
-              (st.shard_count > 1 ? fmt::format(", shard {}/{}", st.shard_index, st.shard_count)
-                                  : std::string()) +
-              "); merging would count it twice");
-    if (st.shard_count > 1) shards_of[st.source].insert(st.shard_index);
+  auto warn = [&](const std::string& w) {
+    if (warnings) warnings->push_back(w);
+  };
+  // What each part covers, to name the two parts of an overlap.
+  struct Seen {
+    std::string name;
+    std::vector<Coverage> covers;
+  };
+  std::vector<Seen> seen;
+  std::map<std::string, std::pair<std::string, std::uint64_t>> source_of;  // digest -> source
+  // Parts that do not say what they cover (older files): the same shard of the same source twice
+  // is the only overlap that can be recognized.
+  std::map<std::pair<std::string, int>, std::string> legacy;
+  auto note = [&](const StatsFile& st, const std::string& path) {
+    if (st.covers.empty()) {
+      warn(path +
+           ": does not record which files it covers (an older stats.json, or the statistics of "
+           "an array); merge cannot check it for overlaps, and the result will not record what "
+           "it covers either");
+      auto key = std::make_pair(st.source, st.shard_count > 1 ? st.shard_index : -1);
+      auto [it, fresh] = legacy.emplace(key, path);
+      if (!fresh)
+        throw Error(
+            ErrorCode::invalid_argument,
+            path + ": the same data as " + it->second + " (source " + st.source +
+                (st.shard_count > 1 ? fmt::format(", shard {}/{}", st.shard_index, st.shard_count)
+                                    : std::string()) +
+                "); merging would count it twice");
+      return;
+    }
+    for (const Seen& s : seen) {
+      const std::string both = detail::overlap(s.covers, st.covers);
+      if (!both.empty())
+        throw Error(ErrorCode::invalid_argument, path + ": covers files that " + s.name +
+                                                     " covers too (" + both +
+                                                     "); merging would count them twice");
+    }
+    for (const Coverage& c : st.covers) {
+      auto [it, fresh] = source_of.emplace(c.selection, std::make_pair(st.source, c.files));
+      if (fresh)
+        for (const auto& [digest, other] : source_of)
+          if (digest != c.selection && other.first == st.source)
+            warn(
+                fmt::format("{}: a different selection of '{}' than before ({} and {} files); "
+                            "merged as different datasets",
+                            path, st.source, other.second, c.files));
+    }
+    seen.push_back({path, st.covers});
   };
   StatsFile all = get(0);
-  count = all.shard_count;
-  note_shard(all, name(0));
+  note(all, name(0));
   for (std::size_t i = 1; i < n; ++i) {
+    const StatsFile* part = nullptr;
     try {
-      const StatsFile& part = get(i);
-      note_shard(part, name(i));
-      merge_into(all, part);
+      part = &get(i);
+    } catch (const Error& e) {
+      throw with_path(e, name(i));
+    }
+    note(*part, name(i));  // its messages name both parts already
+    try {
+      merge_into(all, *part);
     } catch (const Error& e) {
       throw with_path(e, name(i));
     }
   }
-  if (count > 1 && warnings)
-    for (const auto& [source, got] : shards_of)
-      if (static_cast<int>(got.size()) != count)
-        warnings->push_back(fmt::format("{} of {} shards of {} merged", got.size(), count, source));
+  for (const Coverage& c : all.covers)
+    if (!c.shards.empty()) {
+      const std::string& source = source_of[c.selection].first;
+      const int count = c.shards.front().count;
+      if (std::all_of(c.shards.begin(), c.shards.end(),
+                      [&](const Shard& s) { return s.count == count; }))
+        warn(fmt::format("{} of {} shards of {} merged ({})", c.shards.size(), count, source,
+                         missing_text(c)));
+      else
+        warn(fmt::format("{} of {} merged: {}", detail::describe(c), source, missing_text(c)));
+    }
   all.tool_version = version();
-  all.shard_index = 0;
-  all.shard_count = 1;
   return all;
 }
 

@@ -8,9 +8,11 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <string_view>
 
 #include "accumulator_access.hpp"
 #include "imgnorm/output.hpp"
+#include "coverage.hpp"
 #include "imgnorm/stats.hpp"
 #include "json_internal.hpp"
 #include "stats_ref.hpp"
@@ -220,6 +222,71 @@ Recipe read_recipe(const ojson& root) {
   return recipe;
 }
 
+// "I/N" with 0 <= I < N <= 2^20, digits only.
+Shard parse_shard_text(const ojson& j) {
+  const std::string what =
+      "field 'covers.shards' must hold \"I/N\" strings with 0 <= I < N <= 1048576";
+  if (!j.is_string()) bad(what);
+  const std::string& t = j.get_ref<const std::string&>();
+  const std::size_t slash = t.find('/');
+  auto number = [&](std::string_view d) {
+    if (d.empty() || d.size() > 7 || d.find_first_not_of("0123456789") != std::string_view::npos)
+      bad(what + " (not '" + t + "')");
+    return std::stoi(std::string(d));
+  };
+  if (slash == std::string::npos) bad(what + " (not '" + t + "')");
+  Shard s{number(std::string_view(t).substr(0, slash)),
+          number(std::string_view(t).substr(slash + 1))};
+  if (s.count < 1 || s.count > (1 << 20) || s.index >= s.count) bad(what + " (not '" + t + "')");
+  return s;
+}
+
+std::vector<Coverage> read_covers(const ojson& j) {
+  if (!j.is_array() || j.empty()) bad("field 'covers' must be a non-empty list");
+  std::vector<Coverage> covers;
+  for (const ojson& k : j) {
+    if (!k.is_object()) bad("field 'covers' must be a list of objects");
+    Coverage c;
+    c.selection = need_string(k, "selection", "covers.selection");
+    constexpr std::string_view kPrefix = "sha256:";
+    if (c.selection.size() != kPrefix.size() + 64 || c.selection.compare(0, 7, kPrefix) != 0 ||
+        c.selection.find_first_not_of("0123456789abcdef", kPrefix.size()) != std::string::npos)
+      bad("field 'covers.selection' must be \"sha256:\" and 64 lower-case hex digits");
+    c.files = need_u64(k, "files", "covers.files");
+    if (c.files == 0) bad("field 'covers.files' must be at least 1");
+    if (auto it = k.find("shards"); it != k.end()) {
+      if (!it->is_array() || it->empty()) bad("field 'covers.shards' must be a non-empty list");
+      for (const ojson& t : *it) c.shards.push_back(parse_shard_text(t));
+      // Sorted by (count, index): shards of one count share no file unless equal, so only
+      // different counts need the arithmetic, and a long list of one split is checked in one pass.
+      std::vector<Shard>& sh = c.shards;
+      std::sort(sh.begin(), sh.end(), [](const Shard& x, const Shard& y) {
+        return x.count != y.count ? x.count < y.count : x.index < y.index;
+      });
+      auto overlapping = [&](const Shard& x, const Shard& y) {
+        bad("field 'covers.shards' lists overlapping shards (" + detail::shard_text(x) + " and " +
+            detail::shard_text(y) + ")");
+      };
+      for (std::size_t a = 1; a < sh.size(); ++a)
+        if (sh[a] == sh[a - 1]) overlapping(sh[a - 1], sh[a]);
+      for (std::size_t a = 0, next = 0; a < sh.size(); ++a) {
+        if (next <= a)
+          for (next = a; next < sh.size() && sh[next].count == sh[a].count;) ++next;
+        for (std::size_t b = next; b < sh.size(); ++b)
+          if (detail::common_file(sh[a], sh[b], c.files)) overlapping(sh[a], sh[b]);
+      }
+      detail::normalize(c);  // a list that holds every file is dropped
+    }
+    for (const Coverage& d : covers)
+      if (d.selection == c.selection)
+        bad("field 'covers' lists selection " + c.selection + " twice");
+    covers.push_back(std::move(c));
+  }
+  std::sort(covers.begin(), covers.end(),
+            [](const Coverage& x, const Coverage& y) { return x.selection < y.selection; });
+  return covers;
+}
+
 // Checks a per-channel list of numbers against values recomputed from the sums.
 void check_derived(const ojson& root, const char* key, const std::vector<double>& expected) {
   const ojson& j = need(root, key, key);
@@ -363,6 +430,21 @@ std::string to_json(const StatsFile& stats) {
   }
   if (stats.shard_count > 1)
     j["shard"] = {{"index", stats.shard_index}, {"count", stats.shard_count}};
+  if (!stats.covers.empty()) {
+    ojson covers = ojson::array();
+    for (const Coverage& c : stats.covers) {
+      ojson o;
+      o["selection"] = c.selection;
+      o["files"] = c.files;
+      if (!c.shards.empty()) {
+        ojson shards = ojson::array();
+        for (const Shard& sh : c.shards) shards.push_back(detail::shard_text(sh));
+        o["shards"] = std::move(shards);
+      }
+      covers.push_back(std::move(o));
+    }
+    j["covers"] = std::move(covers);
+  }
 
   ojson skipped = ojson::array();
   for (const Skipped& k : stats.skipped)
@@ -577,6 +659,16 @@ StatsFile stats_from_json(const std::string& text) {
     st.shard_index = static_cast<int>(index);
     st.shard_count = static_cast<int>(count);
   }
+  if (auto it = root.find("covers"); it != root.end()) {
+    st.covers = read_covers(*it);
+    std::uint64_t covered = 0;
+    for (const Coverage& c : st.covers) covered += detail::covered_files(c);
+    if (covered != st.files_found)
+      bad("field 'covers' accounts for " + std::to_string(covered) +
+          " files, 'counts.files_found' is " + std::to_string(st.files_found));
+    if (!(detail::single_shard(st.covers) == Shard{st.shard_index, st.shard_count}))
+      bad("field 'shard' does not match 'covers'");
+  }
 
   // The derived numbers are recomputed from the sums; the per-channel ones written (mean, std, in
   // both units, min, max, median) must agree, so an edited file is refused rather than silently
@@ -619,13 +711,27 @@ void merge_into(StatsFile& a, const StatsFile& b) {
   auto differ = [](const std::string& what) {
     throw Error(ErrorCode::invalid_argument, "cannot merge statistics: " + what + " differ");
   };
-  if (!(a.recipe == b.recipe)) differ("recipes");
+  if (!(a.recipe == b.recipe)) {
+    // Named as normalize names them (recipe_differences, which leaves out the channel order), the
+    // statistics merged so far first.
+    std::string d = recipe_differences(b.recipe, a.recipe);
+    if (a.recipe.channels != b.recipe.channels)
+      d = std::string("channels ") + to_string(a.recipe.channels) + " vs " +
+          to_string(b.recipe.channels) + (d.empty() ? "" : ", " + d);
+    throw Error(ErrorCode::invalid_argument, "cannot merge statistics: recipes differ (" + d + ")");
+  }
   if (a.ddof != b.ddof) differ("ddof values");
   if (a.classes != b.classes) differ("classes");
   if (a.class_images.size() != a.classes.size() || b.class_images.size() != b.classes.size())
     throw Error(ErrorCode::invalid_argument, "cannot merge statistics: per-class counts missing");
   if (a.sample.has_value() != b.sample.has_value() || (a.sample && !(*a.sample == *b.sample)))
     differ("samples");
+  // What is covered: unknown when either side does not say; throws on an overlap.
+  std::vector<Coverage> covers;
+  if (!a.covers.empty() && !b.covers.empty()) {
+    covers = a.covers;
+    detail::unite(covers, b.covers);
+  }
   a.acc.merge(b.acc);  // throws before anything in `a` changed when channels or mean image differ
   a.files_found += b.files_found;
   for (std::size_t i = 0; i < a.class_images.size(); ++i) a.class_images[i] += b.class_images[i];
@@ -640,9 +746,11 @@ void merge_into(StatsFile& a, const StatsFile& b) {
                             [](const Ignored& x, const Ignored& y) { return x.path == y.path; }),
                 ignored.end());
   a.ignored = std::move(ignored);
-  // The merged result no longer is one shard; the caller sets it if it is still a part.
-  a.shard_index = 0;
-  a.shard_count = 1;
+  a.covers = std::move(covers);
+  // One shard of one selection stays that shard; anything else is written as "covers" alone.
+  const Shard one = detail::single_shard(a.covers);
+  a.shard_index = one.index;
+  a.shard_count = one.count;
 }
 
 }  // namespace imgnorm

@@ -66,14 +66,15 @@ TEST(pipeline, merged_shards_equal_the_single_run) {
     StatsJob sj = job;
     sj.shard_index = i;
     sj.shard_count = 4;
+    sj.selection = selection_digest(ds);  // what select_dataset records
+    sj.selection_files = ds.entries.size();
     StatsFile s = stats_of(part, 2, sj);
     if (i == 0)
       merged = std::move(s);
     else
       merge_into(merged, s);
   }
-  merged.shard_index = 0;
-  merged.shard_count = 1;
+  EXPECT_EQ(merged.shard_count, 1);  // all 4 shards: the whole selection, as the single run
   EXPECT_EQ(to_json(whole), to_json(merged));
   EXPECT_EQ(whole.acc, merged.acc);
 }

@@ -681,21 +681,24 @@ TEST(stats, merge_into_adds_and_checks) {
       ADD_FAILURE() << "merged despite different " << what;
     } catch (const Error& e) {
       EXPECT_EQ(e.code(), ErrorCode::invalid_argument);
-      EXPECT_EQ(std::string(e.what()), "cannot merge statistics: " + what + " differ");
+      EXPECT_EQ(std::string(e.what()), "cannot merge statistics: " + what);
     }
     EXPECT_TRUE(target.acc == a.acc);  // nothing changed
   };
   StatsFile other = b;
   other.recipe.size = {32, 32};
-  expect_differ(other, "recipes");
+  // The field named as normalize names it (recipe_differences), a's value first.
+  expect_differ(other, "recipes differ (size 64x48 vs 32x32)");
+  other = b, other.recipe.interp = Interp::linear, other.recipe.channels = ChannelOrder::rgb;
+  expect_differ(other, "recipes differ (channels bgr vs rgb, interp area vs linear)");
   other = b, other.ddof = 0;
-  expect_differ(other, "ddof values");
+  expect_differ(other, "ddof values differ");
   other = b, other.classes = {"daisy", "tulips"};
-  expect_differ(other, "classes");
+  expect_differ(other, "classes differ");
   other = b, other.sample->seed = 1;
-  expect_differ(other, "samples");
+  expect_differ(other, "samples differ");
   other = b, other.sample.reset();
-  expect_differ(other, "samples");
+  expect_differ(other, "samples differ");
 }
 
 }  // namespace

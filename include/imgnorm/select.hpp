@@ -46,12 +46,26 @@ struct Selection {
   std::optional<SampleInfo> sample;
   int shard_index = 0;
   int shard_count = 1;
+  /// What files the selection is, before sharding: selection_digest() of the sampled dataset
+  /// ("sha256:<64 hex digits>"), and how many files that is. stats.json records both ("covers"),
+  /// so that merge can tell shards of one selection from different datasets.
+  std::string digest;
+  std::uint64_t files = 0;
 };
 
-/// Opens the dataset, then samples, then shards. Throws Error(invalid_argument) unless exactly one
-/// of folder and list is given or for a bad sample/shard, Error(io) for a missing folder or list,
-/// and Error(empty) "<source>: no image files found (N other files ignored)" when the dataset has
-/// no image file at all (before sampling).
+/// The identity of a selection of files: "sha256:" + the lower-case hex SHA-256 of
+/// "imgnorm-selection 1\0" followed by each entry's path relative to the dataset, in entry order,
+/// each ended by a NUL byte. The relative path is the entry's path without `dataset.root` + "/"
+/// (a folder) or without the list file's folder (a list file), then lexically normalized ("./a"
+/// and "a//b/../c" name "a" and "a/c"; an absolute path outside the list's folder stays absolute).
+/// So the same files give the same digest wherever the dataset lies and however its root is
+/// spelled, and the digest depends on nothing else (not the threads, the time or the host).
+IMGNORM_API std::string selection_digest(const Dataset& dataset);
+
+/// Opens the dataset, then samples, then computes the selection's digest, then shards. Throws
+/// Error(invalid_argument) unless exactly one of folder and list is given or for a bad
+/// sample/shard, Error(io) for a missing folder or list, and Error(empty) "<source>: no image files
+/// found (N other files ignored)" when the dataset has no image file at all (before sampling).
 IMGNORM_API Selection select_dataset(const SelectOptions& options);
 
 }  // namespace imgnorm

@@ -158,6 +158,22 @@ struct Skipped {
   bool operator==(const Skipped&) const = default;
 };
 
+/// Shard `index` of `count`: the entries whose position in the selection is index mod count.
+struct Shard {
+  int index = 0;
+  int count = 1;
+  bool operator==(const Shard&) const = default;
+};
+
+/// Which files of one selection some statistics cover (stats.json "covers", docs/stats-json.md).
+struct Coverage {
+  std::string selection;    ///< Selection::digest: "sha256:<64 hex digits>"
+  std::uint64_t files = 0;  ///< files in the selection (before sharding)
+  /// The shards covered, pairwise disjoint, sorted by (count, index); empty: all `files`.
+  std::vector<Shard> shards;
+  bool operator==(const Coverage&) const = default;
+};
+
 /// Everything stats.json holds: the recipe, the counts, the exact sums. See docs/stats-json.md.
 struct StatsFile {
   std::string tool_version;
@@ -170,8 +186,12 @@ struct StatsFile {
   std::vector<Skipped> skipped;             ///< in dataset order
   std::vector<Ignored> ignored;
   std::optional<SampleInfo> sample;
-  int shard_index = 0;  ///< shard i of n; 0/1 means the whole dataset
+  int shard_index = 0;  ///< shard i of n; 0/1 means the whole dataset (or several shards)
   int shard_count = 1;
+  /// What files these statistics cover: one Coverage per selection (several after merging
+  /// different datasets), sorted by digest. Empty: unknown (a stats.json written before imgnorm
+  /// recorded it, or the statistics of an array), so merge cannot check it for overlaps.
+  std::vector<Coverage> covers;
   Accumulator acc;
 };
 
@@ -191,7 +211,11 @@ IMGNORM_API StatsFile stats_from_json(const std::string& text);
 IMGNORM_API StatsFile read_stats_file(const std::string& path);
 
 /// Adds b into a: exact sums added, skipped lists concatenated (sorted by path), ignored lists
-/// united. Throws Error(invalid_argument) when recipes, ddof, classes or sampling differ.
+/// united, `covers` united (unknown if either is unknown; a selection whose shards now cover all
+/// its files loses its shard list; `shard_index`/`shard_count` name the one shard covered, else
+/// 0/1). Throws Error(invalid_argument), leaving `a` unchanged, when recipes ("recipes differ
+/// (size 64x64 vs 32x32)", a's value first), ddof, classes or sampling differ, or when a and b
+/// cover a file of the same selection. merge_stats adds the checks that name the inputs.
 IMGNORM_API void merge_into(StatsFile& a, const StatsFile& b);
 
 }  // namespace imgnorm

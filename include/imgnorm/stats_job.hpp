@@ -30,10 +30,15 @@ struct StatsJob {
   std::optional<SampleInfo> sample;
   int shard_index = 0;
   int shard_count = 1;
+  /// Which selection the files are a shard of (Selection::digest and Selection::files), recorded
+  /// as stats.json's "covers". Empty: computed from the dataset when it is the whole selection
+  /// (shard_count 1), else unknown.
+  std::string selection;
+  std::uint64_t selection_files = 0;
   bool mean_image = false;  ///< also keep per-pixel sums (needs a fixed size: not ResizeMode::none)
 };
 
-/// Computes the statistics of the files of `selection` (its sample and shard are recorded).
+/// Computes the statistics of the files of `selection` (its sample, shard and digest are recorded).
 /// Files that fail are listed in StatsFile::skipped with their reason, sorted by path (and passed
 /// to options.on_skip). The result is identical whatever options.threads is. The Dataset overload
 /// takes the sample/shard fields from `job`; `tool_version` defaults to version().
@@ -71,9 +76,16 @@ IMGNORM_API void write_outputs(const StatsFile& stats, const StatsOutputs& outpu
 IMGNORM_API std::vector<double> read_mean_image(const std::string& path, int channels, Size& size);
 
 /// Merges partial statistics exactly (`imgnorm merge`): `names[i]` names `parts[i]` in messages.
-/// Refuses (Error(invalid_argument)) the same shard of the same source twice, and whatever
-/// merge_into refuses. `warnings` receives "k of n shards of SOURCE merged" when shards are
-/// missing. The result is a whole-dataset StatsFile (shard 0/1) with this tool's version.
+/// Accepts disjoint shards of one selection and different selections (datasets); refuses
+/// (Error(invalid_argument)) two parts that cover a file of the same selection, naming both ("B:
+/// covers files that A covers too (all 40 files and shard 1/4 of the same selection (40 files));
+/// merging would count them twice"), and whatever merge_into refuses. Parts without "covers" (older
+/// files) are checked only for the same shard of the same source. `warnings` receives "k of n
+/// shards of SOURCE merged (missing 1/4, 3/4)" for a selection not wholly covered, one warning per
+/// part whose coverage is unknown, and one when two different selections have the same source
+/// text. The result covers the union (StatsFile::covers; a selection wholly covered is recorded as
+/// in a single run over it, so all shards merge into the single run's bytes), with this tool's
+/// version.
 IMGNORM_API StatsFile merge_stats(const std::vector<StatsFile>& parts,
                                   const std::vector<std::string>& names,
                                   std::vector<std::string>* warnings = nullptr);

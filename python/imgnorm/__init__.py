@@ -143,9 +143,11 @@ def _shard(shard):
 
 
 def merge(parts):
-    """Adds the exact sums of several :class:`Stats` (shards of one selection, or disjoint
-    datasets) with the rules of ``imgnorm merge``: the same shard twice is refused; missing shards
-    give a warning. The result equals one run over all of them."""
+    """Adds the exact sums of several :class:`Stats` (disjoint shards of one selection, or
+    different datasets) with the rules of ``imgnorm merge``: two parts that cover a file of the
+    same selection (the same shard twice, a whole run and one of its shards, shards 0/2 and 1/3)
+    raise :class:`ArgumentError` naming both; missing shards, and parts that do not record what
+    they cover, give a warning. The result equals one run over all of them."""
     return _core.merge(builtins.list(parts))
 
 
@@ -197,7 +199,9 @@ _STATS_DOCS = {
     "ignored": "[(path, reason)] of files the scan did not take (hidden, other extensions...).",
     "recipe": "The preprocessing recipe: size (w, h), resize, interp, channels, ...",
     "sample": "dict(population, sampled, seed, spec) of a sampled run, else None.",
-    "shard": "(index, count) of a sharded run; (0, 1) for a whole one.",
+    "shard": "(index, count) when these statistics are one shard of one selection; else (0, 1).",
+    "covers": "[dict(selection, files, shards)]: the files covered, as stats.json's 'covers' (shards: "
+              "[(index, count)], empty when all files); [] when unknown (an older file, an array).",
 }
 for _name, _doc in _STATS_DOCS.items():
     try:

@@ -56,6 +56,7 @@ class Stats:
     tool_version: str
     recipe: dict
     shard: Tuple[int, int]
+    covers: list[dict]
     sample: Optional[dict]
     skipped: list[Tuple[str, str]]
     ignored: list[Tuple[str, str]]

@@ -284,7 +284,7 @@ void bind_stats_values(py::class_<PyStats, std::shared_ptr<PyStats>>& c) {
   c.def_property_readonly("std_ci", [](const PyStats& s) { return interval_array(s, false); });
 }
 
-// What the statistics cover: counts, classes, files, recipe, sample, shard.
+// What the statistics cover: counts, classes, files, recipe, sample, shard, covers.
 void bind_stats_counts(py::class_<PyStats, std::shared_ptr<PyStats>>& c) {
   c.def_property_readonly("images", [](const PyStats& s) { return s.file->acc.images(); })
       .def_property_readonly("pixels", [](const PyStats& s) { return s.file->acc.pixels(); })
@@ -301,6 +301,21 @@ void bind_stats_counts(py::class_<PyStats, std::shared_ptr<PyStats>>& c) {
       .def_property_readonly(
           "shard",
           [](const PyStats& s) { return py::make_tuple(s.file->shard_index, s.file->shard_count); })
+      .def_property_readonly("covers",
+                             [](const PyStats& s) {
+                               py::list l;
+                               for (const Coverage& c : s.file->covers) {
+                                 py::list shards;
+                                 for (const Shard& sh : c.shards)
+                                   shards.append(py::make_tuple(sh.index, sh.count));
+                                 py::dict d;
+                                 d["selection"] = c.selection;
+                                 d["files"] = c.files;
+                                 d["shards"] = shards;
+                                 l.append(d);
+                               }
+                               return l;
+                             })
       .def_property_readonly("sample",
                              [](const PyStats& s) -> py::object {
                                if (!s.file->sample) return py::none();

@@ -182,12 +182,12 @@ def test_merge_rules_as_cli(tmp_path, photos):
         paths.append(str(tmp_path / f"p{i}.json"))
         p.save(paths[-1])
     # the same shard twice is refused, by both
-    with pytest.raises(imgnorm.ArgumentError, match="merging would count it twice") as e:
+    with pytest.raises(imgnorm.ArgumentError, match="merging would count them twice") as e:
         imgnorm.merge([parts[0], parts[0], parts[1], parts[2]])
     assert e.value.code == "invalid_argument"
     # an ArgumentError is a usage error for the CLI: exit status 2
     p = cli("merge", paths[0], paths[0], paths[1], paths[2], expect=2)
-    assert "merging would count it twice" in p.stderr
+    assert "merging would count them twice" in p.stderr and paths[0] in p.stderr
     # a missing shard is a warning, by both
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")

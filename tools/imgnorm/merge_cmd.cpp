@@ -16,7 +16,10 @@ Command add_merge_command(CLI::App& app) {
     bool force = false;
   };
   auto f = std::make_shared<MergeFlags>();
-  CLI::App* sub = app.add_subcommand("merge", "Add the exact sums of several stats.json files");
+  CLI::App* sub = app.add_subcommand(
+      "merge",
+      "Add the exact sums of several stats.json files: disjoint shards of one run, or different "
+      "datasets. Inputs that share a file are refused; missing shards are named in a warning");
   sub->add_option("inputs", f->inputs, "stats.json files (e.g. from --shard runs)")->required();
   sub->add_option("-o,--output", f->output, "Write the merged stats.json here");
   sub->add_option("--format", f->format,
