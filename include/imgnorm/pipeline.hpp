@@ -54,11 +54,22 @@ struct LoadedImage {
 /// `in_order` runs serially, in entry order, for every entry, with the error that made it fail
 /// (nullptr when it loaded) and the slot its process() call used. A file that fails is never
 /// fatal here; what to do with it is the caller's decision. Returns the number of slots used.
-/// Throws Error(interrupted) when options.cancel was raised.
+/// Throws Error(interrupted) when options.cancel was raised. With ResizeMode::none, an image
+/// whose decoded size is not recipe.size ends the run: Error(invalid_argument) "PATH: image is
+/// WxH, not W0xH0 (--resize none keeps each image's size, so all must agree; ...)", once, for the
+/// first such image in entry order. An entry with label < 0 (a listed file that was missing) is
+/// skipped: Error(io) "no such file" from reading it, or "no such file when the list was read".
 IMGNORM_API void run_pipeline(
     const std::vector<Entry>& entries, const Recipe& recipe, const PipelineOptions& options,
     const std::function<void(const LoadedImage&)>& process,
     const std::function<void(std::size_t index, int slot, const Error* error)>& in_order);
+
+/// The recipe with its size fixed: with ResizeMode::none and no size (0x0, "the images' own"),
+/// the decoded size of the first entry, in order, that decodes (entries that fail are passed
+/// over here and skipped by the run); any other recipe unchanged. Still 0x0 when none decodes.
+/// Error(interrupted) when options.cancel is raised.
+IMGNORM_API Recipe with_image_size(const std::vector<Entry>& entries, const Recipe& recipe,
+                                   const PipelineOptions& options);
 
 /// The number of token slots run_pipeline uses for these options (so callers can size per-slot
 /// buffers before calling it).

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "imgnorm/dataset.hpp"
 #include "imgnorm/export.hpp"
@@ -46,6 +47,11 @@ struct Selection {
   std::optional<SampleInfo> sample;
   int shard_index = 0;
   int shard_count = 1;
+  /// Classes without any file in the whole dataset (an empty class folder, a class folder that
+  /// was not scanned): their label is kept. See classes_without_images() (stats_job.hpp).
+  std::vector<std::string> empty_classes;
+  /// To show the user: "--sample K takes all N images: the sample is the whole dataset".
+  std::vector<std::string> warnings;
 };
 
 /// Opens the dataset, then samples, then shards. Throws Error(invalid_argument) unless exactly one
@@ -53,5 +59,10 @@ struct Selection {
 /// and Error(empty) "<source>: no image files found (N other files ignored)" when the dataset has
 /// no image file at all (before sampling).
 IMGNORM_API Selection select_dataset(const SelectOptions& options);
+
+/// The warning the CLI and Python give for each class without a usable image
+/// (classes_without_images, NormalizeResult::empty_classes): "class 'NAME' has no usable image
+/// (its label is kept; --strict fails on it)".
+IMGNORM_API std::string empty_class_warning(const std::string& name);
 
 }  // namespace imgnorm

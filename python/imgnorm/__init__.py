@@ -102,22 +102,26 @@ def _path(p):
 # ---- statistics ----------------------------------------------------------------------------------
 
 
-def stats(dataset=None, *, list=None, size=224, resize="stretch", interp="linear", channels="rgb",
-          pad_value=0, exact_decode=False, max_pixels=None, sample=None, seed=0, shard=None, ddof=0,
-          mean_image=False, threads=0, allow_truncated=False, progress=None):
+def stats(dataset=None, *, list=None, follow_links=False, size=None, resize="stretch",
+          interp="linear", channels="rgb", pad_value=0, exact_decode=False, max_pixels=None,
+          sample=None, seed=0, shard=None, ddof=0, mean_image=False, threads=0,
+          allow_truncated=False, progress=None):
     """Exact per-channel statistics of a dataset, as ``imgnorm stats`` computes them.
 
     dataset: a class-folder tree (``DIR/<class>/**/*.jpg``) or a flat folder; or ``list=FILE``
-    (one path per line). size: N or (width, height) or "WxH", pixels. resize: stretch | crop | pad
-    | none. interp: linear | area | nearest | cubic | lanczos (cv2.INTER_*). channels: rgb | bgr
+    (one path per line). follow_links: also follow symlinks that lead out of the dataset folder
+    (each real folder is scanned once either way). size: N or (width, height) or "WxH", pixels
+    (default 224; with resize="none" the images' own, which must all agree). resize: stretch | crop
+    | pad | none. interp: linear | area | nearest | cubic | lanczos (cv2.INTER_*). channels: rgb | bgr
     | gray. exact_decode: decode JPEGs at full size (pixels identical to cv2.imread + cv2.resize).
     max_pixels: refuse larger images (default 178956970). sample: K images or "P%" (uniform,
     without replacement, seeded by ``seed``); shard: "I/N" or (I, N). ddof: 0 (numpy) or 1.
     mean_image: also keep the per-pixel mean image (``Stats.mean_image``). threads: 0 = all cores.
-    Returns a :class:`Stats`; skipped files are in ``Stats.skipped``.
+    Returns a :class:`Stats`; skipped files are in ``Stats.skipped``. Warns when the sample is
+    the whole dataset and for each class without a usable image.
     """
     shard_index, shard_count = _shard(shard)
-    kw = dict(list=_path(list), size=size, resize=resize, interp=interp, channels=channels,
+    kw = dict(list=_path(list), follow_links=follow_links, size=size, resize=resize, interp=interp, channels=channels,
               pad_value=pad_value, exact_decode=exact_decode, max_pixels=max_pixels,
               sample=None if sample is None else str(sample), seed=seed, shard_index=shard_index,
               shard_count=shard_count, ddof=ddof, mean_image=mean_image, threads=threads,
@@ -218,7 +222,7 @@ def _job_kwargs(stats, mode, range, unit, mean, std, mean_image, divide_std, eps
                 matrix=None if matrix is None else [float(v) for row in matrix for v in row])
 
 
-def normalize(dataset=None, *, list=None, stats=None, fit=False, mode="standardize", range=None,
+def normalize(dataset=None, *, list=None, follow_links=False, stats=None, fit=False, mode="standardize", range=None,
               unit=255, mean=None, std=None, mean_image=None, divide_std=False, eps=None,
               layout="nhwc", dtype="float32", channels=None, labels=True, size=None, resize=None,
               interp=None, pad_value=None, exact_decode=None, max_pixels=None, out=None,
@@ -233,6 +237,8 @@ def normalize(dataset=None, *, list=None, stats=None, fit=False, mode="standardi
     inception | clip | custom ("preset:imagenet" also works). range=(lo, hi) for scale/minmax;
     unit: 255 or 1; mean/std: custom constants (output channel order); eps: floor of a zero std;
     layout: nhwc | nchw; dtype: float32 | float16; channels: output order rgb | bgr | gray.
+    follow_links: as for :func:`stats`. resize="none" keeps the images' size (that of the first
+    image; every image must have it).
 
     Without ``out``: returns ``(x, y)``, x the normalized array (owning its memory), y the int64
     labels (training class ids), or None for array input or labels=False. With ``out=DIR``: writes
@@ -242,8 +248,9 @@ def normalize(dataset=None, *, list=None, stats=None, fit=False, mode="standardi
     """
     kw = _job_kwargs(stats, mode, range, unit, mean, std, mean_image, divide_std, eps, layout,
                      dtype, channels)
-    kw.update(list=_path(list), fit=fit, labels=labels, size=size, resize=resize, interp=interp,
-              pad_value=pad_value, exact_decode=exact_decode, max_pixels=max_pixels, out=_path(out),
+    kw.update(list=_path(list), follow_links=follow_links, fit=fit, labels=labels, size=size,
+              resize=resize, interp=interp, pad_value=pad_value, exact_decode=exact_decode,
+              max_pixels=max_pixels, out=_path(out),
               force=force, threads=threads, allow_truncated=allow_truncated)
     if not _is_array(dataset):
         dataset = _path(dataset)
@@ -339,9 +346,9 @@ class Loader:
     threads with the GIL released; breaking out of the loop or deleting the loader stops them.
     """
 
-    def __init__(self, dataset=None, *, list=None, stats=None, fit=False, mode="standardize",
-                 range=None, unit=255, mean=None, std=None, mean_image=None, divide_std=False,
-                 eps=None, layout="nhwc", dtype="float32", channels=None, labels=True,
+    def __init__(self, dataset=None, *, list=None, follow_links=False, stats=None, fit=False,
+                 mode="standardize", range=None, unit=255, mean=None, std=None, mean_image=None,
+                 divide_std=False, eps=None, layout="nhwc", dtype="float32", channels=None, labels=True,
                  size=None, resize=None, interp=None, pad_value=None, exact_decode=None,
                  max_pixels=None, batch_size=64, shuffle=False, seed=0, drop_last=False,
                  threads=0, prefetch=2, rank=None, world_size=None, allow_truncated=False,
@@ -351,7 +358,8 @@ class Loader:
             mode = "scale"
         kw = _job_kwargs(stats, mode, range, unit, mean, std, mean_image, divide_std, eps, layout,
                          "float32" if raw else dtype, channels)
-        kw.update(list=_path(list), fit=fit, labels=labels, size=size, resize=resize,
+        kw.update(list=_path(list), follow_links=follow_links, fit=fit, labels=labels,
+                  size=size, resize=resize,
                   interp=interp, pad_value=pad_value, exact_decode=exact_decode,
                   max_pixels=max_pixels, threads=threads, allow_truncated=allow_truncated)
         self._job = _core.LoaderJob(_path(dataset), kw)

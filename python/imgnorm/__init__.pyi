@@ -59,8 +59,8 @@ class Stats:
     skipped: list[Tuple[str, str]]
     ignored: list[Tuple[str, str]]
 
-def stats(dataset: Optional[PathLike] = ..., *, list: Optional[PathLike] = ..., size: Size = ...,
-          resize: str = ..., interp: str = ..., channels: str = ..., pad_value: int = ...,
+def stats(dataset: Optional[PathLike] = ..., *, list: Optional[PathLike] = ...,
+          follow_links: bool = ..., size: Optional[Size] = ..., resize: str = ..., interp: str = ..., channels: str = ..., pad_value: int = ...,
           exact_decode: bool = ..., max_pixels: Optional[int] = ...,
           sample: Union[None, int, str] = ..., seed: int = ...,
           shard: Union[None, str, Tuple[int, int]] = ..., ddof: int = ..., mean_image: bool = ...,
@@ -69,7 +69,7 @@ def stats(dataset: Optional[PathLike] = ..., *, list: Optional[PathLike] = ..., 
 def merge(parts: Iterable[Stats]) -> Stats: ...
 
 def normalize(dataset: Union[None, PathLike, np.ndarray] = ..., *, list: Optional[PathLike] = ...,
-              stats: Union[None, Stats, PathLike] = ..., fit: bool = ..., mode: str = ...,
+              follow_links: bool = ..., stats: Union[None, Stats, PathLike] = ..., fit: bool = ..., mode: str = ...,
               range: Optional[Tuple[float, float]] = ..., unit: int = ...,
               mean: Optional[Sequence[float]] = ..., std: Optional[Sequence[float]] = ...,
               mean_image: Optional[PathLike] = ..., divide_std: bool = ...,
@@ -102,7 +102,7 @@ def load(path: PathLike, *, size: Size = ..., resize: str = ..., interp: str = .
 
 class Loader:
     def __init__(self, dataset: Optional[PathLike] = ..., *, list: Optional[PathLike] = ...,
-                 stats: Union[None, Stats, PathLike] = ..., fit: bool = ..., mode: str = ...,
+                 follow_links: bool = ..., stats: Union[None, Stats, PathLike] = ..., fit: bool = ..., mode: str = ...,
                  range: Optional[Tuple[float, float]] = ..., unit: int = ...,
                  mean: Optional[Sequence[float]] = ..., std: Optional[Sequence[float]] = ...,
                  mean_image: Optional[PathLike] = ..., divide_std: bool = ...,
