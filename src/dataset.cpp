@@ -228,7 +228,7 @@ struct Walker {
         continue;
       }
       const bool link = is_symlink(path, e.d_type);
-      Stat s = stat_entry(path, link ? DT_UNKNOWN : e.d_type);
+      Stat s = stat_entry(path, link ? static_cast<unsigned char>(DT_UNKNOWN) : e.d_type);
       if (link && (s.kind == Kind::directory || s.kind == Kind::regular) && !may_follow(path)) {
         ignore(std::move(path), kOutsideLink);
         continue;
@@ -391,7 +391,7 @@ Dataset scan_folder(const std::string& root, const ScanOptions& options) {
       continue;
     }
     const bool link = is_symlink(path, e.d_type);
-    Stat s = stat_entry(path, link ? DT_UNKNOWN : e.d_type);
+    Stat s = stat_entry(path, link ? static_cast<unsigned char>(DT_UNKNOWN) : e.d_type);
     switch (s.kind) {
       case Kind::directory:
         // root/link -> root would make the root a class of itself.
