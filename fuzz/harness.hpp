@@ -340,8 +340,10 @@ inline void cli_value_bytes(const std::uint8_t* data, std::size_t size) {
         try {
           const Dataset ds = read_list(path);
           for (const Entry& e : ds.entries) {
-            IMGNORM_FUZZ_CHECK(e.label >= 0 &&
-                               static_cast<std::size_t>(e.label) < ds.classes.size());
+            // -1: a path that named nothing when the list was read (no class).
+            IMGNORM_FUZZ_CHECK(
+                e.label >= -1 &&
+                (e.label == -1 || static_cast<std::size_t>(e.label) < ds.classes.size()));
           }
         } catch (const Error&) {
         }

@@ -6,11 +6,15 @@
 #include <algorithm>
 #include <cassert>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <optional>
 #include <string_view>
+#include <unordered_map>
 #include <unordered_set>
 #include <utility>
 
@@ -138,20 +142,77 @@ bool list_dir(const std::string& path, std::vector<DirEntry>& out, int& err) {
   return true;
 }
 
+bool is_symlink(const std::string& path, unsigned char d_type) {
+  if (d_type == DT_LNK) return true;
+  if (d_type != DT_UNKNOWN) return false;
+  struct stat st;
+  return ::lstat(path.c_str(), &st) == 0 && S_ISLNK(st.st_mode);
+}
+
+/// The absolute path of `path` with every symlink resolved; empty when it cannot be resolved.
+std::string real_path(const std::string& path) {
+  char* real = ::realpath(path.c_str(), nullptr);
+  if (real == nullptr) return {};
+  std::string out(real);
+  std::free(real);
+  return out;
+}
+
+struct DirIdHash {
+  std::size_t operator()(const DirId& id) const {
+    return std::hash<std::uint64_t>()(static_cast<std::uint64_t>(id.dev) * 0x9e3779b97f4a7c15ULL ^
+                                      static_cast<std::uint64_t>(id.ino));
+  }
+};
+
+/// True when `path` is `prefix` or below it ("a/b" is below "a", "ab" is not).
+bool is_below(const std::string& path, const std::string& prefix) {
+  if (path.compare(0, prefix.size(), prefix) != 0) return false;
+  return path.size() == prefix.size() || prefix.empty() || prefix.back() == '/' ||
+         path[prefix.size()] == '/';
+}
+
 struct Walker {
   const std::vector<std::string>& extensions;
+  const ScanOptions& options;
   Dataset& ds;
-  std::vector<DirId> path_ids;  // folders on the current path from the root: loop detection
+  std::string root_real;  // the root with links resolved: what "inside" means
+  /// Every folder scanned so far, by device and inode, with the first path it was scanned under.
+  /// A second path to one (a symlink, a bind mount) is not scanned again: a tree of links could
+  /// otherwise make the walk exponential, or a link to "/" walk the whole file system repeatedly.
+  std::unordered_map<DirId, std::string, DirIdHash> seen;
+  struct Pending {
+    std::string path;
+    int label;
+  };
+  /// Symlinks to folders, scanned after every real folder so that real paths win.
+  std::deque<Pending> links;
 
   void ignore(std::string path, std::string reason) {
     ds.ignored.push_back(Ignored{std::move(path), std::move(reason)});
   }
 
-  bool on_path(const DirId& id) const {
-    return std::find(path_ids.begin(), path_ids.end(), id) != path_ids.end();
+  void check_cancel() const {
+    if (options.cancel && options.cancel->load(std::memory_order_relaxed))
+      throw Error(ErrorCode::interrupted, "interrupted");
   }
 
-  /// Adds the images below `dir` (its id already on path_ids) to `label`.
+  /// Whether a link at `path` may be followed: its target is inside the root, or follow_links.
+  bool may_follow(const std::string& path) const {
+    if (options.follow_links) return true;
+    const std::string target = real_path(path);
+    return !target.empty() && is_below(target, root_real);
+  }
+
+  /// Registers folder `id` reached as `path`; false (and the reason listed) when it was seen.
+  bool first_visit(const std::string& path, const DirId& id) {
+    auto [it, fresh] = seen.emplace(id, path);
+    if (fresh) return true;
+    ignore(path, is_below(path, it->second) ? "symlink loop" : "same folder as " + it->second);
+    return false;
+  }
+
+  /// Adds the images below `dir` (already registered in `seen`) to `label`.
   void walk(const std::string& dir, int label) {
     std::vector<DirEntry> names;
     int err = 0;
@@ -162,20 +223,24 @@ struct Walker {
       return;
     }
     for (const DirEntry& e : names) {
+      check_cancel();
       std::string path = join(dir, e.name);
       if (is_hidden(e.name)) {
         ignore(std::move(path), "hidden");
         continue;
       }
-      Stat s = stat_entry(path, e.d_type);
+      const bool link = is_symlink(path, e.d_type);
+      Stat s = stat_entry(path, link ? static_cast<unsigned char>(DT_UNKNOWN) : e.d_type);
+      if (link && (s.kind == Kind::directory || s.kind == Kind::regular) && !may_follow(path)) {
+        ignore(std::move(path), kOutsideLink);
+        continue;
+      }
       switch (s.kind) {
         case Kind::directory:
-          if (on_path(s.id)) {
-            ignore(std::move(path), "symlink loop");
-          } else {
-            path_ids.push_back(s.id);
+          if (link) {
+            links.push_back(Pending{std::move(path), label});
+          } else if (first_visit(path, s.id)) {
             walk(path, label);
-            path_ids.pop_back();
           }
           break;
         case Kind::regular:
@@ -198,6 +263,21 @@ struct Walker {
           ignore(std::move(path), "cannot stat: " + errno_text(s.err));
           break;
       }
+    }
+  }
+
+  /// Scans the folders behind the pending links (and the links found in them), in order.
+  void walk_links() {
+    while (!links.empty()) {
+      check_cancel();
+      Pending p = std::move(links.front());
+      links.pop_front();
+      const Stat s = stat_entry(p.path, DT_UNKNOWN);
+      if (s.kind != Kind::directory) {  // changed since it was listed
+        ignore(std::move(p.path), "cannot stat: " + errno_text(s.err != 0 ? s.err : ENOTDIR));
+        continue;
+      }
+      if (first_visit(p.path, s.id)) walk(p.path, p.label);
     }
   }
 };
@@ -293,63 +373,88 @@ Dataset scan_folder(const std::string& root, const ScanOptions& options) {
   ds.root = root;
   const std::vector<std::string> extensions = normalized_extensions(options);
   const DirId root_id{st.st_dev, st.st_ino};
+  Walker w{extensions, options, ds, real_path(root), {}, {}};
+  if (w.root_real.empty()) w.root_real = root;
+  w.seen.emplace(root_id, root);
 
   struct ClassDir {
     std::string name;
     DirId id;
+    bool link;
+    bool scan;  // false: listed in ignored, the class stays without images
   };
   std::vector<ClassDir> class_dirs;  // sorted, as `names` is
   std::vector<std::string> files;    // regular files directly in the root
   for (const DirEntry& e : names) {
+    w.check_cancel();
     std::string path = join(root, e.name);
     if (is_hidden(e.name)) {
-      ds.ignored.push_back(Ignored{std::move(path), "hidden"});
+      w.ignore(std::move(path), "hidden");
       continue;
     }
-    Stat s = stat_entry(path, e.d_type);
+    const bool link = is_symlink(path, e.d_type);
+    Stat s = stat_entry(path, link ? static_cast<unsigned char>(DT_UNKNOWN) : e.d_type);
     switch (s.kind) {
       case Kind::directory:
         // root/link -> root would make the root a class of itself.
         if (s.id == root_id) {
-          ds.ignored.push_back(Ignored{std::move(path), "symlink loop"});
+          w.ignore(std::move(path), "symlink loop");
         } else {
-          class_dirs.push_back(ClassDir{e.name, s.id});
+          class_dirs.push_back(ClassDir{e.name, s.id, link, true});
         }
         break;
       case Kind::regular:
-        files.push_back(e.name);
+        if (link && !w.may_follow(path)) {
+          w.ignore(std::move(path), kOutsideLink);
+        } else {
+          files.push_back(e.name);
+        }
         break;
       case Kind::other:
-        ds.ignored.push_back(Ignored{std::move(path), "not a regular file"});
+        w.ignore(std::move(path), "not a regular file");
         break;
       case Kind::broken_link:
-        ds.ignored.push_back(Ignored{std::move(path), "broken symlink"});
+        w.ignore(std::move(path), "broken symlink");
         break;
       case Kind::link_loop:
-        ds.ignored.push_back(Ignored{std::move(path), "symlink loop"});
+        w.ignore(std::move(path), "symlink loop");
         break;
       case Kind::error:
-        ds.ignored.push_back(Ignored{std::move(path), "cannot stat: " + errno_text(s.err)});
+        w.ignore(std::move(path), "cannot stat: " + errno_text(s.err));
         break;
     }
   }
 
   if (!class_dirs.empty()) {
-    for (const std::string& f : files)
-      ds.ignored.push_back(Ignored{join(root, f), "root-level file"});
-    Walker w{extensions, ds, {root_id}};
-    for (std::size_t label = 0; label < class_dirs.size(); ++label) {
-      ds.classes.push_back(class_dirs[label].name);
-      w.path_ids.push_back(class_dirs[label].id);
-      w.walk(join(root, class_dirs[label].name), static_cast<int>(label));
-      w.path_ids.pop_back();
+    for (const std::string& f : files) w.ignore(join(root, f), "root-level file");
+    // Real class folders first, then linked ones, so that a link to a class folder (or into one)
+    // yields to the real path. A class keeps its label even when its folder is not scanned.
+    for (bool links : {false, true}) {
+      for (ClassDir& c : class_dirs) {
+        if (c.link != links) continue;
+        const std::string path = join(root, c.name);
+        if (c.link && !w.may_follow(path)) {
+          w.ignore(path, kOutsideLink);
+          c.scan = false;
+        } else {
+          c.scan = w.first_visit(path, c.id);
+        }
+      }
     }
+    for (bool links : {false, true}) {
+      for (std::size_t label = 0; label < class_dirs.size(); ++label) {
+        const ClassDir& c = class_dirs[label];
+        if (c.link == links && c.scan) w.walk(join(root, c.name), static_cast<int>(label));
+      }
+    }
+    w.walk_links();
+    for (const ClassDir& c : class_dirs) ds.classes.push_back(c.name);
   } else {
     for (const std::string& f : files) {
       if (has_image_extension(f, extensions)) {
         ds.entries.push_back(Entry{join(root, f), 0});
       } else {
-        ds.ignored.push_back(Ignored{join(root, f), "not an image extension"});
+        w.ignore(join(root, f), "not an image extension");
       }
     }
     if (!ds.entries.empty()) ds.classes.push_back("");
@@ -366,7 +471,7 @@ Dataset scan_folder(const std::string& root, const ScanOptions& options) {
   return ds;
 }
 
-Dataset read_list(const std::string& list_file, const ScanOptions& /*options*/) {
+Dataset read_list(const std::string& list_file, const ScanOptions& options) {
   struct stat st;
   if (::stat(list_file.c_str(), &st) != 0) {
     const int err = errno;
@@ -384,12 +489,14 @@ Dataset read_list(const std::string& list_file, const ScanOptions& /*options*/) 
 
   Dataset ds;
   ds.root = list_file;
-  std::vector<std::string> entry_class;
+  std::vector<std::optional<std::string>> entry_class;
   std::string line;
   std::size_t line_no = 0;
   constexpr std::string_view kSpace = " \t\r\n\v\f";
   while (std::getline(in, line)) {
     ++line_no;
+    if (line_no % 1024 == 0 && options.cancel && options.cancel->load(std::memory_order_relaxed))
+      throw Error(ErrorCode::interrupted, "interrupted");
     std::string_view v = line;
     const std::size_t first = v.find_first_not_of(kSpace);
     if (first == std::string_view::npos) continue;
@@ -400,16 +507,24 @@ Dataset read_list(const std::string& list_file, const ScanOptions& /*options*/) 
                   list_file + ": line " + std::to_string(line_no) + ": NUL byte in path");
     }
     std::string path = v.front() == '/' ? std::string(v) : base + std::string(v);
-    entry_class.push_back(class_of(path));
+    // A path that names nothing is no class: a typo must not shift the labels after it.
+    struct stat fst;
+    const bool exists = ::stat(path.c_str(), &fst) == 0;
+    entry_class.push_back(exists ? std::optional<std::string>(class_of(path)) : std::nullopt);
     ds.entries.push_back(Entry{std::move(path), 0});
   }
   if (in.bad()) throw Error(ErrorCode::io, list_file + ": read error");
 
-  ds.classes = entry_class;
+  for (const auto& c : entry_class)
+    if (c) ds.classes.push_back(*c);
   std::sort(ds.classes.begin(), ds.classes.end());
   ds.classes.erase(std::unique(ds.classes.begin(), ds.classes.end()), ds.classes.end());
   for (std::size_t i = 0; i < ds.entries.size(); ++i) {
-    auto it = std::lower_bound(ds.classes.begin(), ds.classes.end(), entry_class[i]);
+    if (!entry_class[i]) {
+      ds.entries[i].label = -1;
+      continue;
+    }
+    auto it = std::lower_bound(ds.classes.begin(), ds.classes.end(), *entry_class[i]);
     ds.entries[i].label = static_cast<int>(it - ds.classes.begin());
   }
   return ds;

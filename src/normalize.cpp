@@ -101,7 +101,8 @@ void NpyFileSink::end(std::uint64_t rows) {
 
 // ---- input ----
 
-NormalizeInput open_input(const std::string& input, const std::string& list) {
+NormalizeInput open_input(const std::string& input, const std::string& list,
+                          const ScanOptions& scan) {
   NormalizeInput in;
   if (list.empty() && has_npy_extension(input)) {
     in.source = input;
@@ -111,6 +112,7 @@ NormalizeInput open_input(const std::string& input, const std::string& list) {
   SelectOptions o;
   o.folder = list.empty() ? input : "";
   o.list = list;
+  o.scan = scan;
   Selection s = select_dataset(o);
   in.from_list = !list.empty();
   in.source = s.source;
@@ -125,18 +127,19 @@ Normalization::Normalization(Normalization&&) noexcept = default;
 
 Normalization::Normalization(NormalizeJob job, NormalizeInput input)
     : job_(std::move(job)), input_(std::move(input)) {
-  check_job(input_.array.has_value());
+  check_job();
   bind_input();
 }
 
-Normalization::Normalization(NormalizeJob job, const std::string& input, const std::string& list)
+Normalization::Normalization(NormalizeJob job, const std::string& input, const std::string& list,
+                             const ScanOptions& scan)
     : job_(std::move(job)) {
-  check_job(list.empty() && has_npy_extension(input));
-  input_ = open_input(input, list);
+  check_job();
+  input_ = open_input(input, list, scan);
   bind_input();
 }
 
-void Normalization::check_job(bool is_array) {
+void Normalization::check_job() {
   TransformSpec& spec = job_.spec;
   const bool has_stats = job_.stats || !job_.stats_path.empty();
   if (has_stats && job_.fit) invalid("give --stats FILE or --fit, not both");
@@ -172,8 +175,6 @@ void Normalization::check_job(bool is_array) {
 
   // The output order; without statistics, gray also decodes gray.
   if (job_.channels == ChannelOrder::gray && !stats) recipe_.channels = ChannelOrder::gray;
-  if (recipe_.resize == ResizeMode::none && !is_array)
-    invalid("normalize needs a fixed --size (not --resize none)");
 
   format_.layout = job_.layout;
   format_.dtype = job_.dtype;
@@ -283,6 +284,12 @@ std::size_t Normalization::row_bytes() const {
 }
 
 void Normalization::prepare(const PipelineOptions& options) {
+  // --resize none: the first image's size, so that every row has the same shape.
+  if (!input_.array) recipe_ = with_image_size(input_.dataset.entries, recipe_, options);
+  if (recipe_.size.width == 0)
+    throw Error(ErrorCode::empty, "no image could be used: none of the " +
+                                      std::to_string(input_.dataset.entries.size()) +
+                                      " files could be decoded");
   TransformSpec spec = job_.spec;
   const int nc = channel_count(recipe_.channels);
   // A mean image from a file is checked before the --fit pass.
@@ -391,6 +398,7 @@ NormalizeResult Normalization::run_entries(const std::vector<Entry>& entries, Ro
   const bool per_image = is_per_image(job_.spec.mode);
   const std::size_t rb = row_bytes();
   NormalizeResult res;
+  std::vector<std::uint64_t> used(input_.dataset.classes.size(), 0);
   {
     PipelineOptions pipeline = options;
     pipeline.slot_bytes = rb;  // the output rows in flight count against --max-memory
@@ -416,6 +424,7 @@ NormalizeResult Normalization::run_entries(const std::vector<Entry>& entries, Ro
           }
           sink.write_row(res.rows, slot_data.data() + static_cast<std::size_t>(slot) * rb);
           res.files.push_back(e.path);
+          ++used[static_cast<std::size_t>(e.label)];
           if (labels_) res.labels.push_back(label_of_class_[e.label]);
           if (per_image) {
             res.per_image_maps.push_back(slot_affine[slot]);
@@ -424,6 +433,8 @@ NormalizeResult Normalization::run_entries(const std::vector<Entry>& entries, Ro
           ++res.rows;
         });
   }
+  for (std::size_t c = 0; c < used.size(); ++c)
+    if (used[c] == 0) res.empty_classes.push_back(input_.dataset.classes[c]);
   return res;
 }
 

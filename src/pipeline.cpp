@@ -150,14 +150,23 @@ std::uint64_t resize_bytes(const Recipe& recipe, Size decoded) {
   }
   return n;
 }
+/// An image whose size is not the one --resize none fixed: the whole run is wrong, not the file.
+struct SizeMismatch {
+  Size size;
+};
 
 // Reads, decodes and resizes one file with a worker's buffers; returns a view of the result.
+// With `mismatch_is_fatal`, --resize none with another size throws SizeMismatch.
 ImageView load_with(Worker& w, const std::string& path, const Recipe& recipe,
-                    const DecodeOptions& decode_options, DecodeInfo& info) {
+                    const DecodeOptions& decode_options, DecodeInfo& info,
+                    bool mismatch_is_fatal = false) {
   read_file(path, w.bytes);
   info = w.decoder.decode(w.bytes.data(), w.bytes.size(), decode_options, w.decoded);
   const Size full{w.decoded.width(), w.decoded.height()};
-  if (recipe.resize == ResizeMode::none && full == recipe.size) return w.decoded.view();
+  if (recipe.resize == ResizeMode::none) {
+    if (full == recipe.size) return w.decoded.view();
+    if (mismatch_is_fatal) throw SizeMismatch{full};
+  }
   resize(w.decoded.view(), recipe, w.resized, w.scratch);
   return w.resized.view();
 }
@@ -200,6 +209,7 @@ std::uint64_t cgroup_memory_limit() {
   }
   return best;
 }
+std::string size_text(Size s) { return std::to_string(s.width) + "x" + std::to_string(s.height); }
 
 // The reason part of an error message: without the "path: " prefix that read errors carry.
 std::string reason_of(const Error& e, const std::string& path) {
@@ -353,6 +363,32 @@ void load_image(const std::string& path, const Recipe& recipe, Image& out, Decod
   if (info) *info = local;
 }
 
+Recipe with_image_size(const std::vector<Entry>& entries, const Recipe& recipe,
+                       const PipelineOptions& options) {
+  if (recipe.resize != ResizeMode::none || (recipe.size.width > 0 && recipe.size.height > 0))
+    return recipe;
+  Recipe out = recipe;
+  const DecodeOptions decode_options = decode_options_for(recipe, options.allow_truncated);
+  Worker w;
+  DecodeInfo info;
+  for (const Entry& e : entries) {
+    if (options.cancel && options.cancel->load())
+      throw Error(ErrorCode::interrupted, "interrupted");
+    if (e.label < 0) continue;  // skipped by the run too
+    try {
+      read_file(e.path, w.bytes);
+      w.decoder.decode(w.bytes.data(), w.bytes.size(), decode_options, w.decoded);
+    } catch (const Error&) {
+      continue;  // the run skips it with the same reason
+    } catch (const std::bad_alloc&) {
+      continue;
+    }
+    out.size = {w.decoded.width(), w.decoded.height()};
+    break;
+  }
+  return out;
+}
+
 void run_pipeline(const std::vector<Entry>& entries, const Recipe& recipe,
                   const PipelineOptions& options,
                   const std::function<void(const LoadedImage&)>& process,
@@ -374,6 +410,7 @@ void run_pipeline(const std::vector<Entry>& entries, const Recipe& recipe,
     std::size_t index = 0;
     int slot = 0;
     std::optional<Error> error;
+    std::optional<Size> mismatch;  // --resize none: the image's size, not the recipe's
   };
   std::vector<Item> items(slots);
   tbb::concurrent_queue<int> free_slots;
@@ -396,6 +433,7 @@ void run_pipeline(const std::vector<Entry>& entries, const Recipe& recipe,
       item->index = next++;
       item->slot = slot;
       item->error.reset();
+      item->mismatch.reset();
       if (options.on_start) options.on_start(item->index, slot);
       IMGNORM_TSAN_RELEASE(item);
     }
@@ -434,7 +472,11 @@ void run_pipeline(const std::vector<Entry>& entries, const Recipe& recipe,
     DecodeInfo info;
     ImageView view;
     try {
-      view = load_with(w, path, recipe, w.options, info);
+      view = load_with(w, path, recipe, w.options, info, true);
+    } catch (const SizeMismatch& m) {
+      item->mismatch = m.size;
+      finish(w);
+      return item;
     } catch (const Error& e) {
       if (e.code() == ErrorCode::out_of_memory) throw out_of_memory(w, path, reason_of(e, path));
       item->error.emplace(e.code(), reason_of(e, path));
@@ -442,6 +484,13 @@ void run_pipeline(const std::vector<Entry>& entries, const Recipe& recipe,
       return item;
     } catch (const std::bad_alloc&) {
       throw out_of_memory(w, path, "");
+    }
+    // A listed file that was missing when the list was read has no class; had it appeared since,
+    // using it would depend on timing.
+    if (entries[item->index].label < 0) {
+      item->error.emplace(ErrorCode::io, "no such file when the list was read");
+      finish(w);
+      return item;
     }
     // Errors from process() are not about this file (a full disk, say): they end the run.
     try {
@@ -465,6 +514,14 @@ void run_pipeline(const std::vector<Entry>& entries, const Recipe& recipe,
   auto sink = [&](Item* item) {
     IMGNORM_TSAN_ACQUIRE(&done);
     IMGNORM_TSAN_ACQUIRE(item);
+    // One message for the run, at the first image in order that disagrees, instead of one skip
+    // per image: with --resize none every image must have the size of the first.
+    if (item->mismatch)
+      throw Error(ErrorCode::invalid_argument,
+                  entries[item->index].path + ": image is " + size_text(*item->mismatch) +
+                      ", not " + size_text(recipe.size) +
+                      " (--resize none keeps each image's size, so all must agree; resize them "
+                      "with --size and --resize stretch, crop or pad)");
     in_order(item->index, item->slot, item->error ? &*item->error : nullptr);
     ++done;
     if (options.progress) options.progress(done, entries.size());

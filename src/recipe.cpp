@@ -133,6 +133,10 @@ std::vector<std::string> channel_names(ChannelOrder order) {
 
 Recipe RecipeOverrides::apply(Recipe r) const {
   if (channels) r.channels = *channels;
+  // --resize none without --size: the images' own size (found by with_image_size), not the
+  // base's 224x224 that no image of another size could match.
+  if (resize && *resize == ResizeMode::none && !size && r.resize != ResizeMode::none)
+    r.size = {0, 0};
   if (size) r.size = *size;
   if (resize) r.resize = *resize;
   if (interp) r.interp = *interp;
@@ -147,9 +151,11 @@ std::string recipe_differences(const Recipe& a, const Recipe& b) {
   std::string d;
   auto add = [&](const std::string& what) { d += (d.empty() ? "" : ", ") + what; };
   auto bools = [](bool v) { return v ? "true" : "false"; };
-  if (!(a.size == b.size))
-    add("size " + std::to_string(b.size.width) + "x" + std::to_string(b.size.height) + " vs " +
-        std::to_string(a.size.width) + "x" + std::to_string(a.size.height));
+  auto size = [](Size s) {
+    return s.width == 0 ? std::string("the images' own")
+                        : std::to_string(s.width) + "x" + std::to_string(s.height);
+  };
+  if (!(a.size == b.size)) add("size " + size(b.size) + " vs " + size(a.size));
   if (a.resize != b.resize)
     add(std::string("resize ") + to_string(b.resize) + " vs " + to_string(a.resize));
   if (a.interp != b.interp)

@@ -75,6 +75,14 @@ Selection select_dataset(const SelectOptions& o) {
     throw Error(ErrorCode::empty, s.source + ": no image files found (" +
                                       std::to_string(s.dataset.ignored.size()) +
                                       " other files ignored)");
+  // Classes with no file at all, judged on the whole dataset (a sample or a shard may miss one).
+  std::vector<std::size_t> files(s.dataset.classes.size(), 0);
+  for (const Entry& e : s.dataset.entries)
+    if (e.label >= 0) ++files[static_cast<std::size_t>(e.label)];
+  for (std::size_t c = 0; c < files.size(); ++c) {
+    if (files[c] != 0) continue;
+    s.empty_classes.push_back(s.dataset.classes[c]);
+  }
   if (!o.sample.empty()) {
     const std::size_t n = s.dataset.entries.size();
     SampleInfo si;
@@ -84,6 +92,9 @@ Selection select_dataset(const SelectOptions& o) {
     si.spec = o.sample;
     keep_indices(s.dataset, sample_indices(n, si.sampled, o.seed));
     s.sample = si;
+    if (si.sampled == n)
+      s.warnings.push_back("--sample " + o.sample + " takes all " + std::to_string(n) +
+                           " images: the sample is the whole dataset");
   }
   // The identity of what is selected, before sharding: every shard of it records the same one.
   s.digest = selection_digest(s.dataset);
@@ -92,6 +103,10 @@ Selection select_dataset(const SelectOptions& o) {
   s.shard_index = o.shard_index;
   s.shard_count = o.shard_count;
   return s;
+}
+
+std::string empty_class_warning(const std::string& name) {
+  return "class '" + name + "' has no usable image (its label is kept; --strict fails on it)";
 }
 
 }  // namespace imgnorm

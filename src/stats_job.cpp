@@ -21,18 +21,19 @@ namespace imgnorm {
 StatsFile compute_stats(const Dataset& dataset, const StatsJob& job, const PipelineOptions& options,
                         const std::string& tool_version) {
   const int channels = channel_count(job.recipe.channels);
-  if (job.mean_image && job.recipe.resize == ResizeMode::none)
-    throw Error(ErrorCode::invalid_argument, "--mean-image needs a fixed --size");
+  // --resize none: the size of the first image; recorded in stats.json, every image must have it.
+  const Recipe recipe = with_image_size(dataset.entries, job.recipe, options);
+  const bool mean_image = job.mean_image && recipe.size.width > 0;  // 0x0: no image decodes
   tbb::enumerable_thread_specific<Accumulator> accs([&] {
     Accumulator a(channels);
-    if (job.mean_image) a.enable_mean_image(job.recipe.size);
+    if (mean_image) a.enable_mean_image(recipe.size);
     return a;
   });
 
   StatsFile out;
   out.tool_version = tool_version;
   out.source = dataset.root;
-  out.recipe = job.recipe;
+  out.recipe = recipe;
   out.ddof = job.ddof;
   out.classes = dataset.classes;
   out.class_images.assign(dataset.classes.size(), 0);
@@ -56,8 +57,7 @@ StatsFile compute_stats(const Dataset& dataset, const StatsJob& job, const Pipel
   }
 
   run_pipeline(
-      dataset.entries, job.recipe, options,
-      [&](const LoadedImage& li) { accs.local().add(li.image); },
+      dataset.entries, recipe, options, [&](const LoadedImage& li) { accs.local().add(li.image); },
       [&](std::size_t index, int, const Error* error) {
         const Entry& e = dataset.entries[index];
         if (error) {
@@ -71,7 +71,7 @@ StatsFile compute_stats(const Dataset& dataset, const StatsJob& job, const Pipel
   std::stable_sort(out.skipped.begin(), out.skipped.end(),
                    [](const Skipped& a, const Skipped& b) { return a.path < b.path; });
   Accumulator total(channels);
-  if (job.mean_image) total.enable_mean_image(job.recipe.size);
+  if (mean_image) total.enable_mean_image(recipe.size);
   for (const Accumulator& a : accs) total.merge(a);
   out.acc = std::move(total);
   return out;
@@ -86,6 +86,23 @@ StatsFile compute_stats(const Selection& selection, const StatsJob& job,
   j.selection = selection.digest;
   j.selection_files = selection.files;
   return compute_stats(selection.dataset, j, options, version());
+}
+
+std::vector<std::string> classes_without_images(const Selection& selection,
+                                                const StatsFile& stats) {
+  const Dataset& ds = selection.dataset;
+  std::vector<std::uint64_t> selected(ds.classes.size(), 0);
+  for (const Entry& e : ds.entries)
+    if (e.label >= 0) ++selected[static_cast<std::size_t>(e.label)];
+  std::vector<std::string> out;
+  for (std::size_t c = 0; c < ds.classes.size(); ++c) {
+    const bool empty = std::find(selection.empty_classes.begin(), selection.empty_classes.end(),
+                                 ds.classes[c]) != selection.empty_classes.end();
+    const bool none_used =
+        selected[c] > 0 && c < stats.class_images.size() && stats.class_images[c] == 0;
+    if (empty || none_used) out.push_back(ds.classes[c]);
+  }
+  return out;
 }
 
 StatsFile compute_stats(const ImageArray& array, const StatsJob& job,

@@ -4,6 +4,7 @@
 /// folder (one unnamed class), or a list file. Nothing is dropped silently: every file that is not
 /// taken is listed in `ignored` with the reason. Also deterministic sampling and sharding.
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -15,12 +16,17 @@ namespace imgnorm {
 /// One image file of the dataset.
 struct Entry {
   std::string path;  ///< as found: root joined with the relative path (or the list file's line)
-  int label = 0;     ///< index into Dataset::classes
+  /// Index into Dataset::classes; -1 for a listed file that did not exist when the list was read
+  /// (it is no class: the pipeline skips it, so it never gets a label).
+  int label = 0;
 };
 
 /// A file (or folder) that was seen but not taken, and why. Reasons from scan_folder: "hidden",
 /// "not an image extension", "root-level file", "not a regular file" (fifo, socket, device),
-/// "symlink loop", "broken symlink", "unreadable folder: <strerror>", "cannot stat: <strerror>".
+/// "symlink loop", "broken symlink", "unreadable folder: <strerror>", "cannot stat: <strerror>",
+/// kOutsideLink ("symlink out of the dataset folder (--follow-links follows it)"), and
+/// "same folder as <path>" (a second path to a folder already scanned, through a symlink or a
+/// bind mount; <path> is the first one, as in Entry::path).
 struct Ignored {
   std::string path;
   std::string reason;
@@ -33,13 +39,25 @@ struct Dataset {
   std::vector<Ignored> ignored;      ///< sorted by path, bytewise
 };
 
+/// The reason of a symlink that scan_folder did not follow because it leads out of the root.
+inline constexpr const char* kOutsideLink =
+    "symlink out of the dataset folder (--follow-links follows it)";
+
 struct ScanOptions {
   /// Candidate extensions, lower-case without the dot; matched case-insensitively.
   std::vector<std::string> extensions{"jpg", "jpeg", "png", "webp"};
+  /// Follow symlinks (to files and folders) whose target lies outside the root folder
+  /// (`--follow-links`, Python `follow_links=True`). Off by default: such a link is listed in
+  /// `ignored` (kOutsideLink) and not followed. Links that stay inside the root are always
+  /// followed. Either way each real folder is scanned once.
+  bool follow_links = false;
+  /// When it becomes true, the scan (or the reading of a list file) stops with
+  /// Error(interrupted, "interrupted"). Checked for every folder entry (every 1024 list lines).
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 /// Scans `root`. First-level folders are classes (sorted bytewise → label ids); files inside a
-/// class folder are found recursively (symlinks followed, loops detected and reported). Hidden
+/// class folder are found recursively (each real folder once, see below). Hidden
 /// files and folders (name starting with '.') are ignored, as are root-level files. A root with no
 /// class folders but with image files directly inside is one unnamed class "". Throws Error(io)
 /// when `root` is missing or not a folder; an empty result is returned as is (the caller decides).
@@ -51,9 +69,17 @@ struct ScanOptions {
 /// - Unlike torchvision's ImageFolder (which raises), a class folder with no image is kept: its
 ///   label stays, so labels match a scan where it has images; the caller reports 0 images.
 ///   Unlike ImageFolder, hidden first-level folders (".git") are not classes.
-/// - Symlinks to folders are followed; one leading to a folder already on the current path (by
-///   device and inode) is reported as "symlink loop" and not entered, as is a root-level link to
-///   the root itself. The same folder reached by two different branches is walked twice.
+/// - Each real folder (device and inode) is scanned once. Real folders are walked first, then the
+///   symlinks to folders in the order found, so a folder reached by a real path and by a link is
+///   scanned under its real path; a second path to a scanned folder is listed as "same folder as
+///   <first path>", or "symlink loop" when that folder contains the link (an ancestor, the root).
+///   A root-level link to the root itself is a "symlink loop" and no class.
+/// - A symlink (to a file or a folder) whose target lies outside the root (after resolving every
+///   link, as realpath) is not followed unless options.follow_links: it is listed as kOutsideLink.
+///   A first-level folder is a class whatever its target, so labels do not depend on
+///   follow_links; a class whose folder was not scanned has no image.
+/// - A symlinked file counts once per path, as a regular file does (a file reached through two
+///   links or hard links is two entries, as in find -L and torchvision's ImageFolder).
 /// - A hidden folder is reported once and not descended into. A folder that cannot be listed is
 ///   reported ("unreadable folder: Permission denied") instead of throwing; only the root throws.
 /// - When there is no class folder, non-image files in the root are "not an image extension"; a
@@ -69,7 +95,10 @@ IMGNORM_API Dataset scan_folder(const std::string& root, const ScanOptions& opti
 /// lines as written). The parent folder is found lexically on the absolute path ("a/../b/x.jpg" is
 /// in "b", "x.jpg" in the list file's folder; "" for a file directly under "/"). Every listed path
 /// is kept, whatever its extension (the user named it; decoding sniffs the bytes anyway), so
-/// `options` is not applied, and duplicates are kept; `ignored` stays empty. Throws Error(io) when
+/// `options.extensions` does not apply, and duplicates are kept; `ignored` stays empty.
+/// Each path is stat()ed: one that does not exist (or cannot be reached) is kept as an entry with
+/// label -1, so a mistyped line is a skipped file, never a class of its own that would shift the
+/// label ids of the classes after it. Throws Error(io) when
 /// the list file is missing ("<list>: no such file") or a folder, Error(format) for a NUL byte.
 IMGNORM_API Dataset read_list(const std::string& list_file, const ScanOptions& options = {});
 

@@ -90,9 +90,11 @@ struct NormalizeInput {
   std::optional<ImageArray> array;
   bool from_list = false;  ///< the files came from a list file
 };
-/// A .npy path (by its extension, any case) opens an ImageArray; else a folder. With `list`, the
-/// list file (and `input` must be empty). Throws Error(empty) for a dataset without images.
-IMGNORM_API NormalizeInput open_input(const std::string& input, const std::string& list = "");
+/// A .npy path (by its extension, any case) opens an ImageArray; else a folder, scanned with
+/// `scan` (follow_links, cancel). With `list`, the list file (and `input` must be empty). Throws
+/// Error(empty) for a dataset without images.
+IMGNORM_API NormalizeInput open_input(const std::string& input, const std::string& list = "",
+                                      const ScanOptions& scan = {});
 
 /// Everything that decides the output besides the input.
 struct NormalizeJob {
@@ -133,6 +135,9 @@ struct NormalizeResult {
   std::vector<Skipped> skipped;        ///< dataset order
   std::vector<Affine> per_image_maps;  ///< row order (per-image modes)
   std::uint64_t constant_channels = 0;
+  /// Classes of the input (folder or list) of which no row came: an empty class folder, or every
+  /// file skipped. Labels are unaffected; the CLI warns (empty_class_warning) and --strict fails.
+  std::vector<std::string> empty_classes;
 };
 
 /// A normalize job checked against its input: construct (cheap checks, in the CLI's order), then
@@ -144,7 +149,8 @@ class IMGNORM_API Normalization {
   Normalization(NormalizeJob job, NormalizeInput input);
   /// The same, opening `input` (or `list`) with open_input() after the job's own checks (so a bad
   /// flag is reported before a missing folder).
-  Normalization(NormalizeJob job, const std::string& input, const std::string& list = "");
+  Normalization(NormalizeJob job, const std::string& input, const std::string& list = "",
+                const ScanOptions& scan = {});
   ~Normalization();
   Normalization(Normalization&&) noexcept;
 
@@ -163,7 +169,9 @@ class IMGNORM_API Normalization {
   /// The training class id of a dataset entry (labels() only).
   std::int64_t label_of(const Entry& e) const { return label_of_class_[e.label]; }
 
-  /// Reads the mean image, runs the --fit pass (with `options`), builds the Normalizer.
+  /// Fixes the size of --resize none (the first decodable image's, as with_image_size; every
+  /// image must have it), reads the mean image, runs the --fit pass (with `options`), builds the
+  /// Normalizer. shape() and row_bytes() are final only after it.
   void prepare(const PipelineOptions& options);
   bool prepared() const { return normalizer_ != nullptr; }
   /// After prepare().
@@ -190,7 +198,7 @@ class IMGNORM_API Normalization {
   std::optional<StatsFile> fitted_;
 
   friend struct detail::NormalizationAccess;
-  void check_job(bool is_array);
+  void check_job();
   void warn_custom_unit(const TransformSpec& spec);
   void bind_input();
   // Streams `entries` (a block of the dataset's) to `sink`; no rows is not an error here.

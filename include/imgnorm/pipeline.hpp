@@ -66,11 +66,23 @@ struct LoadedImage {
 /// fatal here; what to do with it is the caller's decision. Running out of memory is not about a
 /// file: it ends the run with Error(out_of_memory), naming the file and what it needed.
 /// Throws Error(interrupted) when options.cancel was raised, Error(invalid_argument) up front when
-/// one resized image and its slot cannot fit in max_memory (see check_memory()).
+/// one resized image and its slot cannot fit in max_memory (see check_memory()). With
+/// ResizeMode::none, an image whose decoded size is not recipe.size ends the run:
+/// Error(invalid_argument) "PATH: image is WxH, not W0xH0 (--resize none keeps each image's size,
+/// so all must agree; ...)", once, for the first such image in entry order. An entry with label < 0
+/// (a listed file that was missing) is skipped: Error(io) "no such file" from reading it, or "no
+/// such file when the list was read".
 IMGNORM_API void run_pipeline(
     const std::vector<Entry>& entries, const Recipe& recipe, const PipelineOptions& options,
     const std::function<void(const LoadedImage&)>& process,
     const std::function<void(std::size_t index, int slot, const Error* error)>& in_order);
+
+/// The recipe with its size fixed: with ResizeMode::none and no size (0x0, "the images' own"),
+/// the decoded size of the first entry, in order, that decodes (entries that fail are passed
+/// over here and skipped by the run); any other recipe unchanged. Still 0x0 when none decodes.
+/// Error(interrupted) when options.cancel is raised.
+IMGNORM_API Recipe with_image_size(const std::vector<Entry>& entries, const Recipe& recipe,
+                                   const PipelineOptions& options);
 
 /// The number of token slots run_pipeline uses for these options and `images` entries (so callers
 /// can size per-slot buffers before calling it): tokens (default 4 per thread), at most `images`,

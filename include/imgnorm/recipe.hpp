@@ -20,7 +20,7 @@ enum class ResizeMode {
   stretch,  ///< resize to exactly W×H, aspect ratio not kept (the tutorial's cv2.resize)
   crop,     ///< scale so the image covers W×H (shorter side to size), then center crop
   pad,      ///< scale so the image fits in W×H, then center it on a pad_value background
-  none,     ///< keep the decoded size (only when every image has the same size)
+  none,     ///< keep the decoded size (every image must have the same size: Recipe::size)
 };
 
 /// Interpolation, with the meaning of the same-named cv2.INTER_* flag.
@@ -83,6 +83,8 @@ inline constexpr std::uint64_t kDefaultMaxPixels = 178956970;
 /// Everything between a file's bytes and the u8 S×S×C array that statistics or transforms read.
 struct Recipe {
   ChannelOrder channels = ChannelOrder::rgb;
+  /// With ResizeMode::none, 0x0 means "the images' own size": the jobs fix it to the size of the
+  /// first image (with_image_size) before the run, and every image must have it.
   Size size{224, 224};
   ResizeMode resize = ResizeMode::stretch;
   Interp interp = Interp::linear;
@@ -108,7 +110,8 @@ struct IMGNORM_API RecipeOverrides {
   std::optional<bool> exact_decode;
   std::optional<std::uint64_t> max_pixels;
   std::optional<Alpha> alpha;
-  /// `base` with the given fields replaced.
+  /// `base` with the given fields replaced. `resize` none without `size` gives size 0x0 (the
+  /// images' own), unless `base` is already none (its recorded size stays).
   Recipe apply(Recipe base) const;
 };
 

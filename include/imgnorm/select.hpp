@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "imgnorm/dataset.hpp"
 #include "imgnorm/export.hpp"
@@ -51,6 +52,11 @@ struct Selection {
   /// so that merge can tell shards of one selection from different datasets.
   std::string digest;
   std::uint64_t files = 0;
+  /// Classes without any file in the whole dataset (an empty class folder, a class folder that
+  /// was not scanned): their label is kept. See classes_without_images() (stats_job.hpp).
+  std::vector<std::string> empty_classes;
+  /// To show the user: "--sample K takes all N images: the sample is the whole dataset".
+  std::vector<std::string> warnings;
 };
 
 /// The identity of a selection of files: "sha256:" + the lower-case hex SHA-256 of
@@ -67,5 +73,10 @@ IMGNORM_API std::string selection_digest(const Dataset& dataset);
 /// sample/shard, Error(io) for a missing folder or list, and Error(empty) "<source>: no image files
 /// found (N other files ignored)" when the dataset has no image file at all (before sampling).
 IMGNORM_API Selection select_dataset(const SelectOptions& options);
+
+/// The warning the CLI and Python give for each class without a usable image
+/// (classes_without_images, NormalizeResult::empty_classes): "class 'NAME' has no usable image
+/// (its label is kept; --strict fails on it)".
+IMGNORM_API std::string empty_class_warning(const std::string& name);
 
 }  // namespace imgnorm

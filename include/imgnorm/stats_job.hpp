@@ -35,10 +35,12 @@ struct StatsJob {
   /// (shard_count 1), else unknown.
   std::string selection;
   std::uint64_t selection_files = 0;
-  bool mean_image = false;  ///< also keep per-pixel sums (needs a fixed size: not ResizeMode::none)
+  bool mean_image = false;  ///< also keep per-pixel sums (H×W×C of the recipe's size)
 };
 
 /// Computes the statistics of the files of `selection` (its sample, shard and digest are recorded).
+/// With ResizeMode::none and size 0x0, the size is the first decodable image's (with_image_size),
+/// recorded in StatsFile::recipe; an image of another size ends the run (see run_pipeline).
 /// Files that fail are listed in StatsFile::skipped with their reason, sorted by path (and passed
 /// to options.on_skip). The result is identical whatever options.threads is. The Dataset overload
 /// takes the sample/shard fields from `job`; `tool_version` defaults to version().
@@ -47,6 +49,13 @@ IMGNORM_API StatsFile compute_stats(const Selection& selection, const StatsJob& 
 IMGNORM_API StatsFile compute_stats(const Dataset& dataset, const StatsJob& job,
                                     const PipelineOptions& options,
                                     const std::string& tool_version);
+
+/// The classes of a finished run without a usable image, in label order: those with no file in
+/// the whole dataset (selection.empty_classes) and those whose selected files were all skipped.
+/// Their labels are kept; the CLI warns about each one and `--strict` fails on them. A class that
+/// has files but none in this sample or shard is not among them.
+IMGNORM_API std::vector<std::string> classes_without_images(const Selection& selection,
+                                                            const StatsFile& stats);
 
 /// The statistics of an array of images (`normalize --fit` on .npy input). The recipe's channel
 /// order and size are taken from the array (channels: 1 → gray, 3 → the recipe's order). Float

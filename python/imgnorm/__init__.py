@@ -102,15 +102,17 @@ def _path(p):
 # ---- statistics ----------------------------------------------------------------------------------
 
 
-def stats(dataset=None, *, list=None, size=224, resize="stretch", interp="linear", channels="rgb",
-          pad_value=0, exact_decode=False, max_pixels=None, alpha="drop", sample=None, seed=0,
-          shard=None, ddof=0, mean_image=False, threads=0, max_memory=None, allow_truncated=False,
-          progress=None):
+def stats(dataset=None, *, list=None, follow_links=False, size=None, resize="stretch",
+          interp="linear", channels="rgb", pad_value=0, exact_decode=False, max_pixels=None,
+          alpha="drop", sample=None, seed=0, shard=None, ddof=0, mean_image=False, threads=0,
+          max_memory=None, allow_truncated=False, progress=None):
     """Exact per-channel statistics of a dataset, as ``imgnorm stats`` computes them.
 
     dataset: a class-folder tree (``DIR/<class>/**/*.jpg``) or a flat folder; or ``list=FILE``
-    (one path per line). size: N or (width, height) or "WxH", pixels. resize: stretch | crop | pad
-    | none. interp: linear | area | nearest | cubic | lanczos (cv2.INTER_*). channels: rgb | bgr
+    (one path per line). follow_links: also follow symlinks that lead out of the dataset folder
+    (each real folder is scanned once either way). size: N or (width, height) or "WxH", pixels
+    (default 224; with resize="none" the images' own, which must all agree). resize: stretch | crop
+    | pad | none. interp: linear | area | nearest | cubic | lanczos (cv2.INTER_*). channels: rgb | bgr
     | gray. exact_decode: decode JPEGs at full size (pixels identical to cv2.imread + cv2.resize).
     max_pixels: refuse larger images (default 178956970). alpha: transparency of PNG/WebP files:
     "drop" it as cv2.imread does, or composite onto "white", "black", "R,G,B" or (R, G, B) 0-255
@@ -119,11 +121,13 @@ def stats(dataset=None, *, list=None, size=224, resize="stretch", interp="linear
     mean_image: also keep the per-pixel mean image (``Stats.mean_image``). threads: 0 = all cores.
     max_memory: memory for the images in flight, bytes or a size such as "2G" or "512M" (default:
     half of the physical memory or of the container's limit); more images wait, none fails.
-    Returns a :class:`Stats`; skipped files are in ``Stats.skipped``.
+    Returns a :class:`Stats`; skipped files are in ``Stats.skipped``. Warns when the sample is
+    the whole dataset and for each class without a usable image.
     """
     shard_index, shard_count = _shard(shard)
-    kw = dict(list=_path(list), size=size, resize=resize, interp=interp, channels=channels,
-              pad_value=pad_value, exact_decode=exact_decode, max_pixels=max_pixels, alpha=alpha,
+    kw = dict(list=_path(list), follow_links=follow_links, size=size, resize=resize, interp=interp,
+              channels=channels, pad_value=pad_value, exact_decode=exact_decode,
+              max_pixels=max_pixels, alpha=alpha,
               sample=None if sample is None else str(sample), seed=seed, shard_index=shard_index,
               shard_count=shard_count, ddof=ddof, mean_image=mean_image, threads=threads,
               max_memory=max_memory, allow_truncated=allow_truncated)
@@ -227,12 +231,12 @@ def _job_kwargs(stats, mode, range, unit, mean, std, mean_image, divide_std, eps
                 matrix=None if matrix is None else [float(v) for row in matrix for v in row])
 
 
-def normalize(dataset=None, *, list=None, stats=None, fit=False, save_stats=None,
-              mode="standardize", range=None, unit=None, mean=None, std=None, mean_image=None,
-              divide_std=False, eps=None, layout="nhwc", dtype="float32", channels=None,
-              labels=True, size=None, resize=None, interp=None, pad_value=None, exact_decode=None,
-              max_pixels=None, alpha=None, out=None, force=False, threads=0, max_memory=None,
-              allow_truncated=False, progress=None):
+def normalize(dataset=None, *, list=None, follow_links=False, stats=None, fit=False,
+              save_stats=None, mode="standardize", range=None, unit=None, mean=None, std=None,
+              mean_image=None, divide_std=False, eps=None, layout="nhwc", dtype="float32",
+              channels=None, labels=True, size=None, resize=None, interp=None, pad_value=None,
+              exact_decode=None, max_pixels=None, alpha=None, out=None, force=False, threads=0,
+              max_memory=None, allow_truncated=False, progress=None):
     """Normalizes a dataset as ``imgnorm normalize`` does.
 
     dataset: a folder (or ``list=FILE``), a .npy path, or a numpy array (N,H,W,C) / (N,H,W) of
@@ -248,6 +252,8 @@ def normalize(dataset=None, *, list=None, stats=None, fit=False, save_stats=None
     eps: floor of a zero std;
     layout: nhwc | nchw; dtype: float32 | float16; channels: output order rgb | bgr | gray.
     threads: 0 = all cores; max_memory: memory for the images in flight (as for :func:`stats`).
+    follow_links: as for :func:`stats`. resize="none" keeps the images' size (that of the first
+    image; every image must have it).
 
     Without ``out``: returns ``(x, y)``, x the normalized array (owning its memory), y the int64
     labels (training class ids), or None for array input or labels=False. With ``out=DIR``: writes
@@ -258,10 +264,11 @@ def normalize(dataset=None, *, list=None, stats=None, fit=False, save_stats=None
     """
     kw = _job_kwargs(stats, mode, range, unit, mean, std, mean_image, divide_std, eps, layout,
                      dtype, channels)
-    kw.update(list=_path(list), fit=fit, save_stats=_path(save_stats), labels=labels, size=size,
-              resize=resize, interp=interp, pad_value=pad_value, exact_decode=exact_decode,
-              max_pixels=max_pixels, alpha=alpha, out=_path(out), force=force, threads=threads,
-              max_memory=max_memory, allow_truncated=allow_truncated)
+    kw.update(list=_path(list), follow_links=follow_links, fit=fit, save_stats=_path(save_stats),
+              labels=labels, size=size, resize=resize, interp=interp, pad_value=pad_value,
+              exact_decode=exact_decode, max_pixels=max_pixels, alpha=alpha, out=_path(out),
+              force=force, threads=threads, max_memory=max_memory,
+              allow_truncated=allow_truncated)
     if not _is_array(dataset):
         dataset = _path(dataset)
     result = _run(_core.normalize, "normalize", progress, dataset, kw)
@@ -356,9 +363,10 @@ class Loader:
     threads with the GIL released; breaking out of the loop or deleting the loader stops them.
     """
 
-    def __init__(self, dataset=None, *, list=None, stats=None, fit=False, mode="standardize",
-                 range=None, unit=None, mean=None, std=None, mean_image=None, divide_std=False,
-                 eps=None, layout="nhwc", dtype="float32", channels=None, labels=True,
+    def __init__(self, dataset=None, *, list=None, follow_links=False, stats=None, fit=False,
+                 mode="standardize", range=None, unit=None, mean=None, std=None, mean_image=None,
+                 divide_std=False, eps=None, layout="nhwc", dtype="float32", channels=None,
+                 labels=True,
                  size=None, resize=None, interp=None, pad_value=None, exact_decode=None,
                  max_pixels=None, alpha=None, batch_size=64, shuffle=False, seed=0, drop_last=False,
                  threads=0, prefetch=2, rank=None, world_size=None, allow_truncated=False,
@@ -368,7 +376,8 @@ class Loader:
             mode = "scale"
         kw = _job_kwargs(stats, mode, range, unit, mean, std, mean_image, divide_std, eps, layout,
                          "float32" if raw else dtype, channels)
-        kw.update(list=_path(list), fit=fit, labels=labels, size=size, resize=resize,
+        kw.update(list=_path(list), follow_links=follow_links, fit=fit, labels=labels,
+                  size=size, resize=resize,
                   interp=interp, pad_value=pad_value, exact_decode=exact_decode,
                   max_pixels=max_pixels, alpha=alpha, threads=threads,
                   allow_truncated=allow_truncated)

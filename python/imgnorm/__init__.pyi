@@ -61,8 +61,9 @@ class Stats:
     skipped: list[Tuple[str, str]]
     ignored: list[Tuple[str, str]]
 
-def stats(dataset: Optional[PathLike] = ..., *, list: Optional[PathLike] = ..., size: Size = ...,
-          resize: str = ..., interp: str = ..., channels: str = ..., pad_value: int = ...,
+def stats(dataset: Optional[PathLike] = ..., *, list: Optional[PathLike] = ...,
+          follow_links: bool = ..., size: Optional[Size] = ..., resize: str = ...,
+          interp: str = ..., channels: str = ..., pad_value: int = ...,
           exact_decode: bool = ..., max_pixels: Optional[int] = ..., alpha: Alpha = ...,
           sample: Union[None, int, str] = ..., seed: int = ...,
           shard: Union[None, str, Tuple[int, int]] = ..., ddof: int = ..., mean_image: bool = ...,
@@ -72,7 +73,7 @@ def stats(dataset: Optional[PathLike] = ..., *, list: Optional[PathLike] = ..., 
 def merge(parts: Iterable[Stats]) -> Stats: ...
 
 def normalize(dataset: Union[None, PathLike, np.ndarray] = ..., *, list: Optional[PathLike] = ...,
-              stats: Union[None, Stats, PathLike] = ..., fit: bool = ...,
+              follow_links: bool = ..., stats: Union[None, Stats, PathLike] = ..., fit: bool = ...,
               save_stats: Optional[PathLike] = ..., mode: str = ...,
               range: Optional[Tuple[float, float]] = ..., unit: Optional[int] = ...,
               mean: Optional[Sequence[float]] = ..., std: Optional[Sequence[float]] = ...,
@@ -109,7 +110,8 @@ def load(path: PathLike, *, size: Size = ..., resize: str = ..., interp: str = .
 
 class Loader:
     def __init__(self, dataset: Optional[PathLike] = ..., *, list: Optional[PathLike] = ...,
-                 stats: Union[None, Stats, PathLike] = ..., fit: bool = ..., mode: str = ...,
+                 follow_links: bool = ..., stats: Union[None, Stats, PathLike] = ...,
+                 fit: bool = ..., mode: str = ...,
                  range: Optional[Tuple[float, float]] = ..., unit: Optional[int] = ...,
                  mean: Optional[Sequence[float]] = ..., std: Optional[Sequence[float]] = ...,
                  mean_image: Optional[PathLike] = ..., divide_std: bool = ...,

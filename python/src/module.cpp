@@ -464,6 +464,19 @@ std::uint64_t memory_kw(const py::dict& kw) {
   return parse_memory_size(py::str(v).cast<std::string>(), "max_memory");
 }
 
+// The scan options of the keywords (follow_links) with the job's cancel flag.
+ScanOptions scan_from(const py::dict& kw, const std::atomic<bool>* cancel) {
+  ScanOptions o;
+  o.follow_links = bool_kw(kw, "follow_links");
+  o.cancel = cancel;
+  return o;
+}
+
+void warn(const std::string& message, int stacklevel) {
+  if (PyErr_WarnEx(PyExc_UserWarning, message.c_str(), stacklevel) != 0)
+    throw py::error_already_set();
+}
+
 // ---- stats / merge ------------------------------------------------------------------------------
 
 PyStats py_stats(const py::object& dataset, const py::dict& kw, const py::object& progress) {
@@ -485,15 +498,21 @@ PyStats py_stats(const py::object& dataset, const py::dict& kw, const py::object
   const int threads = int_kw(kw, "threads", 0);
   const bool truncated = bool_kw(kw, "allow_truncated");
   const std::uint64_t max_memory = memory_kw(kw);
+  Selection selection;
   StatsFile st = run_job<StatsFile>(
       [&](const std::atomic<bool>* cancel, Progress* p) {
-        const Selection s = select_dataset(sel);
-        return compute_stats(s, job, options_for(threads, truncated, cancel, p, max_memory));
+        sel.scan = scan_from(kw, cancel);
+        selection = select_dataset(sel);
+        return compute_stats(selection, job,
+                             options_for(threads, truncated, cancel, p, max_memory));
       },
       progress);
   if (st.acc.images() == 0)
     throw Error(ErrorCode::empty, "no image could be used: all " +
                                       std::to_string(st.skipped.size()) + " files were skipped");
+  // user -> imgnorm.stats -> _run -> here
+  for (const auto& w : selection.warnings) warn(w, 3);
+  for (const auto& c : classes_without_images(selection, st)) warn(empty_class_warning(c), 3);
   return PyStats(std::move(st));
 }
 
@@ -535,10 +554,15 @@ py::tuple py_normalize(const py::object& dataset, const py::dict& kw, const py::
     input.array = array_view(*held, "array");
     n.emplace(std::move(job), std::move(input));
   } else {
-    n.emplace(std::move(job), dataset.is_none() ? "" : py::str(dataset).cast<std::string>(), list);
+    // The scan runs as a job too, so that Ctrl-C stops it.
+    const std::string path = dataset.is_none() ? "" : py::str(dataset).cast<std::string>();
+    n.emplace(run_job<Normalization>(
+        [&](const std::atomic<bool>* cancel, Progress*) {
+          return Normalization(std::move(job), path, list, scan_from(kw, cancel));
+        },
+        py::none()));
   }
-  for (const auto& w : n->warnings())  // user -> imgnorm.normalize -> _run -> here
-    if (PyErr_WarnEx(PyExc_UserWarning, w.c_str(), 3) != 0) throw py::error_already_set();
+  for (const auto& w : n->warnings()) warn(w, 3);  // user -> imgnorm.normalize -> _run -> here
   const std::string out =
       kw.contains("out") && !kw["out"].is_none() ? py::str(kw["out"]).cast<std::string>() : "";
   if (!out.empty()) {
@@ -549,6 +573,7 @@ py::tuple py_normalize(const py::object& dataset, const py::dict& kw, const py::
           return normalize_to_folder(*n, out, force, o);
         },
         progress);
+    for (const auto& c : r.empty_classes) warn(empty_class_warning(c), 3);
     return py::make_tuple(r.rows, skipped_list(r.skipped));
   }
   auto sink = std::make_shared<MemorySink>();
@@ -563,6 +588,7 @@ py::tuple py_normalize(const py::object& dataset, const py::dict& kw, const py::
         return res;
       },
       progress);
+  for (const auto& c : r.empty_classes) warn(empty_class_warning(c), 3);
   const auto shape = n->shape(r.rows);
   py::array x = owning_array(std::move(sink->data()), numpy_dtype(n->job().dtype),
                              std::vector<py::ssize_t>(shape.begin(), shape.end()));
@@ -723,7 +749,8 @@ std::shared_ptr<PyLoaderJob> make_loader_job(const py::object& dataset, const py
   const std::string input = dataset.is_none() ? "" : py::str(dataset).cast<std::string>();
   self->job = run_job<std::unique_ptr<Normalization>>(
       [&](const std::atomic<bool>* cancel, Progress* p) {
-        auto n = std::make_unique<Normalization>(std::move(job), input, list);
+        auto n =
+            std::make_unique<Normalization>(std::move(job), input, list, scan_from(kw, cancel));
         if (n->input().array)
           throw Error(ErrorCode::invalid_argument,
                       input + ": the loader reads image files; normalize an array with Normalizer");

@@ -39,8 +39,8 @@ p = run("normalize", ds, "--mode", "scale", "--size", 16, "-o", os.path.join(ds,
 check("inside the dataset folder" in p.stderr and not os.path.exists(os.path.join(ds, "out")), f"-o inside the dataset: {p.stderr!r}")
 
 # A check that needs no data fails before the --fit pass and before the folder exists.
-p = run("normalize", ds, "--fit", "--resize", "none", "-o", path("o3"), expect=2)
-check("fixed --size" in p.stderr and not os.path.exists(path("o3")), f"--resize none refused first: {p.stderr!r}")
+p = run("normalize", ds, "--fit", "--mode", "scale", "--divide-std", "-o", path("o3"), expect=2)
+check("--divide-std applies" in p.stderr and not os.path.exists(path("o3")), f"a bad flag refused first: {p.stderr!r}")
 
 # Gray output without statistics decodes gray (= cv2.IMREAD_GRAYSCALE) instead of failing.
 run("normalize", ds, "--mode", "scale", "--channels", "gray", "--size", 16, "--exact-decode", "-o", path("g"), "-q")

@@ -35,10 +35,12 @@ void print_warning(const std::string& message) {
 }
 
 void RecipeFlags::add_to(CLI::App& app) {
-  app.add_option("--size", size, "Target size: N (square) or WxH, in pixels")
+  app.add_option("--size", size,
+                 "Target size: N (square) or WxH, in pixels (with --resize none: the images' own)")
       ->capture_default_str();
   app.add_option("--resize", resize,
-                 "stretch | crop (shorter side, center crop) | pad (letterbox) | none")
+                 "stretch | crop (shorter side, center crop) | pad (letterbox) | none (keep the "
+                 "size; all images must agree)")
       ->capture_default_str();
   app.add_option("--interp", interp, "linear (= cv2.resize) | area | nearest | cubic | lanczos")
       ->capture_default_str();

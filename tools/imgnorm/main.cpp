@@ -14,7 +14,8 @@ int run_main(int argc, char** argv) {
   using namespace imgnorm::cli;
   CLI::App app{
       "imgnorm: exact per-channel statistics of image datasets and normalized .npy tensors.\n"
-      "Exit status: 0 ok, 1 error, 2 bad usage, 3 files skipped under --strict, 130 "
+      "Exit status: 0 ok, 1 error, 2 bad usage, 3 files skipped (or a class without images) under "
+      "--strict, 130 "
       "interrupted.",
       "imgnorm"};
   app.set_version_flag("--version", imgnorm::version());

@@ -35,6 +35,7 @@ struct NormalizeFlags {
   bool no_labels = false;
   bool strict = false;
   bool force = false;
+  bool follow_links = false;
   RecipeFlags recipe;
   RunFlags run;
 };
@@ -110,14 +111,23 @@ int normalize_main(const CLI::App& app, const NormalizeFlags& f) {
       throw Error(ErrorCode::invalid_argument, "give --stats FILE or --fit, not both");
   });
   if (g_comm) return normalize_ranks(*g_comm, app, f);
-  Normalization n(make_job(app, f), f.input, f.list);
+  ScanOptions scan;
+  scan.follow_links = f.follow_links;
+  scan.cancel = &g_cancel;
+  Normalization n(make_job(app, f), f.input, f.list, scan);
   for (const auto& w : n.warnings()) print_warning(w);
   const PipelineOptions fit_options = f.run.options("fit");
   const NormalizeResult r =
       normalize_to_folder(n, f.output, f.force, f.run.options("normalize", true), &fit_options);
+  for (const auto& c : r.empty_classes) print_warning(empty_class_warning(c));
   print_result(n, r, f.output);
   if (f.strict && !r.skipped.empty()) {
     print_error(std::to_string(r.skipped.size()) + " files were skipped (--strict)");
+    return kSkipped;
+  }
+  if (f.strict && !r.empty_classes.empty()) {
+    print_error(std::to_string(r.empty_classes.size()) +
+                " classes have no usable image (--strict)");
     return kSkipped;
   }
   return kOk;
@@ -131,6 +141,9 @@ Command add_normalize_command(CLI::App& app) {
       "normalize", "Normalize a dataset into images.npy, labels.npy and manifest.json");
   sub->add_option("dataset", f->input, "Dataset folder, or a .npy array (uint8/float NHWC)");
   sub->add_option("--list", f->list, "Read image paths from FILE (one per line) instead");
+  sub->add_flag("--follow-links", f->follow_links,
+                "Follow symlinks that lead out of the dataset folder (each folder is still "
+                "scanned once)");
   sub->add_option("-o,--output", f->output, "Output folder (created if missing)")->required();
   sub->add_option("--stats", f->stats, "Training statistics (stats.json from imgnorm stats)");
   sub->add_flag("--fit", f->fit, "Compute the statistics of the input first (two passes)");
@@ -163,7 +176,8 @@ Command add_normalize_command(CLI::App& app) {
   sub->add_flag("--no-labels", f->no_labels, "Do not write labels.npy");
   f->recipe.channels_flag = false;
   f->recipe.add_to(*sub);
-  sub->add_flag("--strict", f->strict, "Exit with status 3 when any file was skipped");
+  sub->add_flag("--strict", f->strict,
+                "Exit with status 3 when any file was skipped or a class has no usable image");
   sub->add_flag("--force", f->force, "Replace existing output files");
   f->run.add_to(*sub);
   sub->footer(

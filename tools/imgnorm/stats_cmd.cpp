@@ -22,6 +22,7 @@ struct StatsFlags {
   std::string mean_image;
   bool strict = false;
   bool force = false;
+  bool follow_links = false;
   RecipeFlags recipe;
   RunFlags run;
 };
@@ -65,23 +66,33 @@ int stats_main(const CLI::App& app, const StatsFlags& f) {
     sel.list = f.list;
     sel.sample = f.sample;
     sel.seed = f.seed;
+    sel.scan.follow_links = f.follow_links;
+    sel.scan.cancel = &g_cancel;
     if (!f.shard.empty()) parse_shard(f.shard, sel.shard_index, sel.shard_count);
   });
   const StatsOutputs outputs{f.output, f.mean_image, f.force};
   if (g_comm) return stats_ranks(*g_comm, job, sel, outputs, f);
   check_outputs(outputs);
 
-  const StatsFile st = compute_stats(select_dataset(sel), job, f.run.options("stats"));
+  const Selection selection = select_dataset(sel);
+  for (const auto& w : selection.warnings) print_warning(w);
+  const StatsFile st = compute_stats(selection, job, f.run.options("stats"));
   if (!f.run.quiet)
     for (const auto& k : st.skipped)
       std::fprintf(stderr, "imgnorm: skipped %s: %s\n", k.path.c_str(), k.reason.c_str());
   if (st.acc.images() == 0)
     throw Error(ErrorCode::empty, "no image could be used: all " +
                                       std::to_string(st.skipped.size()) + " files were skipped");
+  const std::vector<std::string> empty = classes_without_images(selection, st);
+  for (const auto& c : empty) print_warning(empty_class_warning(c));
   write_outputs(st, outputs, &g_cancel);
   print_summary(st, f.format);
   if (f.strict && !st.skipped.empty()) {
     print_error(std::to_string(st.skipped.size()) + " files were skipped (--strict)");
+    return kSkipped;
+  }
+  if (f.strict && !empty.empty()) {
+    print_error(std::to_string(empty.size()) + " classes have no usable image (--strict)");
     return kSkipped;
   }
   return kOk;
@@ -95,6 +106,9 @@ Command add_stats_command(CLI::App& app) {
       "stats", "Exact per-channel mean/std/min/max/median of an image-folder dataset");
   sub->add_option("dataset", f->input, "Dataset folder (class folders inside, or images)");
   sub->add_option("--list", f->list, "Read image paths from FILE (one per line) instead");
+  sub->add_flag("--follow-links", f->follow_links,
+                "Follow symlinks that lead out of the dataset folder (each folder is still "
+                "scanned once)");
   sub->add_option("-o,--output", f->output, "Write stats.json here");
   sub->add_option("--format", f->format,
                   "What to print: table | json | torchvision | keras | lighting")
@@ -110,7 +124,8 @@ Command add_stats_command(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--mean-image", f->mean_image,
                   "Also write the per-pixel mean image (.npy, float64, HxWxC)");
-  sub->add_flag("--strict", f->strict, "Exit with status 3 when any file was skipped");
+  sub->add_flag("--strict", f->strict,
+                "Exit with status 3 when any file was skipped or a class has no usable image");
   sub->add_flag("--force", f->force, "Replace existing output files");
   f->run.add_to(*sub);
   return {sub, [sub, f] { return stats_main(*sub, *f); }};
