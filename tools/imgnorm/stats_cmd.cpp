@@ -44,8 +44,7 @@ int stats_main(const CLI::App& app, const StatsFlags& f) {
 
   const StatsFile st = compute_stats(select_dataset(sel), job, f.run.options("stats"));
   if (!f.run.quiet)
-    for (const auto& k : st.skipped)
-      std::fprintf(stderr, "imgnorm: skipped %s: %s\n", k.path.c_str(), k.reason.c_str());
+    for (const auto& k : st.skipped) print_skipped(k.path, k.reason);
   if (st.acc.images() == 0)
     throw Error(ErrorCode::empty, "no image could be used: all " +
                                       std::to_string(st.skipped.size()) + " files were skipped");
