@@ -449,7 +449,7 @@ NormalizeJob job_from(const py::dict& kw) {
       job.stats_path = fs_path(s);
   }
   if (has("fit")) job.fit = kw["fit"].cast<bool>();
-  if (has("save_stats")) job.save_stats = py::str(kw["save_stats"]).cast<std::string>();
+  if (has("save_stats")) job.save_stats = fs_path(kw["save_stats"]);
   job.recipe = overrides_from(kw);
   job.recipe.channels.reset();  // normalize's `channels` is the output order
   if (has("channels")) job.channels = parse_channel_order(kw["channels"].cast<std::string>());
@@ -648,9 +648,7 @@ void bind_normalizer(py::module_& m) {
              std::vector<std::string> warnings;
              p->by_size[{p->size.width, p->size.height}] =
                  std::make_shared<const Normalizer>(make_normalizer(p->job, p->size, &warnings));
-             for (const auto& w : warnings)  // user -> imgnorm.Normalizer.__init__ -> here
-               if (PyErr_WarnEx(PyExc_UserWarning, w.c_str(), 2) != 0)
-                 throw py::error_already_set();
+             for (const auto& w : warnings) warn(w, 2);  // user -> imgnorm.Normalizer.__init__
              return p;
            }),
            py::arg("kwargs"))
