@@ -24,20 +24,25 @@ constexpr int kFormatVersion = 1;
 [[noreturn]] void bad(const std::string& message) { throw Error(ErrorCode::format, message); }
 
 // One key per line; arrays of objects or arrays (files, skipped, per-image maps) one element per
-// line; everything else compact. Readable, and grep-able line by line.
+// line; everything else compact. Readable, and grep-able line by line. Strings through
+// append_json_string: names that are not UTF-8 are written losslessly.
 std::string manifest_text(const ojson& m) {
   std::string s = "{";
   bool first = true;
   for (const auto& [key, v] : m.items()) {
     s += first ? "\n  " : ",\n  ";
     first = false;
-    s += ojson(key).dump() + ": ";
+    detail::append_json_string(s, key);
+    s += ": ";
     if (v.is_array() && !v.empty() && v[0].is_structured()) {
       s += "[";
-      for (std::size_t i = 0; i < v.size(); ++i) s += (i ? ",\n    " : "\n    ") + v[i].dump();
+      for (std::size_t i = 0; i < v.size(); ++i) {
+        s += i ? ",\n    " : "\n    ";
+        detail::append_json(s, v[i]);
+      }
       s += "\n  ]";
     } else {
-      s += v.dump();
+      detail::append_json(s, v);
     }
   }
   return s + "\n}\n";
@@ -214,8 +219,14 @@ std::string to_json(const Manifest& mf) {
 }
 
 Manifest manifest_from_json(const std::string& text) {
-  const ojson m = ojson::parse(text, nullptr, false);
-  if (m.is_discarded() || !m.is_object() || !m.contains("format") || m["format"] != kFormatName)
+  const ojson m = [&] {
+    try {
+      return detail::parse_json(text);
+    } catch (const Error&) {
+      bad("not an imgnorm manifest.json");
+    }
+  }();
+  if (!m.is_object() || !m.contains("format") || m["format"] != kFormatName)
     bad("not an imgnorm manifest.json");
   if (!m.contains("version") || !m["version"].is_number_unsigned() ||
       m["version"].get<std::uint64_t>() != kFormatVersion)

@@ -9,6 +9,7 @@
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 
 #include "accumulator_access.hpp"
 #include "imgnorm/output.hpp"
@@ -45,7 +46,8 @@ bool is_scalar_array(const ojson& j) {
 }
 
 // Like dump(2), but arrays of scalars stay on one line, so histograms and per-channel lists read as
-// rows. Scalars go through nlohmann's dump: shortest round-trip doubles, escaped strings.
+// rows. Scalars go through nlohmann's dump (shortest round-trip doubles), strings through
+// append_json_string (names that are not UTF-8 written losslessly).
 void write_pretty(const ojson& j, int indent, std::string& out) {
   const std::string pad(static_cast<std::size_t>(indent) + 2, ' ');
   if (j.is_object()) {
@@ -58,7 +60,9 @@ void write_pretty(const ojson& j, int indent, std::string& out) {
     for (auto it = j.begin(); it != j.end(); ++it) {
       if (!first) out += ",\n";
       first = false;
-      out += pad + ojson(it.key()).dump() + ": ";
+      out += pad;
+      detail::append_json_string(out, it.key());
+      out += ": ";
       write_pretty(it.value(), indent + 2, out);
     }
     out += "\n" + std::string(static_cast<std::size_t>(indent), ' ') + "}";
@@ -69,7 +73,7 @@ void write_pretty(const ojson& j, int indent, std::string& out) {
       for (const ojson& e : j) {
         if (!first) out += ", ";
         first = false;
-        out += e.dump();
+        detail::append_json(out, e);
       }
       out += "]";
       return;
@@ -84,7 +88,7 @@ void write_pretty(const ojson& j, int indent, std::string& out) {
     }
     out += "\n" + std::string(static_cast<std::size_t>(indent), ' ') + "]";
   } else {
-    out += j.dump();
+    detail::append_json(out, j);
   }
 }
 
@@ -356,9 +360,14 @@ std::string to_json(const StatsFile& stats) {
   j["recipe"] = recipe_json(stats.recipe);
   j["ddof"] = stats.ddof;
 
+  // Appended without ordered_map's search for an existing key (quadratic in the classes); the
+  // names are distinct (a folder has each name once, and the reader refuses repeats).
   ojson per_class = ojson::object();
+  auto& per_class_items =
+      static_cast<ojson::object_t::Container&>(per_class.get_ref<ojson::object_t&>());
+  per_class_items.reserve(stats.classes.size());
   for (std::size_t i = 0; i < stats.classes.size(); ++i)
-    per_class[stats.classes[i]] = stats.class_images[i];
+    per_class_items.emplace_back(stats.classes[i], stats.class_images[i]);
   j["counts"] = {{"files_found", stats.files_found},   {"images", acc.images()},
                  {"pixels_per_channel", acc.pixels()}, {"skipped", stats.skipped.size()},
                  {"ignored", stats.ignored.size()},    {"per_class", std::move(per_class)}};
@@ -492,20 +501,12 @@ std::string to_json(const StatsFile& stats) {
 }
 
 StatsFile stats_from_json(const std::string& text) {
-  ojson root;
-  try {
-    root = ojson::parse(text);
-  } catch (const ojson::exception& e) {
-    // parse_error, or out_of_range for a number too large for a double ("1e999").
-    // Drop nlohmann's "[json.exception.parse_error.101] " tag; keep the position and reason.
-    std::string what = e.what();
-    if (auto p = what.find("] "); p != std::string::npos) what = what.substr(p + 2);
-    bad("not valid JSON: " + what);
-  }
+  const ojson root = detail::parse_json(text);
   if (!root.is_object()) bad("not a stats file: the top level must be a JSON object");
   const ojson& format = need(root, "format", "format");
   if (!format.is_string() || format != kFormatName)
-    bad("not a stats file: 'format' is " + format.dump() + ", expected \"" + kFormatName + "\"");
+    bad("not a stats file: 'format' is " + detail::dump_json(format) + ", expected \"" +
+        kFormatName + "\"");
   const ojson& version = need(root, "format_version", "format_version");
   if (!version.is_number_unsigned() || version.get<std::uint64_t>() < 1)
     bad("field 'format_version' must be a positive integer");
@@ -522,9 +523,17 @@ StatsFile stats_from_json(const std::string& text) {
   st.ddof = static_cast<int>(need_u64(root, "ddof", "ddof", 1));
 
   const ojson& classes = need_array(root, "classes", "classes");
+  std::unordered_set<std::string_view> class_names;
+  st.classes.reserve(classes.size());
   for (const ojson& c : classes) {
     if (!c.is_string()) bad("field 'classes' must be a list of strings");
-    st.classes.push_back(c.get<std::string>());
+    const std::string& name = c.get_ref<const std::string&>();
+    if (!class_names.insert(name).second) {
+      std::string what = "field 'classes' lists the class ";
+      detail::append_json_string(what, name);
+      bad(what + " twice");
+    }
+    st.classes.push_back(name);
   }
 
   // Exact sums first: everything derived is checked against them.

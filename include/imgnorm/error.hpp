@@ -5,6 +5,8 @@
 
 #include <stdexcept>
 #include <string>
+#include <string_view>
+
 #include "imgnorm/export.hpp"
 
 namespace imgnorm {
@@ -41,5 +43,14 @@ class IMGNORM_API Error : public std::runtime_error {
 /// Returns a copy of `e` whose message is prefixed with `path: ` (unless it already starts with
 /// it).
 IMGNORM_API Error with_path(const Error& e, const std::string& path);
+
+/// `text` (a message, a file name: bytes, not necessarily UTF-8) made safe to print as one line:
+/// newline, tab and carriage return become `\n`, `\t`, `\r`; other control characters (C0, DEL,
+/// and C1 as U+0080–U+009F) and every byte that is not part of valid UTF-8 become `\xNN` (C1:
+/// `\u00NN`). Everything else, backslashes included, is kept. For people, not a reversible
+/// encoding: the JSON files keep names exactly (docs/design.md, "Names that are not UTF-8").
+///
+///     printable("a\nb\xff.png") == "a\\nb\\xff.png"
+IMGNORM_API std::string printable(std::string_view text);
 
 }  // namespace imgnorm

@@ -16,6 +16,10 @@ Keyword names are the CLI's long flags with ``_`` for ``-``. Errors raise :class
 message is the CLI's, and ``e.code`` is its kind ("invalid_argument", "io", "format", ...).
 Ctrl-C stops a running job promptly and raises ``KeyboardInterrupt``; no partial output is left.
 The GIL is released while imgnorm decodes, resizes, accumulates and normalizes.
+
+Paths may be str, bytes or os.PathLike. File and class names come back as Python gives file names
+(``os.fsdecode``: bytes that are not UTF-8 as lone surrogates), which is also what ``json.load``
+gives for the stats.json and manifest.json files; ``os.fsencode(name)`` is the original bytes.
 """
 
 import builtins
@@ -278,8 +282,8 @@ def normalize(dataset=None, *, list=None, follow_links=False, stats=None, fit=Fa
     if skipped:
         import warnings
 
-        warnings.warn(f"{len(skipped)} files skipped: " +
-                      "; ".join(f"{p}: {r}" for p, r in skipped[:5]), stacklevel=2)
+        warnings.warn(_core.printable(f"{len(skipped)} files skipped: " +
+                                      "; ".join(f"{p}: {r}" for p, r in skipped[:5])), stacklevel=2)
     return x, y
 
 
@@ -437,7 +441,7 @@ class Loader:
             if self.warn:
                 import warnings
 
-                warnings.warn(f"imgnorm.Loader skipped {path}: {reason}", stacklevel=3)
+                warnings.warn(_core.printable(f"imgnorm.Loader skipped {path}: {reason}"), stacklevel=3)
 
 
 def load(path, *, size=224, resize="stretch", interp="linear", channels="rgb", pad_value=0,

@@ -44,13 +44,42 @@ void raise_error(const Error& e) {
   PyObject* type = argument                               ? g_argument_error
                    : e.code() == ErrorCode::out_of_memory ? g_error
                                                           : g_file_error;
-  PyObject* inst = PyObject_CallFunction(type, "s", e.what());
+  // One line, valid UTF-8: the CLI's message (names that are not UTF-8 shown as \xNN).
+  PyObject* inst = PyObject_CallFunction(type, "s", printable(e.what()).c_str());
   if (!inst) return;
   PyObject* code = PyUnicode_FromString(to_string(e.code()));
   PyObject_SetAttrString(inst, "code", code);
   Py_XDECREF(code);
   PyErr_SetObject(type, inst);
   Py_DECREF(inst);
+}
+
+void warn(const std::string& message, int stacklevel) {
+  if (PyErr_WarnEx(PyExc_UserWarning, printable(message).c_str(), stacklevel) != 0)
+    throw py::error_already_set();
+}
+
+// ---- names: bytes in the library, str in Python (os.fsdecode / os.fsencode) -------------------
+
+// A path argument (str, bytes or os.PathLike) as the bytes of the file name (os.fsencode).
+std::string fs_path(const py::handle& path) {
+  PyObject* bytes = nullptr;
+  if (PyUnicode_FSConverter(path.ptr(), &bytes) == 0) throw py::error_already_set();
+  const auto owner = py::reinterpret_steal<py::bytes>(bytes);
+  return std::string(owner);
+}
+
+// A name from the library (bytes, maybe not UTF-8) as Python's str for it (os.fsdecode).
+py::str fs_str(const std::string& name) {
+  PyObject* s = PyUnicode_DecodeFSDefaultAndSize(name.data(), static_cast<Py_ssize_t>(name.size()));
+  if (s == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::str>(s);
+}
+
+py::list fs_list(const std::vector<std::string>& names) {
+  py::list l;
+  for (const auto& n : names) l.append(fs_str(n));
+  return l;
 }
 
 // ---- running a job: GIL released, Ctrl-C and progress handled by the calling thread
@@ -292,10 +321,10 @@ void bind_stats_counts(py::class_<PyStats, std::shared_ptr<PyStats>>& c) {
       .def_property_readonly("channel_order",
                              [](const PyStats& s) { return to_string(s.file->recipe.channels); })
       .def_property_readonly("ddof", [](const PyStats& s) { return s.file->ddof; })
-      .def_property_readonly("classes", [](const PyStats& s) { return s.file->classes; })
+      .def_property_readonly("classes", [](const PyStats& s) { return fs_list(s.file->classes); })
       .def_property_readonly("class_images", [](const PyStats& s) { return s.file->class_images; })
       .def_property_readonly("files_found", [](const PyStats& s) { return s.file->files_found; })
-      .def_property_readonly("source", [](const PyStats& s) { return s.file->source; })
+      .def_property_readonly("source", [](const PyStats& s) { return fs_str(s.file->source); })
       .def_property_readonly("tool_version", [](const PyStats& s) { return s.file->tool_version; })
       .def_property_readonly("recipe", [](const PyStats& s) { return recipe_dict(s.file->recipe); })
       .def_property_readonly(
@@ -331,12 +360,13 @@ void bind_stats_counts(py::class_<PyStats, std::shared_ptr<PyStats>>& c) {
                              [](const PyStats& s) {
                                py::list l;
                                for (const auto& k : s.file->skipped)
-                                 l.append(py::make_tuple(k.path, k.reason));
+                                 l.append(py::make_tuple(fs_str(k.path), fs_str(k.reason)));
                                return l;
                              })
       .def_property_readonly("ignored", [](const PyStats& s) {
         py::list l;
-        for (const auto& k : s.file->ignored) l.append(py::make_tuple(k.path, k.reason));
+        for (const auto& k : s.file->ignored)
+          l.append(py::make_tuple(fs_str(k.path), fs_str(k.reason)));
         return l;
       });
 }
@@ -344,7 +374,7 @@ void bind_stats_counts(py::class_<PyStats, std::shared_ptr<PyStats>>& c) {
 void bind_stats(py::module_& m) {
   py::class_<PyStats, std::shared_ptr<PyStats>> c(m, "Stats");
   c.def_static(
-       "load", [](const std::string& path) { return PyStats(read_stats_file(path)); },
+       "load", [](const py::object& path) { return PyStats(read_stats_file(fs_path(path))); },
        py::arg("path"))
       .def_static(
           "from_json", [](const std::string& text) { return PyStats(stats_from_json(text)); },
@@ -352,8 +382,8 @@ void bind_stats(py::module_& m) {
       .def("to_json", [](const PyStats& s) { return to_json(*s.file); })
       .def(
           "save",
-          [](const PyStats& s, const std::string& path, bool force) {
-            write_file_atomic(path, to_json(*s.file), force);
+          [](const PyStats& s, const py::object& path, bool force) {
+            write_file_atomic(fs_path(path), to_json(*s.file), force);
           },
           py::arg("path"), py::arg("force") = false)
       .def(py::pickle([](const PyStats& s) { return to_json(*s.file); },
@@ -410,7 +440,7 @@ RecipeOverrides overrides_from(const py::dict& kw) {
 std::optional<StatsFile> stats_from(const py::object& stats) {
   if (stats.is_none()) return std::nullopt;
   if (py::isinstance<PyStats>(stats)) return *stats.cast<const PyStats&>().file;
-  return read_stats_file(py::str(stats).cast<std::string>());
+  return read_stats_file(fs_path(stats));
 }
 
 NormalizeJob job_from(const py::dict& kw) {
@@ -435,17 +465,17 @@ NormalizeJob job_from(const py::dict& kw) {
     if (py::isinstance<PyStats>(s))
       job.stats = *s.cast<const PyStats&>().file;
     else
-      job.stats_path = py::str(s).cast<std::string>();
+      job.stats_path = fs_path(s);
   }
   if (has("fit")) job.fit = kw["fit"].cast<bool>();
-  if (has("save_stats")) job.save_stats = py::str(kw["save_stats"]).cast<std::string>();
+  if (has("save_stats")) job.save_stats = fs_path(kw["save_stats"]);
   job.recipe = overrides_from(kw);
   job.recipe.channels.reset();  // normalize's `channels` is the output order
   if (has("channels")) job.channels = parse_channel_order(kw["channels"].cast<std::string>());
   if (has("layout")) job.layout = parse_layout(kw["layout"].cast<std::string>());
   if (has("dtype")) job.dtype = parse_dtype(kw["dtype"].cast<std::string>());
   if (has("labels")) job.labels = kw["labels"].cast<bool>();
-  if (has("mean_image")) job.mean_image_path = kw["mean_image"].cast<std::string>();
+  if (has("mean_image")) job.mean_image_path = fs_path(kw["mean_image"]);
   return job;
 }
 
@@ -481,9 +511,8 @@ void warn(const std::string& message, int stacklevel) {
 
 PyStats py_stats(const py::object& dataset, const py::dict& kw, const py::object& progress) {
   SelectOptions sel;
-  if (!dataset.is_none()) sel.folder = py::str(dataset).cast<std::string>();
-  if (kw.contains("list") && !kw["list"].is_none())
-    sel.list = py::str(kw["list"]).cast<std::string>();
+  if (!dataset.is_none()) sel.folder = fs_path(dataset);
+  if (kw.contains("list") && !kw["list"].is_none()) sel.list = fs_path(kw["list"]);
   if (kw.contains("sample") && !kw["sample"].is_none())
     sel.sample = py::str(kw["sample"]).cast<std::string>();
   if (kw.contains("seed") && !kw["seed"].is_none()) sel.seed = kw["seed"].cast<std::uint64_t>();
@@ -525,8 +554,7 @@ PyStats py_merge(const std::vector<std::shared_ptr<PyStats>>& parts) {
   }
   std::vector<std::string> warnings;
   PyStats merged(merge_stats(files, names, &warnings));
-  for (const auto& w : warnings)  // user -> imgnorm.merge -> here
-    if (PyErr_WarnEx(PyExc_UserWarning, w.c_str(), 2) != 0) throw py::error_already_set();
+  for (const auto& w : warnings) warn(w, 2);  // user -> imgnorm.merge -> here
   return merged;
 }
 
@@ -534,7 +562,7 @@ PyStats py_merge(const std::vector<std::shared_ptr<PyStats>>& parts) {
 
 py::list skipped_list(const std::vector<Skipped>& skipped) {
   py::list l;
-  for (const auto& k : skipped) l.append(py::make_tuple(k.path, k.reason));
+  for (const auto& k : skipped) l.append(py::make_tuple(fs_str(k.path), fs_str(k.reason)));
   return l;
 }
 
@@ -543,8 +571,7 @@ py::tuple py_normalize(const py::object& dataset, const py::dict& kw, const py::
   const int threads = int_kw(kw, "threads", 0);
   const bool truncated = bool_kw(kw, "allow_truncated");
   const std::uint64_t max_memory = memory_kw(kw);
-  const std::string list =
-      kw.contains("list") && !kw["list"].is_none() ? py::str(kw["list"]).cast<std::string>() : "";
+  const std::string list = kw.contains("list") && !kw["list"].is_none() ? fs_path(kw["list"]) : "";
   std::optional<py::array> held;  // an input array, kept alive and contiguous during the run
   NormalizeInput input;
   std::optional<Normalization> n;
@@ -555,7 +582,7 @@ py::tuple py_normalize(const py::object& dataset, const py::dict& kw, const py::
     n.emplace(std::move(job), std::move(input));
   } else {
     // The scan runs as a job too, so that Ctrl-C stops it.
-    const std::string path = dataset.is_none() ? "" : py::str(dataset).cast<std::string>();
+    const std::string path = dataset.is_none() ? "" : fs_path(dataset);
     n.emplace(run_job<Normalization>(
         [&](const std::atomic<bool>* cancel, Progress*) {
           return Normalization(std::move(job), path, list, scan_from(kw, cancel));
@@ -563,8 +590,7 @@ py::tuple py_normalize(const py::object& dataset, const py::dict& kw, const py::
         py::none()));
   }
   for (const auto& w : n->warnings()) warn(w, 3);  // user -> imgnorm.normalize -> _run -> here
-  const std::string out =
-      kw.contains("out") && !kw["out"].is_none() ? py::str(kw["out"]).cast<std::string>() : "";
+  const std::string out = kw.contains("out") && !kw["out"].is_none() ? fs_path(kw["out"]) : "";
   if (!out.empty()) {
     const bool force = bool_kw(kw, "force");
     NormalizeResult r = run_job<NormalizeResult>(
@@ -600,7 +626,7 @@ py::tuple py_normalize(const py::object& dataset, const py::dict& kw, const py::
                      {static_cast<py::ssize_t>(r.labels.size())});
   }
   py::list files;
-  for (const auto& f : r.files) files.append(f);
+  for (const auto& f : r.files) files.append(fs_str(f));
   return py::make_tuple(x, y, files, skipped_list(r.skipped));
 }
 
@@ -678,9 +704,7 @@ void bind_normalizer(py::module_& m) {
              std::vector<std::string> warnings;
              p->by_size[{p->size.width, p->size.height}] =
                  std::make_shared<const Normalizer>(make_normalizer(p->job, p->size, &warnings));
-             for (const auto& w : warnings)  // user -> imgnorm.Normalizer.__init__ -> here
-               if (PyErr_WarnEx(PyExc_UserWarning, w.c_str(), 2) != 0)
-                 throw py::error_already_set();
+             for (const auto& w : warnings) warn(w, 2);  // user -> imgnorm.Normalizer.__init__
              return p;
            }),
            py::arg("kwargs"))
@@ -698,7 +722,8 @@ void bind_normalizer(py::module_& m) {
 
 // ---- load ---------------------------------------------------------------------------------------
 
-py::array py_load(const std::string& path, const py::dict& kw) {
+py::array py_load(const py::object& path_arg, const py::dict& kw) {
+  const std::string path = fs_path(path_arg);
   const Recipe recipe = overrides_from(kw).apply(Recipe{});
   const bool truncated = bool_kw(kw, "allow_truncated");
   Image img;
@@ -744,9 +769,8 @@ LoaderOptions loader_options(const py::dict& kw) {
 std::shared_ptr<PyLoaderJob> make_loader_job(const py::object& dataset, const py::dict& kw) {
   auto self = std::make_shared<PyLoaderJob>();
   NormalizeJob job = job_from(kw);
-  const std::string list =
-      kw.contains("list") && !kw["list"].is_none() ? py::str(kw["list"]).cast<std::string>() : "";
-  const std::string input = dataset.is_none() ? "" : py::str(dataset).cast<std::string>();
+  const std::string list = kw.contains("list") && !kw["list"].is_none() ? fs_path(kw["list"]) : "";
+  const std::string input = dataset.is_none() ? "" : fs_path(dataset);
   self->job = run_job<std::unique_ptr<Normalization>>(
       [&](const std::atomic<bool>* cancel, Progress* p) {
         auto n =
@@ -759,8 +783,8 @@ std::shared_ptr<PyLoaderJob> make_loader_job(const py::object& dataset, const py
         return n;
       },
       py::none());
-  for (const auto& w : self->job->warnings())  // user -> imgnorm.Loader.__init__ -> here
-    if (PyErr_WarnEx(PyExc_UserWarning, w.c_str(), 2) != 0) throw py::error_already_set();
+  for (const auto& w : self->job->warnings())
+    warn(w, 2);  // user -> imgnorm.Loader.__init__ -> here
   return self;
 }
 
@@ -837,7 +861,7 @@ void bind_loader(py::module_& m) {
                              [](const PyLoaderJob& s) {
                                py::list l;
                                for (const auto& e : s.job->input().dataset.entries)
-                                 l.append(e.path);
+                                 l.append(fs_str(e.path));
                                return l;
                              })
       .def("batches",
@@ -868,6 +892,15 @@ void bind_loader(py::module_& m) {
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "imgnorm's native core; use the imgnorm package, not this module.";
+  m.def(
+      "printable",
+      [](const py::str& text) {
+        // os.fsencode's bytes (names keep their bytes), then the CLI's one-line form.
+        const auto bytes = py::reinterpret_steal<py::bytes>(PyUnicode_EncodeFSDefault(text.ptr()));
+        if (!bytes) throw py::error_already_set();
+        return printable(std::string(bytes));
+      },
+      py::arg("text"));
   g_error = PyErr_NewExceptionWithDoc("imgnorm.Error",
                                       "Bad input to imgnorm: a file, an argument or a stats file.",
                                       PyExc_Exception, nullptr);

@@ -27,11 +27,16 @@ void install_signal_handlers() {
 }
 
 void print_error(const std::string& message) {
-  std::fprintf(stderr, "imgnorm: %s\n", message.c_str());
+  std::fprintf(stderr, "imgnorm: %s\n", printable(message).c_str());
+}
+
+void print_skipped(const std::string& path, const std::string& reason) {
+  std::fprintf(stderr, "imgnorm: skipped %s: %s\n", printable(path).c_str(),
+               printable(reason).c_str());
 }
 
 void print_warning(const std::string& message) {
-  std::fprintf(stderr, "imgnorm: warning: %s\n", message.c_str());
+  std::fprintf(stderr, "imgnorm: warning: %s\n", printable(message).c_str());
 }
 
 void RecipeFlags::add_to(CLI::App& app) {
@@ -96,9 +101,7 @@ PipelineOptions RunFlags::options(const char* label, bool report_skips) const {
   if (!max_memory.empty()) o.max_memory = parse_memory_size(max_memory, "--max-memory");
   o.cancel = &g_cancel;
   if (report_skips && !quiet)
-    o.on_skip = [](const std::string& path, const Error& e) {
-      std::fprintf(stderr, "imgnorm: skipped %s: %s\n", path.c_str(), e.what());
-    };
+    o.on_skip = [](const std::string& path, const Error& e) { print_skipped(path, e.what()); };
   const bool show = !quiet && (progress || isatty(STDERR_FILENO));
   if (show) {
     auto start = std::chrono::steady_clock::now();

@@ -81,8 +81,11 @@ int default_threads();
 /// error every rank finds is reported once and ends the run in order.
 void agreed(const std::function<void()>& work);
 
-/// Prints "imgnorm: message" on stderr.
+/// Prints "imgnorm: message" on stderr, as one line (imgnorm::printable).
 void print_error(const std::string& message);
+
+/// Prints "imgnorm: skipped PATH: REASON" on stderr, as one line.
+void print_skipped(const std::string& path, const std::string& reason);
 
 /// A subcommand: registered on the app, run after parsing when it was chosen.
 struct Command {
@@ -98,7 +101,7 @@ Command add_inspect_command(CLI::App& app);
 /// Prints a stats file on stdout as `format`: table | json | torchvision | keras | lighting.
 void print_summary(const StatsFile& stats, const std::string& format);
 
-/// Prints "imgnorm: warning: message" on stderr.
+/// Prints "imgnorm: warning: message" on stderr, as one line.
 void print_warning(const std::string& message);
 
 }  // namespace imgnorm::cli

@@ -38,7 +38,7 @@ Command add_denormalize_command(CLI::App& app) {
             const std::uint64_t h = m.layout == Layout::nhwc ? sh.at(1) : sh.at(2);
             const std::uint64_t w = m.layout == Layout::nhwc ? sh.at(2) : sh.at(3);
             fmt::print("imgnorm denormalize: {} images -> {} (uint8 {}x{}x{}x{}, {})\n", sh[0],
-                       f->output, sh[0], h, w, nc, to_string(m.channels));
+                       printable(f->output), sh[0], h, w, nc, to_string(m.channels));
             return static_cast<int>(kOk);
           }};
 }

@@ -19,8 +19,8 @@ int print_inspection(const std::string& path, const std::string& layout) {
   const NpyInspection r = inspect_npy(path, l, &g_cancel);
   const auto& sh = r.header.shape;
   // The shape as numpy writes a tuple: (735,) for one axis, () for none.
-  fmt::print("{}: shape ({}{}), dtype {}\n", path, fmt::join(sh, ", "), sh.size() == 1 ? "," : "",
-             to_string(r.header.dtype));
+  fmt::print("{}: shape ({}{}), dtype {}\n", printable(path), fmt::join(sh, ", "),
+             sh.size() == 1 ? "," : "", to_string(r.header.dtype));
   if (r.header.count == 0) return kOk;
   fmt::print("{:<8}{:>14}{:>14}{:>14}{:>14}\n", r.axis < sh.size() ? "channel" : "all", "mean",
              "std", "min", "max");

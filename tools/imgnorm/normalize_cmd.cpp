@@ -71,9 +71,10 @@ void print_result(const Normalization& n, const NormalizeResult& r, std::string 
   while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
   const auto shape = n.shape(r.rows);
   const Normalizer& norm = n.normalizer();
-  fmt::print("imgnorm normalize: {} images -> {}/images.npy ({} {} {}, {}), mode {}\n", r.rows, dir,
-             fmt::join(shape, "x"), to_string(norm.format().layout), to_string(norm.format().dtype),
-             to_string(norm.format().channels), to_string(norm.spec().mode));
+  fmt::print("imgnorm normalize: {} images -> {}/images.npy ({} {} {}, {}), mode {}\n", r.rows,
+             printable(dir), fmt::join(shape, "x"), to_string(norm.format().layout),
+             to_string(norm.format().dtype), to_string(norm.format().channels),
+             to_string(norm.spec().mode));
   fmt::print("  {}\n", norm.formula());
   if (!r.skipped.empty())
     fmt::print("  {} files skipped (listed in manifest.json)\n", r.skipped.size());

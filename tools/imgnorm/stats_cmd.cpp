@@ -78,8 +78,7 @@ int stats_main(const CLI::App& app, const StatsFlags& f) {
   for (const auto& w : selection.warnings) print_warning(w);
   const StatsFile st = compute_stats(selection, job, f.run.options("stats"));
   if (!f.run.quiet)
-    for (const auto& k : st.skipped)
-      std::fprintf(stderr, "imgnorm: skipped %s: %s\n", k.path.c_str(), k.reason.c_str());
+    for (const auto& k : st.skipped) print_skipped(k.path, k.reason);
   if (st.acc.images() == 0)
     throw Error(ErrorCode::empty, "no image could be used: all " +
                                       std::to_string(st.skipped.size()) + " files were skipped");
