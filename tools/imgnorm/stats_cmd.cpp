@@ -42,7 +42,7 @@ int stats_ranks(Communicator& comm, const StatsJob& job, const SelectOptions& se
   });
   if (root && !f.run.quiet)
     for (const auto& k : st.skipped)
-      std::fprintf(stderr, "imgnorm: skipped %s: %s\n", k.path.c_str(), k.reason.c_str());
+      print_skipped(k.path, k.reason);
   write_outputs(comm, st, outputs, &g_cancel);
   if (root) print_summary(st, f.format);
   const std::uint64_t skipped = comm.sum(root ? st.skipped.size() : 0);
