@@ -5,6 +5,9 @@
 #include <climits>
 #include <cmath>
 #include <cstring>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace imgnorm::detail {
 namespace {
@@ -64,23 +67,46 @@ void area_2x(const std::uint8_t* src, std::size_t src_stride, int cn, std::uint8
   }
 }
 
-// The horizontal pass of one source row: exact integers, p0·a0 + p1·a1 (×2048).
-template <int CN>
-void hresize(const std::uint8_t* s, int* d, const int* xofs, const int* xofs1, const short* alpha,
+// The horizontal pass of one source row: exact integers, p0·a0 + p1·a1 (×2048), so any order of
+// evaluation gives OpenCV's values. 3 and 4 channels: one pmaddwd per output pixel on the two
+// source pixels' bytes interleaved (p0, p1 per channel) against (a0, a1); a 3-channel pixel reads
+// and writes a fourth lane that the next pixel overwrites (rows carry 4 ints of padding), so the
+// pixels whose 4-byte read would pass the end of the source row go through the scalar loop.
+// `rows` source rows (1 or 2) s[k] into d[k], sharing the coefficient loads.
+template <int ROWS>
+void hresize(int cn, const std::uint8_t* const* s, int* const* d, const LinearResizeBuffers& b,
              int w) {
-  for (int x = 0; x < w; ++x) d[x] = s[xofs[x]] * alpha[2 * x] + s[xofs1[x]] * alpha[2 * x + 1];
-}
-
-void hresize_any(int cn, const std::uint8_t* s, int* d, const LinearResizeBuffers& b, int w) {
-  switch (cn) {
-    case 1:
-      return hresize<1>(s, d, b.xofs.data(), b.xofs1.data(), b.alpha.data(), w);
-    case 2:
-      return hresize<2>(s, d, b.xofs.data(), b.xofs1.data(), b.alpha.data(), w);
-    case 3:
-      return hresize<3>(s, d, b.xofs.data(), b.xofs1.data(), b.alpha.data(), w);
-    default:
-      return hresize<4>(s, d, b.xofs.data(), b.xofs1.data(), b.alpha.data(), w);
+  int x = 0;
+#if defined(__SSE2__)
+  if (cn >= 3) {
+    const __m128i zero = _mm_setzero_si128();
+    const int n = b.vec_pixels;
+    const int* o0 = b.px_ofs0.data();
+    const int* o1 = b.px_ofs1.data();
+    const std::int32_t* pa = b.px_alpha.data();
+    int* dd[ROWS];
+    for (int k = 0; k < ROWS; ++k) dd[k] = d[k];
+    for (int px = 0; px < n; ++px) {
+      const int i0 = o0[px], i1 = o1[px];
+      const __m128i a = _mm_set1_epi32(pa[px]);
+      for (int k = 0; k < ROWS; ++k) {
+        std::int32_t v0, v1;
+        std::memcpy(&v0, s[k] + i0, 4);
+        std::memcpy(&v1, s[k] + i1, 4);
+        __m128i p = _mm_unpacklo_epi8(_mm_cvtsi32_si128(v0), _mm_cvtsi32_si128(v1));
+        p = _mm_unpacklo_epi8(p, zero);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(dd[k] + px * cn), _mm_madd_epi16(p, a));
+      }
+    }
+    x = n * cn;
+  }
+#endif
+  const int* xofs = b.xofs.data();
+  const int* xofs1 = b.xofs1.data();
+  const short* alpha = b.alpha.data();
+  for (; x < w; ++x) {
+    const int i0 = xofs[x], i1 = xofs1[x], a0 = alpha[2 * x], a1 = alpha[2 * x + 1];
+    for (int k = 0; k < ROWS; ++k) d[k][x] = s[k][i0] * a0 + s[k][i1] * a1;
   }
 }
 
@@ -88,9 +114,28 @@ void hresize_any(int cn, const std::uint8_t* s, int* d, const LinearResizeBuffer
 // rows, summed, (+2) >> 2, saturated. The installed OpenCV 4.6 gives this rounding for every column
 // (tests/linear_resize_test.cpp checks every width 1..64), never the scalar (S0·b0 + S1·b1 + 2^21)
 // >> 22, which differs by one now and then. No intermediate saturates: S >> 4 <= 255·2049 >> 4 fits
-// int16, so plain int arithmetic is exact and the compiler vectorizes the loop.
-void vresize(const int* s0, const int* s1, int b0, int b1, std::uint8_t* d, int w) {
-  for (int x = 0; x < w; ++x) {
+// int16, so the plain int loop gives the same bytes as the SSE2 one.
+void vresize(const int* s0, const int* s1, short b0, short b1, std::uint8_t* d,
+                               int w) {
+  int x = 0;
+#if defined(__SSE2__)
+  const __m128i vb0 = _mm_set1_epi16(b0), vb1 = _mm_set1_epi16(b1), two = _mm_set1_epi16(2);
+  auto load16 = [](const int* p) {
+    return _mm_packs_epi32(
+        _mm_srai_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)), 4),
+        _mm_srai_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 4)), 4));
+  };
+  for (; x + 16 <= w; x += 16) {
+    __m128i r0 =
+        _mm_adds_epi16(_mm_mulhi_epi16(load16(s0 + x), vb0), _mm_mulhi_epi16(load16(s1 + x), vb1));
+    __m128i r1 = _mm_adds_epi16(_mm_mulhi_epi16(load16(s0 + x + 8), vb0),
+                                _mm_mulhi_epi16(load16(s1 + x + 8), vb1));
+    r0 = _mm_srai_epi16(_mm_adds_epi16(r0, two), 2);
+    r1 = _mm_srai_epi16(_mm_adds_epi16(r1, two), 2);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(d + x), _mm_packus_epi16(r0, r1));
+  }
+#endif
+  for (; x < w; ++x) {
     const int m = (((s0[x] >> 4) * b0) >> 16) + (((s1[x] >> 4) * b1) >> 16);
     d[x] = static_cast<std::uint8_t>(std::min((m + 2) >> 2, 255));
   }
@@ -127,6 +172,10 @@ void linear_resize_u8(const std::uint8_t* src, std::size_t src_stride, int sw, i
   buf.xofs.resize(static_cast<std::size_t>(w));
   buf.xofs1.resize(static_cast<std::size_t>(w));
   buf.alpha.resize(static_cast<std::size_t>(w) * 2);
+  buf.px_ofs0.resize(static_cast<std::size_t>(dw));
+  buf.px_ofs1.resize(static_cast<std::size_t>(dw));
+  buf.px_alpha.resize(static_cast<std::size_t>(dw));
+  buf.vec_pixels = 0;
   for (int dx = 0; dx < dw; ++dx) {
     float fx = static_cast<float>((dx + 0.5) * scale_x - 0.5);
     int sx = cv_floor(fx);
@@ -136,6 +185,12 @@ void linear_resize_u8(const std::uint8_t* src, std::size_t src_stride, int sw, i
     const short a0 = sat_short((1.f - fx) * kCoefScale);
     const short a1 = sat_short(fx * kCoefScale);
     const int sx1 = sx + 1 < sw ? sx + 1 : sx;
+    buf.px_ofs0[dx] = sx * cn;
+    buf.px_ofs1[dx] = sx1 * cn;
+    buf.px_alpha[dx] = static_cast<std::int32_t>(
+        static_cast<std::uint16_t>(a0) |
+        (static_cast<std::uint32_t>(static_cast<std::uint16_t>(a1)) << 16));
+    if (sx1 * cn + 4 <= sw * cn) buf.vec_pixels = dx + 1;
     for (int k = 0; k < cn; ++k) {
       const int i = dx * cn + k;
       buf.xofs[i] = sx * cn + k;
@@ -145,8 +200,8 @@ void linear_resize_u8(const std::uint8_t* src, std::size_t src_stride, int sw, i
     }
   }
 
-  buf.rows.resize(static_cast<std::size_t>(w) * 2);
-  int* rows[2] = {buf.rows.data(), buf.rows.data() + w};
+  buf.rows.resize((static_cast<std::size_t>(w) + 4) * 2);  // + the 3-channel fourth lane
+  int* rows[2] = {buf.rows.data(), buf.rows.data() + w + 4};
   int row_src[2] = {-1, -1};  // which source row each buffer holds
   for (int dy = 0; dy < dh; ++dy) {
     float fy = static_cast<float>((dy + 0.5) * scale_y - 0.5);
@@ -160,15 +215,20 @@ void linear_resize_u8(const std::uint8_t* src, std::size_t src_stride, int sw, i
       std::swap(rows[0], rows[1]);
       std::swap(row_src[0], row_src[1]);
     }
-    for (int k = 0; k < 2; ++k) {
-      if (row_src[k] == want[k]) continue;
-      if (k == 1 && want[1] == want[0]) {
-        std::memcpy(rows[1], rows[0], static_cast<std::size_t>(w) * sizeof(int));
-      } else {
-        hresize_any(cn, src + static_cast<std::size_t>(want[k]) * src_stride, rows[k], buf, w);
+    const std::uint8_t* s[2] = {src + static_cast<std::size_t>(want[0]) * src_stride,
+                                src + static_cast<std::size_t>(want[1]) * src_stride};
+    if (row_src[0] != want[0] && row_src[1] != want[1] && want[0] != want[1]) {
+      hresize<2>(cn, s, rows, buf, w);
+    } else {
+      if (row_src[0] != want[0]) hresize<1>(cn, s, rows, buf, w);
+      if (row_src[1] != want[1]) {
+        if (want[1] == want[0])
+          std::memcpy(rows[1], rows[0], static_cast<std::size_t>(w) * sizeof(int));
+        else
+          hresize<1>(cn, s + 1, rows + 1, buf, w);
       }
-      row_src[k] = want[k];
     }
+    row_src[0] = want[0], row_src[1] = want[1];
     std::uint8_t* d = dst ? dst + static_cast<std::size_t>(dy) * dst_stride : buf.out.data();
     vresize(rows[0], rows[1], b0, b1, d, w);
     if (!dst) sink(ctx, dy, d);

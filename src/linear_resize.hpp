@@ -16,11 +16,14 @@ using RowSink = void (*)(void* ctx, int y, const std::uint8_t* row);
 
 /// Reusable buffers of linear_resize_u8 (one per worker).
 struct LinearResizeBuffers {
-  std::vector<int> xofs;          // per output element: offset of the first tap
-  std::vector<int> xofs1;         // ... and of the second tap
-  std::vector<short> alpha;       // per output element: the two horizontal coefficients
-  std::vector<int> rows;          // two horizontally resized rows (int, ×2048)
-  std::vector<std::uint8_t> out;  // one output row (sink mode)
+  std::vector<int> xofs;               // per output element: offset of the first tap
+  std::vector<int> xofs1;              // ... and of the second tap
+  std::vector<short> alpha;            // per output element: the two horizontal coefficients
+  std::vector<int> px_ofs0, px_ofs1;   // per output pixel: offsets of the two source pixels
+  std::vector<std::int32_t> px_alpha;  // per output pixel: a0 | a1 << 16
+  int vec_pixels = 0;                  // leading pixels whose taps can be read 4 bytes at a time
+  std::vector<int> rows;               // two horizontally resized rows (int, ×2048)
+  std::vector<std::uint8_t> out;       // one output row (sink mode)
 };
 
 /// Whether linear_resize_u8 handles `channels` (1 to 4); other counts go to OpenCV.
