@@ -4,10 +4,15 @@
 
 #include "linear_resize.hpp"
 
+#include "../fuzz/resize_harness.hpp"
+
 #include <gtest/gtest.h>
 
 #include <array>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <opencv2/core.hpp>
 #include <opencv2/imgproc.hpp>
 #include <random>
@@ -145,4 +150,22 @@ TEST(linear_resize, row_sink_gets_the_same_rows_in_order) {
       EXPECT_EQ(check.next, dh);
     }
   }
+}
+
+// The fuzz target's seeds and every input that ever made it fail, through the same body.
+TEST(linear_resize, fuzz_seeds_and_crashers_replay) {
+  namespace fs = std::filesystem;
+  int replayed = 0;
+  for (const std::string& dir : {std::string(IMGNORM_SOURCE_DIR) + "/fuzz/seeds/resize",
+                                 std::string(IMGNORM_TEST_DATA) + "/crashers/resize"}) {
+    if (!fs::is_directory(dir)) continue;
+    for (const auto& e : fs::directory_iterator(dir)) {
+      std::ifstream in(e.path(), std::ios::binary);
+      std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)),
+                                      std::istreambuf_iterator<char>());
+      imgnorm::fuzz::resize_bytes(bytes.data(), bytes.size());  // aborts on a difference
+      ++replayed;
+    }
+  }
+  EXPECT_GE(replayed, 3);
 }
