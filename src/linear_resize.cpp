@@ -99,6 +99,26 @@ void hresize(int cn, const std::uint8_t* const* s, int* const* d, const LinearRe
       }
     }
     x = n * cn;
+  } else if (cn == 1) {
+    // Four output pixels at a time: the two taps are adjacent bytes (one 16-bit load each), or the
+    // second weight is 0 (the left border), so vec_pixels stops before the right border.
+    const __m128i zero = _mm_setzero_si128();
+    const int n = b.vec_pixels & ~3;
+    const int* o0 = b.px_ofs0.data();
+    const std::int32_t* pa = b.px_alpha.data();
+    for (int px = 0; px < n; px += 4) {
+      const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(pa + px));
+      std::uint16_t t[ROWS][4];
+      for (int k = 0; k < ROWS; ++k)
+        for (int j = 0; j < 4; ++j) std::memcpy(&t[k][j], s[k] + o0[px + j], 2);
+      for (int k = 0; k < ROWS; ++k) {
+        std::int64_t v;
+        std::memcpy(&v, t[k], 8);
+        const __m128i p = _mm_unpacklo_epi8(_mm_cvtsi64_si128(v), zero);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(d[k] + px), _mm_madd_epi16(p, a));
+      }
+    }
+    x = n;
   }
 #endif
   const int* xofs = b.xofs.data();
@@ -115,8 +135,7 @@ void hresize(int cn, const std::uint8_t* const* s, int* const* d, const LinearRe
 // (tests/linear_resize_test.cpp checks every width 1..64), never the scalar (S0·b0 + S1·b1 + 2^21)
 // >> 22, which differs by one now and then. No intermediate saturates: S >> 4 <= 255·2049 >> 4 fits
 // int16, so the plain int loop gives the same bytes as the SSE2 one.
-void vresize(const int* s0, const int* s1, short b0, short b1, std::uint8_t* d,
-                               int w) {
+void vresize(const int* s0, const int* s1, short b0, short b1, std::uint8_t* d, int w) {
   int x = 0;
 #if defined(__SSE2__)
   const __m128i vb0 = _mm_set1_epi16(b0), vb1 = _mm_set1_epi16(b1), two = _mm_set1_epi16(2);
@@ -190,7 +209,9 @@ void linear_resize_u8(const std::uint8_t* src, std::size_t src_stride, int sw, i
     buf.px_alpha[dx] = static_cast<std::int32_t>(
         static_cast<std::uint16_t>(a0) |
         (static_cast<std::uint32_t>(static_cast<std::uint16_t>(a1)) << 16));
-    if (sx1 * cn + 4 <= sw * cn) buf.vec_pixels = dx + 1;
+    // 3/4 channels read 4 bytes at each tap, 1 channel 2 bytes at the first (both taps, or the
+    // first and a byte weighted 0): only pixels whose reads stay inside the row.
+    if (cn >= 3 ? sx1 * cn + 4 <= sw * cn : cn == 1 && sx + 2 <= sw) buf.vec_pixels = dx + 1;
     for (int k = 0; k < cn; ++k) {
       const int i = dx * cn + k;
       buf.xofs[i] = sx * cn + k;
