@@ -12,7 +12,7 @@ build=${1:?usage: fuzz/run.sh BUILD_DIR SECONDS [TARGET...]}
 seconds=${2:?usage: fuzz/run.sh BUILD_DIR SECONDS [TARGET...]}
 shift 2
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(decode exif npy stats_json cli_values)
+[ ${#targets[@]} -eq 0 ] && targets=(decode exif npy stats_json cli_values resize)
 
 summary=()
 failed=0

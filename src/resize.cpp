@@ -1,11 +1,14 @@
 #include "imgnorm/resize.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <opencv2/imgproc.hpp>
 
 #include "imgnorm/error.hpp"
+#include "linear_resize.hpp"
 
 namespace imgnorm {
 namespace {
@@ -55,7 +58,24 @@ Size scaled_size(Size target, Size full, bool cover) {
   return {w, target.height};
 }
 
+ResizeKernel kernel_from_environment() {
+  const char* v = std::getenv("IMGNORM_RESIZE_KERNEL");
+  return v && std::strcmp(v, "opencv") == 0 ? ResizeKernel::opencv : ResizeKernel::fused;
+}
+
+std::atomic<ResizeKernel>& kernel_setting() {
+  static std::atomic<ResizeKernel> k{kernel_from_environment()};
+  return k;
+}
+
 void resize_into(const ImageView& src, cv::Mat dst, Interp interp) {
+  if (interp == Interp::linear && detail::linear_resize_supported(src.channels) &&
+      kernel_setting().load(std::memory_order_relaxed) == ResizeKernel::fused) {
+    thread_local detail::LinearResizeBuffers buffers;
+    detail::linear_resize_u8(src.data, src.stride, src.width, src.height, src.channels, dst.data,
+                             dst.step, dst.cols, dst.rows, buffers);
+    return;
+  }
   if (src.width == dst.cols && src.height == dst.rows) {
     // cv::resize to the same size is a copy; do it directly.
     for (int y = 0; y < src.height; ++y)
@@ -66,6 +86,12 @@ void resize_into(const ImageView& src, cv::Mat dst, Interp interp) {
 }
 
 }  // namespace
+
+void set_resize_kernel(ResizeKernel kernel) noexcept {
+  kernel_setting().store(kernel, std::memory_order_relaxed);
+}
+
+ResizeKernel resize_kernel() noexcept { return kernel_setting().load(std::memory_order_relaxed); }
 
 Size needed_source_size(const Recipe& recipe, Size full) {
   switch (recipe.resize) {

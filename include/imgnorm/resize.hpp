@@ -20,6 +20,20 @@ namespace imgnorm {
 /// `scratch` holds the intermediate image of crop and pad (reused between calls).
 IMGNORM_API void resize(const ImageView& src, const Recipe& recipe, Image& out, Image& scratch);
 
+/// Which code runs the bilinear (Interp::linear) resize of 1- to 4-channel images.
+enum class ResizeKernel {
+  fused,  ///< imgnorm's own kernel: the same bytes as cv::resize(INTER_LINEAR), less work (default)
+  opencv,  ///< cv::resize itself: the reference the fused kernel is tested against
+};
+
+/// Selects the bilinear resize kernel for the whole process (all threads, later images). The
+/// initial value is ResizeKernel::opencv when the environment variable IMGNORM_RESIZE_KERNEL is
+/// "opencv" at the first resize, else ResizeKernel::fused. Both give identical bytes.
+IMGNORM_API void set_resize_kernel(ResizeKernel kernel) noexcept;
+
+/// The bilinear resize kernel in effect (see set_resize_kernel).
+IMGNORM_API ResizeKernel resize_kernel() noexcept;
+
 /// The smallest decoded size (w, h) that resize() needs to avoid upsampling an image whose full
 /// size is `full`: stretch needs (W, H); crop and pad need the scaled size before cropping/padding.
 IMGNORM_API Size needed_source_size(const Recipe& recipe, Size full);
