@@ -502,11 +502,6 @@ ScanOptions scan_from(const py::dict& kw, const std::atomic<bool>* cancel) {
   return o;
 }
 
-void warn(const std::string& message, int stacklevel) {
-  if (PyErr_WarnEx(PyExc_UserWarning, message.c_str(), stacklevel) != 0)
-    throw py::error_already_set();
-}
-
 // ---- stats / merge ------------------------------------------------------------------------------
 
 PyStats py_stats(const py::object& dataset, const py::dict& kw, const py::object& progress) {
