@@ -304,6 +304,8 @@ Selection select_dataset(Communicator& comm, const SelectOptions& options) {
     }
     w.u64(static_cast<std::uint64_t>(s.shard_index));
     w.u64(static_cast<std::uint64_t>(s.shard_count));
+    w.str(s.digest);
+    w.u64(s.files);
   }
   comm.broadcast(w.b, 0);
   if (comm.rank() != 0) {
@@ -320,6 +322,8 @@ Selection select_dataset(Communicator& comm, const SelectOptions& options) {
     }
     s.shard_index = static_cast<int>(r.u64());
     s.shard_count = static_cast<int>(r.u64());
+    s.digest = r.str();
+    s.files = r.u64();
   }
   return s;
 }
@@ -354,6 +358,9 @@ StatsFile compute_stats(Communicator& comm, const Selection& selection, const St
   j.sample = selection.sample;
   j.shard_index = selection.shard_index;
   j.shard_count = selection.shard_count;
+  // What the whole run covers (stats.json's "covers"), not this rank's block.
+  j.selection = selection.digest;
+  j.selection_files = selection.files;
   StatsFile st;
   const Dataset part = block_of(selection.dataset, comm.rank(), comm.size());
   collective(comm, [&] { st = compute_stats(part, j, rank_options(comm, options), version()); });
