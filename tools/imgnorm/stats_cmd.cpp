@@ -41,8 +41,7 @@ int stats_ranks(Communicator& comm, const StatsJob& job, const SelectOptions& se
                                         std::to_string(st.skipped.size()) + " files were skipped");
   });
   if (root && !f.run.quiet)
-    for (const auto& k : st.skipped)
-      print_skipped(k.path, k.reason);
+    for (const auto& k : st.skipped) print_skipped(k.path, k.reason);
   write_outputs(comm, st, outputs, &g_cancel);
   if (root) print_summary(st, f.format);
   const std::uint64_t skipped = comm.sum(root ? st.skipped.size() : 0);
