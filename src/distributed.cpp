@@ -443,7 +443,10 @@ NormalizeResult normalize_to_folder(Communicator& comm, Normalization& job, cons
   collective(comm, [&] { file = comm.open_shared(temp); });
   const std::uint64_t rb = job.row_bytes();
   const std::vector<Entry>& entries = job.input().dataset.entries;
-  const auto [lo, hi] = rank_block(entries.size(), comm.rank(), comm.size());
+  // Plain variables, not a structured binding: lambdas below capture them (C++17, clang 14).
+  const std::pair<std::size_t, std::size_t> range =
+      rank_block(entries.size(), comm.rank(), comm.size());
+  const std::size_t lo = range.first, hi = range.second;
   const std::vector<Entry> block(entries.begin() + static_cast<std::ptrdiff_t>(lo),
                                  entries.begin() + static_cast<std::ptrdiff_t>(hi));
 

@@ -244,7 +244,7 @@ py::object interval_array(const PyStats& s, bool mean) {
     v(c, 0) = i.lo;
     v(c, 1) = i.hi;
   }
-  return std::move(out);
+  return out;
 }
 
 // Per-channel numbers of a Summary, as (C,) float64 arrays.
@@ -354,7 +354,7 @@ void bind_stats_counts(py::class_<PyStats, std::shared_ptr<PyStats>>& c) {
                                d["sampled"] = i.sampled;
                                d["seed"] = i.seed;
                                d["spec"] = i.spec;
-                               return std::move(d);
+                               return d;
                              })
       .def_property_readonly("skipped",
                              [](const PyStats& s) {
@@ -435,12 +435,6 @@ RecipeOverrides overrides_from(const py::dict& kw) {
     }
   }
   return o;
-}
-
-std::optional<StatsFile> stats_from(const py::object& stats) {
-  if (stats.is_none()) return std::nullopt;
-  if (py::isinstance<PyStats>(stats)) return *stats.cast<const PyStats&>().file;
-  return read_stats_file(fs_path(stats));
 }
 
 NormalizeJob job_from(const py::dict& kw) {
