@@ -354,13 +354,8 @@ NormalizeInput open_input(Communicator& comm, const std::string& input, const st
 
 StatsFile compute_stats(Communicator& comm, const Selection& selection, const StatsJob& job,
                         const PipelineOptions& options) {
-  StatsJob j = job;
-  j.sample = selection.sample;
-  j.shard_index = selection.shard_index;
-  j.shard_count = selection.shard_count;
-  // What the whole run covers (stats.json's "covers"), not this rank's block.
-  j.selection = selection.digest;
-  j.selection_files = selection.files;
+  // The whole run's sample, shard and "covers", not this rank's block.
+  const StatsJob j = with_selection(job, selection);
   StatsFile st;
   const Dataset part = block_of(selection.dataset, comm.rank(), comm.size());
   collective(comm, [&] { st = compute_stats(part, j, rank_options(comm, options), version()); });

@@ -18,8 +18,8 @@
 #include <string_view>
 
 #include "imgnorm/error.hpp"
-#include "output_hooks.hpp"
 #include "imgnorm/pipeline.hpp"
+#include "output_hooks.hpp"
 
 namespace imgnorm {
 

@@ -77,15 +77,18 @@ StatsFile compute_stats(const Dataset& dataset, const StatsJob& job, const Pipel
   return out;
 }
 
+StatsJob with_selection(StatsJob job, const Selection& selection) {
+  job.sample = selection.sample;
+  job.shard_index = selection.shard_index;
+  job.shard_count = selection.shard_count;
+  job.selection = selection.digest;
+  job.selection_files = selection.files;
+  return job;
+}
+
 StatsFile compute_stats(const Selection& selection, const StatsJob& job,
                         const PipelineOptions& options) {
-  StatsJob j = job;
-  j.sample = selection.sample;
-  j.shard_index = selection.shard_index;
-  j.shard_count = selection.shard_count;
-  j.selection = selection.digest;
-  j.selection_files = selection.files;
-  return compute_stats(selection.dataset, j, options, version());
+  return compute_stats(selection.dataset, with_selection(job, selection), options, version());
 }
 
 std::vector<std::string> classes_without_images(const Selection& selection,

@@ -12,8 +12,8 @@
 #include <unordered_set>
 
 #include "accumulator_access.hpp"
-#include "imgnorm/output.hpp"
 #include "coverage.hpp"
+#include "imgnorm/output.hpp"
 #include "imgnorm/stats.hpp"
 #include "json_internal.hpp"
 #include "stats_ref.hpp"

@@ -38,6 +38,10 @@ struct StatsJob {
   bool mean_image = false;  ///< also keep per-pixel sums (H×W×C of the recipe's size)
 };
 
+/// `job` with what `selection` is recorded in it: its sample, its shard and its identity
+/// (stats.json's "sample", "shard" and "covers").
+IMGNORM_API StatsJob with_selection(StatsJob job, const Selection& selection);
+
 /// Computes the statistics of the files of `selection` (its sample, shard and digest are recorded).
 /// With ResizeMode::none and size 0x0, the size is the first decodable image's (with_image_size),
 /// recorded in StatsFile::recipe; an image of another size ends the run (see run_pipeline).
