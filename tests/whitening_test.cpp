@@ -34,8 +34,8 @@ std::vector<std::uint8_t> pixels(int w, int h, std::uint32_t seed) {
     const int base = static_cast<int>(rng() % 200);
     px[i] = static_cast<std::uint8_t>(base + rng() % 50);
     px[i + 1] = static_cast<std::uint8_t>(base / 2 + rng() % 100);
-    px[i + 2] =
-        static_cast<std::uint8_t>(255 - base - rng() % 40 < 0 ? 0 : 255 - base - rng() % 40);
+    const int blue = 255 - base - static_cast<int>(rng() % 40);
+    px[i + 2] = static_cast<std::uint8_t>(blue < 0 ? 0 : blue);
   }
   return px;
 }

@@ -347,8 +347,11 @@ class Loader:
     """Normalized training batches straight from the files, without a DataLoader.
 
     ``Loader(dataset, stats=s, mode="standardize", batch_size=64, shuffle=True, seed=0,
-    layout="nchw", dtype="float32", drop_last=False, threads=0, prefetch=2)`` takes the arguments
-    of :func:`normalize` (the dataset is a folder or ``list=FILE``) plus:
+    layout="nhwc", dtype="float32", drop_last=False, threads=0, prefetch=2)`` takes the arguments
+    of :func:`normalize` (the dataset is a folder or ``list=FILE``; ``fit=True`` computes the
+    statistics from it first, ``save_stats=PATH`` writes them as a stats.json, an existing file
+    only with ``force=True``; ``max_memory`` bounds the images in flight, in the fit pass and in
+    every epoch, as for :func:`normalize`; the batches come on top) plus:
 
     batch_size; shuffle (a new permutation each epoch, a function of (seed, epoch) only; without
     it the manifest order); set_epoch(e) before each epoch; drop_last (drop the last, smaller
@@ -368,19 +371,20 @@ class Loader:
     """
 
     def __init__(self, dataset=None, *, list=None, follow_links=False, stats=None, fit=False,
-                 mode="standardize", range=None, unit=None, mean=None, std=None, mean_image=None,
+                 save_stats=None, force=False, mode="standardize", range=None, unit=None, mean=None, std=None, mean_image=None,
                  divide_std=False, eps=None, layout="nhwc", dtype="float32", channels=None,
                  labels=True,
                  size=None, resize=None, interp=None, pad_value=None, exact_decode=None,
                  max_pixels=None, alpha=None, batch_size=64, shuffle=False, seed=0, drop_last=False,
-                 threads=0, prefetch=2, rank=None, world_size=None, allow_truncated=False,
-                 warn=True, _worker=(0, 1), _drop_tail=None):
+                 threads=0, max_memory=None, prefetch=2, rank=None, world_size=None,
+                 allow_truncated=False, warn=True, _worker=(0, 1), _drop_tail=None):
         raw = dtype == "uint8"
         if raw:  # the recipe's pixels, not normalized: no mode needs statistics
             mode = "scale"
         kw = _job_kwargs(stats, mode, range, unit, mean, std, mean_image, divide_std, eps, layout,
                          "float32" if raw else dtype, channels)
-        kw.update(list=_path(list), follow_links=follow_links, fit=fit, labels=labels,
+        kw.update(list=_path(list), follow_links=follow_links, fit=fit,
+                  save_stats=_path(save_stats), force=force, max_memory=max_memory, labels=labels,
                   size=size, resize=resize,
                   interp=interp, pad_value=pad_value, exact_decode=exact_decode,
                   max_pixels=max_pixels, alpha=alpha, threads=threads,
@@ -392,7 +396,7 @@ class Loader:
                              drop_tail=drop_last if _drop_tail is None else _drop_tail,
                              worker=_worker[0], workers=_worker[1],
                              prefetch=prefetch, raw_u8=raw, threads=threads,
-                             allow_truncated=allow_truncated)
+                             max_memory=max_memory, allow_truncated=allow_truncated)
         self._batches = self._job.batches(self._options)  # checks the options now
         self.epoch = 0
         self.warn = warn

@@ -111,7 +111,8 @@ def load(path: PathLike, *, size: Size = ..., resize: str = ..., interp: str = .
 class Loader:
     def __init__(self, dataset: Optional[PathLike] = ..., *, list: Optional[PathLike] = ...,
                  follow_links: bool = ..., stats: Union[None, Stats, PathLike] = ...,
-                 fit: bool = ..., mode: str = ...,
+                 fit: bool = ..., save_stats: Optional[PathLike] = ...,
+                 force: bool = ..., mode: str = ...,
                  range: Optional[Tuple[float, float]] = ..., unit: Optional[int] = ...,
                  mean: Optional[Sequence[float]] = ..., std: Optional[Sequence[float]] = ...,
                  mean_image: Optional[PathLike] = ..., divide_std: bool = ...,
@@ -121,7 +122,8 @@ class Loader:
                  pad_value: Optional[int] = ..., exact_decode: Optional[bool] = ...,
                  max_pixels: Optional[int] = ..., alpha: Optional[Alpha] = ...,
                  batch_size: int = ..., shuffle: bool = ...,
-                 seed: int = ..., drop_last: bool = ..., threads: int = ..., prefetch: int = ...,
+                 seed: int = ..., drop_last: bool = ..., threads: int = ...,
+                 max_memory: Union[None, int, str] = ..., prefetch: int = ...,
                  rank: Optional[int] = ..., world_size: Optional[int] = ...,
                  allow_truncated: bool = ..., warn: bool = ...) -> None: ...
     epoch: int

@@ -752,6 +752,7 @@ LoaderOptions loader_options(const py::dict& kw) {
   o.raw_u8 = bool_kw(kw, "raw_u8");
   o.pipeline.threads = int_kw(kw, "threads", 0);
   o.pipeline.allow_truncated = bool_kw(kw, "allow_truncated");
+  o.pipeline.max_memory = memory_kw(kw);
   return o;
 }
 
@@ -760,6 +761,9 @@ std::shared_ptr<PyLoaderJob> make_loader_job(const py::object& dataset, const py
   NormalizeJob job = job_from(kw);
   const std::string list = kw.contains("list") && !kw["list"].is_none() ? fs_path(kw["list"]) : "";
   const std::string input = dataset.is_none() ? "" : fs_path(dataset);
+  const bool force = bool_kw(kw, "force");
+  const std::uint64_t max_memory = memory_kw(kw);
+  if (!job.save_stats.empty()) check_outputs({job.save_stats, "", force});
   self->job = run_job<std::unique_ptr<Normalization>>(
       [&](const std::atomic<bool>* cancel, Progress* p) {
         auto n =
@@ -767,8 +771,9 @@ std::shared_ptr<PyLoaderJob> make_loader_job(const py::object& dataset, const py
         if (n->input().array)
           throw Error(ErrorCode::invalid_argument,
                       input + ": the loader reads image files; normalize an array with Normalizer");
-        n->prepare(
-            options_for(int_kw(kw, "threads", 0), bool_kw(kw, "allow_truncated"), cancel, p));
+        n->prepare(options_for(int_kw(kw, "threads", 0), bool_kw(kw, "allow_truncated"), cancel, p,
+                               max_memory));
+        save_fitted_stats(*n, force, cancel);
         return n;
       },
       py::none());
