@@ -6,7 +6,6 @@
 #include <fmt/format.h>
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
-#include <tbb/task_arena.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -23,6 +22,7 @@
 #include "imgnorm/error.hpp"
 #include "imgnorm/output.hpp"
 #include "imgnorm/stats_job.hpp"
+#include "job_arena.hpp"
 #include "normalize_access.hpp"
 
 namespace imgnorm {
@@ -645,7 +645,7 @@ std::uint64_t normalize_rows(const Normalizer& norm, const ImageArray& array, vo
   std::atomic<bool> failed{false};
   std::exception_ptr error;
   std::mutex error_mutex;
-  tbb::task_arena arena(effective_threads(threads));
+  detail::JobArena arena(effective_threads(threads));
   arena.execute([&] {
     tbb::parallel_for(
         tbb::blocked_range<std::uint64_t>(0, array.rows()),

@@ -3,7 +3,6 @@
 #include <tbb/concurrent_queue.h>
 #include <tbb/enumerable_thread_specific.h>
 #include <tbb/parallel_pipeline.h>
-#include <tbb/task_arena.h>
 
 #include <unistd.h>
 
@@ -24,6 +23,7 @@
 #include <utility>
 
 #include "imgnorm/resize.hpp"
+#include "job_arena.hpp"
 
 #ifndef IMGNORM_VERSION
 #define IMGNORM_VERSION "0.0.0"
@@ -532,7 +532,7 @@ void run_pipeline(const std::vector<Entry>& entries, const Recipe& recipe,
   };
 
   IMGNORM_TSAN_RELEASE(&next);  // everything above, seen by the filters on other threads
-  tbb::task_arena arena(threads);
+  detail::JobArena arena(threads);
   arena.execute([&] {
     tbb::parallel_pipeline(
         static_cast<std::size_t>(slots),
