@@ -1,5 +1,9 @@
 // imgnorm: image-folder datasets to exact statistics and normalized tensors.
 
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cstdlib>
 #include <new>
 
 #include "cli.hpp"
@@ -87,9 +91,26 @@ int run_main(int argc, char** argv) {
   return kOk;
 }
 
+// OpenCV links LAPACK, which on Debian is OpenBLAS when it is installed (numpy and torch bring it).
+// Its pthread build starts a thread per core when it is loaded, each reserving a 128 MiB buffer;
+// under an address-space limit (`ulimit -v`, some batch schedulers) that does not hold them all,
+// the threads retry the allocation forever and the process never exits. imgnorm makes no BLAS
+// call that needs those threads, so under such a limit, unless the user chose a BLAS thread count,
+// the CLI restarts itself once with OPENBLAS_NUM_THREADS=1 before doing anything.
+void restart_without_blas_threads(char** argv) {
+  struct rlimit as {};
+  if (getrlimit(RLIMIT_AS, &as) != 0 || as.rlim_cur == RLIM_INFINITY) return;
+  for (const char* v : {"OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS"})
+    if (std::getenv(v) != nullptr) return;
+  if (setenv("OPENBLAS_NUM_THREADS", "1", 1) != 0) return;
+  execv("/proc/self/exe", argv);  // returns only if it failed: then carry on as we are
+  unsetenv("OPENBLAS_NUM_THREADS");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  restart_without_blas_threads(argv);
   const int refused = imgnorm::cli::start_ranks(argc, argv);
   if (refused >= 0) return refused;
   const int code = run_main(argc, argv);
