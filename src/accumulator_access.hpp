@@ -3,6 +3,7 @@
 // and the confidence intervals read, and what the tests compare.
 
 #include <cstring>
+#include <utility>
 
 #include "imgnorm/stats.hpp"
 
@@ -27,6 +28,14 @@ struct AccumulatorAccess {
                       const std::vector<ClusterSums>& clusters) {
     a.set_raw(images, pixels, pixels_squared, histograms, cross, clusters);
   }
+  /// Restores patch moments (stats.json); the caller checked the sizes.
+  static void set_patch(Accumulator& a, int k, std::uint64_t count, std::vector<std::uint64_t> sums,
+                        std::vector<std::uint64_t> cross) {
+    a.patch_ = k;
+    a.patch_count_ = count;
+    a.patch_sums_ = std::move(sums);
+    a.patch_cross_ = std::move(cross);
+  }
   /// Every member, as raw bytes, for the distributed jobs (processes of one build exchange them).
   static void append_raw(const Accumulator& a, std::vector<std::uint8_t>& out) {
     auto put = [&](const void* p, std::size_t n) {
@@ -47,6 +56,10 @@ struct AccumulatorAccess {
     const std::uint64_t n = a.pixel_sums_.size();
     put(&n, sizeof n);
     put(a.pixel_sums_.data(), n * sizeof(std::uint64_t));
+    const std::uint64_t patch[2] = {static_cast<std::uint64_t>(a.patch_), a.patch_count_};
+    put(patch, sizeof patch);
+    put(a.patch_sums_.data(), a.patch_sums_.size() * sizeof(std::uint64_t));
+    put(a.patch_cross_.data(), a.patch_cross_.size() * sizeof(std::uint64_t));
   }
   /// Reads what append_raw wrote at `p` (at least `size` bytes left, checked); returns the bytes
   /// used, 0 when they do not fit.
@@ -76,6 +89,17 @@ struct AccumulatorAccess {
     if (!get(&n, sizeof n) || n > (size - at) / sizeof(std::uint64_t)) return 0;
     a.pixel_sums_.resize(static_cast<std::size_t>(n));
     get(a.pixel_sums_.data(), static_cast<std::size_t>(n) * sizeof(std::uint64_t));
+    std::uint64_t patch[2];
+    if (!get(patch, sizeof patch) || patch[0] > static_cast<std::uint64_t>(Accumulator::kMaxPatch))
+      return 0;
+    a.patch_ = static_cast<int>(patch[0]);
+    a.patch_count_ = patch[1];
+    const std::size_t dims = static_cast<std::size_t>(a.patch_ * a.patch_) * head[0];
+    a.patch_sums_.resize(a.patch_ ? dims : 0);
+    a.patch_cross_.resize(a.patch_ ? dims * dims : 0);
+    if (!get(a.patch_sums_.data(), a.patch_sums_.size() * sizeof(std::uint64_t)) ||
+        !get(a.patch_cross_.data(), a.patch_cross_.size() * sizeof(std::uint64_t)))
+      return 0;
     return at;
   }
 };

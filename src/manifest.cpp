@@ -181,7 +181,18 @@ std::string to_json(const Manifest& mf) {
   }
   // Per input channel: y = t + g * ((x / d - m) / s) as [d, m, s, g, t]; and per output channel
   // the affine y = a*x + b.
-  if (mf.maps) {
+  if (mf.mode == Mode::zca_patch) {
+    // A convolution: the K×K×C → C filter of the centre rows of W_patch, one output channel (in
+    // input channel order) per line, and the patch mean it centres with.
+    m["patch"] = mf.patch;
+    m["patch_mean"] = mf.patch_mean;
+    ojson rows = ojson::array();
+    const std::size_t dims = mf.patch_mean.size();
+    for (int c = 0; c < nc && dims > 0; ++c)
+      rows.push_back(std::vector<double>(mf.patch_filter.begin() + c * dims,
+                                         mf.patch_filter.begin() + (c + 1) * dims));
+    m["patch_filter"] = std::move(rows);
+  } else if (mf.maps) {
     m["maps"] = affine_json(mf.maps->affine);
     if (mf.maps->is_linear()) {
       m["matrix"] = matrix_json(mf.maps->matrix, nc);
@@ -273,7 +284,23 @@ Manifest manifest_from_json(const std::string& text) {
   if (m.contains("recipe")) mf.recipe = detail::read_recipe_field(m);
   if (m.contains("dataset_mean")) mf.dataset_mean = numbers(m["dataset_mean"], "dataset_mean");
   if (m.contains("dataset_std")) mf.dataset_std = numbers(m["dataset_std"], "dataset_std");
-  if (m.contains("maps")) {
+  if (mf.mode == Mode::zca_patch) {
+    const std::uint64_t k = need_u64(m, "patch");
+    if (k < 1 || k > static_cast<std::uint64_t>(Accumulator::kMaxPatch) || k % 2 == 0)
+      bad("field 'patch' must be odd, 1 to " + std::to_string(Accumulator::kMaxPatch));
+    mf.patch = static_cast<int>(k);
+    const std::size_t dims = static_cast<std::size_t>(k * k) * static_cast<std::size_t>(nc);
+    mf.patch_mean = numbers(need(m, "patch_mean"), "patch_mean");
+    const ojson& rows = need(m, "patch_filter");
+    if (mf.patch_mean.size() != dims || !rows.is_array() ||
+        rows.size() != static_cast<std::size_t>(nc))
+      bad("fields 'patch_mean' and 'patch_filter' do not match 'patch'");
+    for (const ojson& row : rows) {
+      const std::vector<double> v = numbers(row, "patch_filter");
+      if (v.size() != dims) bad("fields 'patch_mean' and 'patch_filter' do not match 'patch'");
+      mf.patch_filter.insert(mf.patch_filter.end(), v.begin(), v.end());
+    }
+  } else if (m.contains("maps")) {
     PixelMap p;
     p.affine = affine_from_json(m["maps"], nc, "maps");
     if (m.contains("matrix")) p.matrix = matrix_from_json(m["matrix"], nc, "matrix");

@@ -153,6 +153,14 @@ void Normalization::check_job() {
   } else if (!spec.mean.empty() || !spec.std.empty()) {
     invalid("--mean and --std apply to --mode custom only");
   }
+  if (spec.patch != 0 && spec.mode != Mode::zca_patch)
+    invalid(std::string("--patch applies to --mode zca-patch, not ") + to_string(spec.mode));
+  if (spec.mode == Mode::zca_patch) {
+    if (spec.patch == 0) spec.patch = kDefaultPatch;
+    if (spec.patch < 1 || spec.patch > Accumulator::kMaxPatch || spec.patch % 2 == 0)
+      invalid("--patch " + std::to_string(spec.patch) + ": the patch side must be odd, 1 to " +
+              std::to_string(Accumulator::kMaxPatch));
+  }
   if (spec.mode == Mode::mean_image && job_.mean_image_path.empty() && !job_.fit)
     invalid(
         "--mode mean-image needs --mean-image FILE.npy (from imgnorm stats --mean-image) or "
@@ -164,7 +172,18 @@ void Normalization::check_job() {
   const std::string stats_name = job_.stats_path.empty() ? "the statistics" : job_.stats_path;
   if (needs_dataset_stats(spec) && !stats && !job_.fit)
     invalid(std::string("--mode ") + to_string(spec.mode) +
-            " needs the dataset statistics: --stats FILE (from imgnorm stats) or --fit");
+            " needs the dataset statistics: --stats FILE (from imgnorm stats" +
+            (spec.mode == Mode::zca_patch ? " --patch " + std::to_string(spec.patch) : "") +
+            ") or --fit");
+  if (spec.mode == Mode::zca_patch && stats && stats->acc.patch_size() != spec.patch) {
+    const std::string k = std::to_string(spec.patch);
+    const int has = stats->acc.patch_size();
+    invalid(stats_name + ": " +
+            (has ? "has the " + std::to_string(has) + "x" + std::to_string(has) +
+                       " patch moments, not the " + k + "x" + k + " ones --patch " + k + " needs"
+                 : "has no patch moments, which --mode zca-patch needs") +
+            "; compute them with imgnorm stats --patch " + k + " (or use --fit)");
+  }
   recipe_ = job_.recipe.apply(stats ? stats->recipe : Recipe{});
   if (stats) {
     std::string diff = recipe_differences(recipe_, stats->recipe);
@@ -300,6 +319,10 @@ void Normalization::prepare(const PipelineOptions& options) {
                           spec.mean_image_size.width, spec.mean_image_size.height,
                           recipe_.size.width, recipe_.size.height));
   }
+  if (spec.mode == Mode::zca_patch &&
+      (recipe_.size.width < spec.patch || recipe_.size.height < spec.patch))
+    invalid(fmt::format("--patch {}: the patch is larger than the {}x{} images", spec.patch,
+                        recipe_.size.width, recipe_.size.height));
   // --fit: the statistics of this input, first pass. A map that needs none of them is checked
   // first (a transform that cannot be written is refused before any work).
   if (job_.fit && !needs_dataset_stats(spec) && spec.mode != Mode::mean_image &&
@@ -310,6 +333,7 @@ void Normalization::prepare(const PipelineOptions& options) {
     StatsJob sj;
     sj.recipe = recipe_;
     sj.mean_image = spec.mode == Mode::mean_image && job_.mean_image_path.empty();
+    if (spec.mode == Mode::zca_patch) sj.patch = spec.patch;
     if (input_.array) {
       fitted = compute_stats(*input_.array, sj, options.cancel);
     } else {
@@ -331,6 +355,11 @@ void Normalization::prepare(const PipelineOptions& options) {
     Summary s = summarize(stats->acc, stats->ddof);
     if (spec.mode == Mode::zca_channels || spec.mode == Mode::pca_channels)
       spec.covariance = s.covariance;
+    if (spec.mode == Mode::zca_patch) {
+      PatchSummary p = summarize_patches(stats->acc, stats->ddof);
+      spec.patch_mean = std::move(p.mean);
+      spec.patch_covariance = std::move(p.covariance);
+    }
     for (const auto& c : s.channel) {
       if (spec.mode != Mode::custom) {
         spec.mean.push_back(c.mean);
@@ -452,8 +481,14 @@ Manifest Normalization::manifest(const NormalizeResult& r) const {
   m.unit = spec.unit;
   m.range = spec.range;
   m.eps = spec.eps;
-  if (!m.eps && (spec.mode == Mode::zca_channels || spec.mode == Mode::pca_channels))
+  if (!m.eps && (spec.mode == Mode::zca_channels || spec.mode == Mode::pca_channels ||
+                 spec.mode == Mode::zca_patch))
     m.eps = kDefaultWhiteningEps;
+  if (spec.mode == Mode::zca_patch) {
+    m.patch = spec.patch;
+    m.patch_mean = spec.patch_mean;
+    m.patch_filter = norm.patch_filter();
+  }
   if (spec.mode == Mode::mean_image) {
     if (!job_.mean_image_path.empty()) m.mean_image = absolute_path(job_.mean_image_path);
     m.divide_std = spec.mean_image_std;
@@ -470,7 +505,7 @@ Manifest Normalization::manifest(const NormalizeResult& r) const {
   }
   if (is_per_image(spec.mode)) {
     for (const Affine& a : r.per_image_maps) m.per_image_maps.push_back({a, {}});
-  } else {
+  } else if (spec.mode != Mode::zca_patch) {
     m.maps = norm.pixel_map();
   }
   m.constant_channels = r.constant_channels;
@@ -708,6 +743,11 @@ Manifest denormalize(const std::string& images, const std::string& manifest_path
     throw Error(ErrorCode::format, images + ": shape does not match " + mpath);
   if (sh[0] == 0) throw Error(ErrorCode::empty, images + ": the array has no rows");
 
+  if (m.mode == Mode::zca_patch)
+    invalid(mpath + ": --mode zca-patch cannot be inverted: each output pixel mixes the " +
+            std::to_string(m.patch) + "x" + std::to_string(m.patch) +
+            " neighbourhood of its input (a convolution, not a per-pixel map); keep the source "
+            "images, or use --mode zca-channels, which denormalize inverts");
   std::vector<double> mean;
   if (m.mode == Mode::mean_image) {
     if (!m.mean_image)

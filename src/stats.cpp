@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "accumulator_access.hpp"
 #include "imgnorm/stats.hpp"
@@ -113,6 +114,66 @@ void check_pixel_budget(std::uint64_t have, std::uint64_t more) {
 
 std::string size_text(Size s) { return std::to_string(s.width) + "x" + std::to_string(s.height); }
 
+// Σ a[x]·b[x] exactly: u8·u8 < 2^16, so 65536 products fit a u32 (the loop g++ vectorizes into
+// widening multiplies); longer rows are cut into such blocks.
+inline std::uint64_t dot_u8(const std::uint8_t* a, const std::uint8_t* b, int n) {
+  std::uint64_t total = 0;
+  for (int x0 = 0; x0 < n; x0 += 65536) {
+    const int x1 = std::min(n, x0 + 65536);
+    std::uint32_t s = 0;
+    for (int x = x0; x < x1; ++x) s += static_cast<std::uint32_t>(a[x]) * b[x];
+    total += s;
+  }
+  return total;
+}
+
+inline std::uint64_t sum_u8(const std::uint8_t* a, int n) {
+  std::uint64_t total = 0;
+  for (int x0 = 0; x0 < n; x0 += 65536) {
+    const int x1 = std::min(n, x0 + 65536);
+    std::uint32_t s = 0;
+    for (int x = x0; x < x1; ++x) s += a[x];
+    total += s;
+  }
+  return total;
+}
+
+// The K×K patch moments of one image. The image is split into channel planes; then patch
+// dimension i = (dy, dx, c) over the patch positions of row y is the contiguous run of plane c,
+// row y + dy, from column dx, Wp = W − K + 1 long. So Σv_i·v_j over all positions is a sum over
+// rows of dot products of two such runs: contiguous u8 dot products, exact in integers, whatever
+// the order. Only the upper triangle (i ≤ j) is computed; `tri` receives it in row order.
+void patch_moments(const ImageView& img, int k, std::uint64_t* sums, std::uint64_t* tri) {
+  const int C = img.channels, W = img.width, H = img.height;
+  const int wp = W - k + 1, hp = H - k + 1;
+  const int dims = k * k * C;
+  const std::size_t plane = static_cast<std::size_t>(W) * static_cast<std::size_t>(H);
+  std::vector<std::uint8_t> planes(plane * static_cast<std::size_t>(C));
+  for (int y = 0; y < H; ++y) {
+    const std::uint8_t* p = img.row(y);
+    for (int c = 0; c < C; ++c) {
+      std::uint8_t* dst = planes.data() + c * plane + static_cast<std::size_t>(y) * W;
+      for (int x = 0; x < W; ++x) dst[x] = p[static_cast<std::size_t>(x) * C + c];
+    }
+  }
+  std::vector<std::size_t> start(static_cast<std::size_t>(dims));
+  for (int dy = 0; dy < k; ++dy)
+    for (int dx = 0; dx < k; ++dx)
+      for (int c = 0; c < C; ++c)
+        start[static_cast<std::size_t>((dy * k + dx) * C + c)] =
+            c * plane + static_cast<std::size_t>(dy) * W + static_cast<std::size_t>(dx);
+  const std::uint8_t* base = planes.data();
+  for (int y = 0; y < hp; ++y) {
+    const std::size_t row = static_cast<std::size_t>(y) * W;
+    std::uint64_t* t = tri;
+    for (int i = 0; i < dims; ++i) {
+      const std::uint8_t* a = base + start[i] + row;
+      sums[i] += sum_u8(a, wp);
+      for (int j = i; j < dims; ++j) *t++ += dot_u8(a, base + start[j] + row, wp);
+    }
+  }
+}
+
 }  // namespace
 
 Accumulator::Accumulator(int channels) : channels_(channels) {
@@ -136,6 +197,20 @@ void Accumulator::enable_mean_image(Size size) {
   pixel_sums_.assign(elems, 0);
 }
 
+void Accumulator::enable_patch(int k) {
+  if (images_ != 0)
+    throw Error(ErrorCode::invalid_argument, "patch moments must be enabled before adding images");
+  if (k < 1 || k > kMaxPatch || k % 2 == 0)
+    throw Error(ErrorCode::invalid_argument, "--patch " + std::to_string(k) +
+                                                 ": the patch side must be odd, 1 to " +
+                                                 std::to_string(kMaxPatch));
+  const std::size_t dims = static_cast<std::size_t>(k * k * channels_);
+  patch_ = k;
+  patch_count_ = 0;
+  patch_sums_.assign(dims, 0);
+  patch_cross_.assign(dims * dims, 0);
+}
+
 void Accumulator::add(const ImageView& image) {
   if (image.channels != channels_)
     throw Error(ErrorCode::invalid_argument, "image has " + std::to_string(image.channels) +
@@ -151,6 +226,11 @@ void Accumulator::add(const ImageView& image) {
   if (mean_image && !(Size{image.width, image.height} == mean_size_))
     throw Error(ErrorCode::invalid_argument, "image is " + size_text({image.width, image.height}) +
                                                  ", mean image expects " + size_text(mean_size_));
+
+  if (patch_ && (image.width < patch_ || image.height < patch_))
+    throw Error(ErrorCode::invalid_argument, "image is " + size_text({image.width, image.height}) +
+                                                 ", smaller than the " + std::to_string(patch_) +
+                                                 "x" + std::to_string(patch_) + " patch (--patch)");
 
   const int C = channels_;
   const int w = image.width;
@@ -234,6 +314,19 @@ void Accumulator::add(const ImageView& image) {
     cross_[1][2] += gb, cross_[2][1] += gb;
     cross_[0][2] += rb, cross_[2][0] += rb;
   }
+  if (patch_) {
+    const std::size_t dims = patch_sums_.size();
+    std::vector<std::uint64_t> tri(dims * (dims + 1) / 2, 0);
+    patch_moments(image, patch_, patch_sums_.data(), tri.data());
+    const std::uint64_t* t = tri.data();
+    for (std::size_t i = 0; i < dims; ++i)
+      for (std::size_t j = i; j < dims; ++j, ++t) {
+        patch_cross_[i * dims + j] += *t;
+        if (j != i) patch_cross_[j * dims + i] += *t;
+      }
+    patch_count_ += static_cast<std::uint64_t>(image.width - patch_ + 1) *
+                    static_cast<std::uint64_t>(image.height - patch_ + 1);
+  }
   images_ += 1;
   pixels_ += n;
   n_n_ += static_cast<u128>(n) * n;
@@ -246,6 +339,12 @@ void Accumulator::merge(const Accumulator& other) {
                                                  std::to_string(channels_) + " channels");
   if (!(other.mean_size_ == mean_size_) || other.pixel_sums_.size() != pixel_sums_.size())
     throw Error(ErrorCode::invalid_argument, "cannot merge statistics with different mean images");
+  if (other.patch_ != patch_)
+    throw Error(
+        ErrorCode::invalid_argument,
+        "cannot merge statistics with different patch moments (" +
+            (patch_ ? "--patch " + std::to_string(patch_) : std::string("none")) + " vs " +
+            (other.patch_ ? "--patch " + std::to_string(other.patch_) : std::string("none")) + ")");
   check_pixel_budget(pixels_, other.pixels_);
   images_ += other.images_;
   pixels_ += other.pixels_;
@@ -263,6 +362,39 @@ void Accumulator::merge(const Accumulator& other) {
     a.image_std_fixed += b.image_std_fixed;
   }
   for (std::size_t i = 0; i < pixel_sums_.size(); ++i) pixel_sums_[i] += other.pixel_sums_[i];
+  patch_count_ += other.patch_count_;
+  for (std::size_t i = 0; i < patch_sums_.size(); ++i) patch_sums_[i] += other.patch_sums_[i];
+  for (std::size_t i = 0; i < patch_cross_.size(); ++i) patch_cross_[i] += other.patch_cross_[i];
+}
+
+PatchSummary summarize_patches(const Accumulator& acc, int ddof) {
+  if (acc.patch_size() == 0)
+    throw Error(ErrorCode::invalid_argument,
+                "the statistics have no patch moments (compute them with imgnorm stats --patch K)");
+  PatchSummary p;
+  p.size = acc.patch_size();
+  p.channels = acc.channels();
+  p.count = acc.patch_count();
+  if (p.count <= static_cast<std::uint64_t>(ddof))
+    throw Error(ErrorCode::empty, "the statistics have no patch to compute a covariance from");
+  const std::vector<std::uint64_t>& s = acc.patch_sums();
+  const std::vector<std::uint64_t>& q = acc.patch_cross();
+  const std::size_t dims = s.size();
+  const double n = static_cast<double>(p.count);
+  p.mean.resize(dims);
+  for (std::size_t i = 0; i < dims; ++i) p.mean[i] = static_cast<double>(s[i]) / n;
+  // N·Σv_iv_j − Σv_i·Σv_j exactly: N ≤ 2^48 and Σv_iv_j < 2^64, Σv_i < 2^56, so both products
+  // fit 128 bits; the difference may be negative.
+  using i128 = __int128;
+  const double denom = n * static_cast<double>(p.count - static_cast<std::uint64_t>(ddof));
+  p.covariance.resize(dims * dims);
+  for (std::size_t i = 0; i < dims; ++i)
+    for (std::size_t j = 0; j < dims; ++j) {
+      const i128 num = static_cast<i128>(static_cast<u128>(p.count) * q[i * dims + j]) -
+                       static_cast<i128>(static_cast<u128>(s[i]) * s[j]);
+      p.covariance[i * dims + j] = static_cast<double>(num) / denom;
+    }
+  return p;
 }
 
 std::uint64_t Accumulator::sum(int c) const {

@@ -18,17 +18,33 @@
 
 namespace imgnorm {
 
+namespace {
+
+// An accumulator for `job` over images of `size` (0x0: not known yet).
+Accumulator make_accumulator(int channels, const StatsJob& job, Size size, bool mean_image) {
+  Accumulator a(channels);
+  if (mean_image) a.enable_mean_image(size);
+  if (job.patch) {
+    a.enable_patch(job.patch);
+    if (size.width > 0 && (size.width < job.patch || size.height < job.patch))
+      throw Error(ErrorCode::invalid_argument,
+                  fmt::format("--patch {}: the patch is larger than the {}x{} images", job.patch,
+                              size.width, size.height));
+  }
+  return a;
+}
+
+}  // namespace
+
 StatsFile compute_stats(const Dataset& dataset, const StatsJob& job, const PipelineOptions& options,
                         const std::string& tool_version) {
   const int channels = channel_count(job.recipe.channels);
   // --resize none: the size of the first image; recorded in stats.json, every image must have it.
   const Recipe recipe = with_image_size(dataset.entries, job.recipe, options);
   const bool mean_image = job.mean_image && recipe.size.width > 0;  // 0x0: no image decodes
-  tbb::enumerable_thread_specific<Accumulator> accs([&] {
-    Accumulator a(channels);
-    if (mean_image) a.enable_mean_image(recipe.size);
-    return a;
-  });
+  // Checked (the patch side, the patch against the size) before any image is decoded.
+  const Accumulator empty = make_accumulator(channels, job, recipe.size, mean_image);
+  tbb::enumerable_thread_specific<Accumulator> accs([&] { return empty; });
 
   StatsFile out;
   out.tool_version = tool_version;
@@ -70,8 +86,7 @@ StatsFile compute_stats(const Dataset& dataset, const StatsJob& job, const Pipel
   // Sorted by path, as merge_into sorts them, so merged shards equal a single run byte for byte.
   std::stable_sort(out.skipped.begin(), out.skipped.end(),
                    [](const Skipped& a, const Skipped& b) { return a.path < b.path; });
-  Accumulator total(channels);
-  if (mean_image) total.enable_mean_image(recipe.size);
+  Accumulator total = empty;
   for (const Accumulator& a : accs) total.merge(a);
   out.acc = std::move(total);
   return out;
@@ -122,8 +137,7 @@ StatsFile compute_stats(const ImageArray& array, const StatsJob& job,
   st.recipe.resize = ResizeMode::none;
   st.ddof = job.ddof;
   const int nc = array.channels();
-  Accumulator acc(nc);
-  if (job.mean_image) acc.enable_mean_image(st.recipe.size);
+  Accumulator acc = make_accumulator(nc, job, st.recipe.size, job.mean_image);
   std::vector<std::uint8_t> px(array.is_float() ? std::size_t(array.width()) * array.height() * nc
                                                 : 0);
   array.for_each_row(

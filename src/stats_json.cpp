@@ -492,6 +492,22 @@ std::string to_json(const StatsFile& stats) {
   sums["sum_squares"] = std::move(sum_sq);
   sums["cross"] = std::move(cross);
   sums["cluster"] = std::move(cluster);
+  if (acc.patch_size() > 0) {
+    // The K×K patch moments (stats --patch K): one row of the D×D cross sums per line.
+    const std::size_t dims = acc.patch_sums().size();
+    ojson rows = ojson::array();
+    for (std::size_t i = 0; i < dims; ++i) {
+      ojson row = ojson::array();
+      for (std::size_t k = 0; k < dims; ++k) row.push_back(acc.patch_cross()[i * dims + k]);
+      rows.push_back(std::move(row));
+    }
+    ojson patch;
+    patch["size"] = acc.patch_size();
+    patch["count"] = acc.patch_count();
+    patch["sum"] = acc.patch_sums();
+    patch["cross"] = std::move(rows);
+    sums["patch"] = std::move(patch);
+  }
   j["sums"] = std::move(sums);
 
   std::string out;
@@ -608,6 +624,31 @@ StatsFile stats_from_json(const std::string& text) {
   st.acc = Accumulator(C);
   detail::AccumulatorAccess::set_raw(st.acc, images, pixels, pixels_squared, hists, cross,
                                      clusters);
+  if (auto it = sums.find("patch"); it != sums.end()) {
+    if (!it->is_object()) bad("field 'sums.patch' must be an object");
+    const std::uint64_t k = need_u64(*it, "size", "sums.patch.size",
+                                     static_cast<std::uint64_t>(Accumulator::kMaxPatch));
+    if (k % 2 == 0) bad("field 'sums.patch.size' must be odd");
+    const std::uint64_t count = need_u64(*it, "count", "sums.patch.count", pixels);
+    const std::size_t dims = static_cast<std::size_t>(k * k) * static_cast<std::size_t>(C);
+    const ojson& sum_j = need_array(*it, "sum", "sums.patch.sum", dims);
+    const ojson& cross_p = need_array(*it, "cross", "sums.patch.cross", dims);
+    std::vector<std::uint64_t> psum(dims), pcross(dims * dims);
+    for (std::size_t i = 0; i < dims; ++i) {
+      psum[i] = as_u64(sum_j[i], "sums.patch.sum", count * 255);
+      if (!cross_p[i].is_array() || cross_p[i].size() != dims)
+        bad("field 'sums.patch.cross' must be a " + std::to_string(dims) + "x" +
+            std::to_string(dims) + " matrix");
+      for (std::size_t d = 0; d < dims; ++d)
+        pcross[i * dims + d] = as_u64(cross_p[i][d], "sums.patch.cross");
+    }
+    for (std::size_t i = 0; i < dims; ++i)
+      for (std::size_t d = 0; d < i; ++d)
+        if (pcross[i * dims + d] != pcross[d * dims + i])
+          bad("field 'sums.patch.cross' must be symmetric");
+    detail::AccumulatorAccess::set_patch(st.acc, static_cast<int>(k), count, std::move(psum),
+                                         std::move(pcross));
+  }
 
   const ojson& counts = need_object(root, "counts", "counts");
   st.files_found = need_u64(counts, "files_found", "counts.files_found");

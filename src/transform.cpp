@@ -55,6 +55,7 @@ constexpr ModeTraits kModeTable[] = {
     {Mode::custom, "custom", false, Needs::nothing, false, std::nullopt},
     {Mode::zca_channels, "zca-channels", false, Needs::dataset_stats, false, std::nullopt},
     {Mode::pca_channels, "pca-channels", false, Needs::dataset_stats, false, std::nullopt},
+    {Mode::zca_patch, "zca-patch", false, Needs::dataset_stats, false, std::nullopt},
 };
 
 const ModeTraits& traits(Mode m) {
@@ -441,7 +442,10 @@ Normalizer::Normalizer(const TransformSpec& spec, ChannelOrder input, const Outp
     invalid(std::string("invalid dtype '") + to_string(format.dtype) +
             "' (expected float32|float16)");
   if (spec.unit != 1 && spec.unit != 255) invalid("unit must be 1 or 255");
-  const bool whitening = mode == Mode::zca_channels || mode == Mode::pca_channels;
+  const bool whitening =
+      mode == Mode::zca_channels || mode == Mode::pca_channels || mode == Mode::zca_patch;
+  if (spec.patch != 0 && mode != Mode::zca_patch)
+    invalid(std::string("--patch applies to --mode zca-patch, not ") + to_string(mode));
   if (spec.eps && !(std::isfinite(*spec.eps) && (*spec.eps > 0 || (whitening && *spec.eps == 0))))
     invalid(whitening ? "eps must be a number >= 0" : "eps must be a positive number");
   const bool has_range = traits(mode).has_range;
@@ -600,6 +604,9 @@ Normalizer::Normalizer(const TransformSpec& spec, ChannelOrder input, const Outp
       if (mode == Mode::pca_channels) swap_rb_ = false;
       break;
     }
+    case Mode::zca_patch:
+      init_patch();
+      break;
     case Mode::minmax:
     case Mode::per_image:
     case Mode::per_image_channel:
@@ -642,6 +649,7 @@ std::string culprits(const TransformSpec& spec) {
       return "--size (the bound grows with the square root of the pixels of an image)";
     case Mode::zca_channels:
     case Mode::pca_channels:
+    case Mode::zca_patch:
       return "--eps";
     case Mode::imagenet:
     case Mode::caffe:
@@ -682,6 +690,20 @@ void Normalizer::check_finite_outputs() const {
       refuse_non_finite(c, std::string(x_name) + " = " + fmt_double(x), v);
   };
   const Mode mode = spec_.mode;
+  if (mode == Mode::zca_patch) {
+    // y_c = Σ_j F[c][j]·(x_j − μ_j) over the patch positions inside the image: |y_c| is at most
+    // Σ_j |F[c][j]|·max(μ_j, 255 − μ_j), reached when every position is inside.
+    const std::size_t dims = spec_.patch_mean.size();
+    for (int c = 0; c < nc; ++c) {
+      double bound = 0;
+      for (std::size_t j = 0; j < dims; ++j)
+        bound += std::fabs(patch_filter_[c * dims + j]) *
+                 std::max(spec_.patch_mean[j], 255.0 - spec_.patch_mean[j]);
+      if (!std::isfinite(as_output(bound, dtype)))
+        refuse_non_finite(c, "the patch farthest from the mean", bound);
+    }
+    return;
+  }
   if (mode == Mode::mean_image) {
     // y = t + g·((x/d − m)/s) is monotonic in x and in m: the extremes are at x ∈ {0, 255} and the
     // smallest and largest m of each channel.
@@ -756,6 +778,82 @@ void Normalizer::check_image_size(Size size) const {
 
 PixelMap Normalizer::pixel_map() const { return {fixed_, matrix_}; }
 
+void Normalizer::init_patch() {
+  const int nc = channels_;
+  const int k = spec_.patch ? spec_.patch : kDefaultPatch;
+  if (k < 1 || k > Accumulator::kMaxPatch || k % 2 == 0)
+    invalid("--patch " + std::to_string(k) + ": the patch side must be odd, 1 to " +
+            std::to_string(Accumulator::kMaxPatch));
+  spec_.patch = k;
+  const std::size_t dims = static_cast<std::size_t>(k * k * nc);
+  if (spec_.patch_mean.size() != dims || spec_.patch_covariance.size() != dims * dims)
+    invalid("zca-patch --patch " + std::to_string(k) + " needs the " + std::to_string(k) + "x" +
+            std::to_string(k) + " patch moments of the statistics (" + std::to_string(dims) +
+            " means, a " + std::to_string(dims) + "x" + std::to_string(dims) + " covariance)");
+  check_finite(spec_.patch_mean, "patch mean");
+  check_finite(spec_.patch_covariance, "patch covariance");
+  if (!spec_.matrix.empty()) invalid("a channel matrix does not apply to mode zca-patch");
+  const double eps = (spec_.eps ? *spec_.eps : kDefaultWhiteningEps) * 255.0 * 255.0;
+  std::vector<double> values, vectors;
+  symmetric_eigen(spec_.patch_covariance, static_cast<int>(dims), values, vectors);
+  for (std::size_t i = 0; i < dims; ++i)
+    if (!(values[i] + eps > 0))
+      invalid("the patch covariance is singular (eigenvalue " + std::to_string(i) + " is " +
+              std::to_string(values[i]) + "); pass --eps");
+  // Only the rows of W_patch = U·diag(1/√(λ+ε))·Uᵀ for the centre pixel's channels are used.
+  const std::size_t centre = static_cast<std::size_t>(((k / 2) * k + k / 2) * nc);
+  patch_filter_.assign(static_cast<std::size_t>(nc) * dims, 0.0);
+  for (int c = 0; c < nc; ++c)
+    for (std::size_t j = 0; j < dims; ++j) {
+      double w = 0;
+      for (std::size_t i = 0; i < dims; ++i)
+        w += vectors[(centre + c) * dims + i] / std::sqrt(values[i] + eps) * vectors[j * dims + i];
+      patch_filter_[c * dims + j] = w;
+    }
+}
+
+// The K×K×C → C convolution of zca_patch: get(y, x, c) is the input value (0–255). Each output is
+// Σ_j F[c][j]·(x_j − μ_j) over the patch dimensions j = (dy, dx, c') inside the image, in that
+// order, in double, rounded once to the output type.
+template <typename Get>
+void Normalizer::apply_patch(Get get, int width, int height, void* out) const {
+  const int nc = channels_;
+  const int k = spec_.patch, r = k / 2;
+  if (width < k || height < k)
+    invalid("image is " + std::to_string(width) + "x" + std::to_string(height) +
+            ", smaller than the " + std::to_string(k) + "x" + std::to_string(k) +
+            " patch of --mode zca-patch");
+  const std::size_t dims = spec_.patch_mean.size();
+  const std::size_t w = static_cast<std::size_t>(width), h = static_cast<std::size_t>(height);
+  std::vector<double> z(dims);
+  std::vector<unsigned char> inside(dims);
+  for (int y = 0; y < height; ++y)
+    for (int x = 0; x < width; ++x) {
+      for (int dy = 0; dy < k; ++dy)
+        for (int dx = 0; dx < k; ++dx) {
+          const int yy = y + dy - r, xx = x + dx - r;
+          const bool in = yy >= 0 && yy < height && xx >= 0 && xx < width;
+          for (int c = 0; c < nc; ++c) {
+            const std::size_t j = static_cast<std::size_t>((dy * k + dx) * nc + c);
+            z[j] = in ? get(yy, xx, c) - spec_.patch_mean[j] : 0.0;
+            inside[j] = in;
+          }
+        }
+      for (int o = 0; o < nc; ++o) {
+        const int ic = nc == 3 ? perm(swap_rb_, o) : o;
+        const double* f = patch_filter_.data() + static_cast<std::size_t>(ic) * dims;
+        double acc = 0;
+        for (std::size_t j = 0; j < dims; ++j)
+          if (inside[j]) acc += f[j] * z[j];
+        const std::size_t oi = out_index(format_.layout, nc, w, h, x, y, o);
+        if (format_.dtype == DType::float32)
+          static_cast<float*>(out)[oi] = static_cast<float>(acc);
+        else
+          static_cast<std::uint16_t*>(out)[oi] = detail::double_to_half(acc);
+      }
+    }
+}
+
 Affine Normalizer::apply_per_image(const ImageView& img, void* out, int* constant) const {
   if (!is_per_image(spec_.mode)) {
     *constant = apply(img, out);
@@ -822,6 +920,14 @@ int Normalizer::apply(const ImageView& img, void* out) const {
     invalid("image has " + std::to_string(img.channels) + " channels, expected " +
             std::to_string(channels_));
   if (img.empty()) return 0;
+  if (spec_.mode == Mode::zca_patch) {
+    apply_patch(
+        [&](int y, int x, int c) {
+          return static_cast<double>(img.row(y)[static_cast<std::size_t>(x) * channels_ + c]);
+        },
+        img.width, img.height, out);
+    return 0;
+  }
   if (spec_.mode == Mode::mean_image) {
     if (img.width != spec_.mean_image_size.width || img.height != spec_.mean_image_size.height)
       invalid("image is " + std::to_string(img.width) + "x" + std::to_string(img.height) +
@@ -867,6 +973,12 @@ int Normalizer::apply_values(const double* values, int width, int height, void* 
     sq[c] += static_cast<long double>(x) * x;
     lo[c] = std::min(lo[c], x);
     hi[c] = std::max(hi[c], x);
+  }
+  if (mode == Mode::zca_patch) {
+    apply_patch([&](int y, int x, int c) { return values[(y * w + x) * nc + c]; }, width, height,
+                out);
+    if (used) *used = fixed_;
+    return 0;
   }
   Affine a = fixed_;
   int flat = 0;
@@ -979,6 +1091,12 @@ std::string Normalizer::formula() const {
     case Mode::pca_channels:
       return "y = diag(1 / sqrt(lambda + eps)) U^T (x - mean), per pixel (channel k = principal "
              "component k, by variance; eps in 0-1 units)";
+    case Mode::zca_patch:
+      return "y[h,w,c] = sum over the " + std::to_string(spec_.patch) + "x" +
+             std::to_string(spec_.patch) +
+             " patch around (h,w), positions inside the image, of W[(centre,c),(o,c')] * "
+             "(x[(h,w)+o,c'] - mean[o,c']); W = U diag(1 / sqrt(lambda + eps)) U^T of the patch "
+             "covariance (patch ZCA; eps in 0-1 units)";
   }
   return "";
 }

@@ -55,6 +55,10 @@ struct Manifest {
   /// modes). For mean-image mode `maps` has m = 0 and the mean image is subtracted per pixel.
   std::optional<PixelMap> maps;
   std::vector<PixelMap> per_image_maps;
+  /// zca-patch (which has no `maps`): K, the patch mean (K²·C, index (dy·K + dx)·C + c, 0–255)
+  /// and the C × K²C filter (Normalizer::patch_filter, input channel order).
+  int patch = 0;
+  std::vector<double> patch_mean, patch_filter;
   std::uint64_t constant_channels = 0;
   std::vector<std::string> classes;  ///< the training class list: label = index
   bool labels = false;               ///< labels.npy written

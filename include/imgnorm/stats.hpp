@@ -37,6 +37,15 @@ class IMGNORM_API Accumulator {
   /// Also keeps per-pixel sums (uint64) for the mean image; every added image must have `size`.
   void enable_mean_image(Size size);
 
+  /// Largest patch side of enable_patch (D = K²·C = 243 dimensions at K = 9, C = 3).
+  static constexpr int kMaxPatch = 9;
+  /// Also keeps the exact moments of every K×K patch (`stats --patch K`, for `--mode zca-patch`):
+  /// at each position where the patch lies inside the image, the vector v of its K·K·C values
+  /// (index (dy·K + dx)·C + c) adds 1 to patch_count(), v to patch_sums() and v·vᵀ to
+  /// patch_cross(). K odd, 1..kMaxPatch; call before adding images. Every added image must be at
+  /// least K×K. Throws Error(invalid_argument) otherwise.
+  void enable_patch(int k);
+
   /// Adds one image (its channels must equal channels()).
   void add(const ImageView& image);
 
@@ -57,6 +66,14 @@ class IMGNORM_API Accumulator {
   /// Per-pixel sums (H×W×C, row-major) when enable_mean_image was called, else empty.
   const std::vector<std::uint64_t>& pixel_sums() const { return pixel_sums_; }
   Size mean_image_size() const { return mean_size_; }
+  /// K of enable_patch, 0 without patch moments.
+  int patch_size() const { return patch_; }
+  /// Number of K×K patches added (positions where the patch lies inside its image).
+  std::uint64_t patch_count() const { return patch_count_; }
+  /// Σv over patches: D = K²·C values, index (dy·K + dx)·C + c.
+  const std::vector<std::uint64_t>& patch_sums() const { return patch_sums_; }
+  /// Σv·vᵀ over patches: D×D, row-major, symmetric.
+  const std::vector<std::uint64_t>& patch_cross() const { return patch_cross_; }
 
   bool operator==(const Accumulator&) const = default;
 
@@ -94,6 +111,10 @@ class IMGNORM_API Accumulator {
   std::array<ClusterSums, kMaxChannels> cluster_{};
   Size mean_size_{};
   std::vector<std::uint64_t> pixel_sums_;
+  int patch_ = 0;
+  std::uint64_t patch_count_ = 0;
+  std::vector<std::uint64_t> patch_sums_;
+  std::vector<std::uint64_t> patch_cross_;
 };
 
 /// A closed interval [lo, hi].
@@ -141,6 +162,22 @@ struct Summary {
 /// (the first of equal ones), so the result is unique for distinct eigenvalues.
 IMGNORM_API void symmetric_eigen(const std::vector<double>& a, int n, std::vector<double>& values,
                                  std::vector<double>& vectors);
+
+/// The K×K patch moments of an accumulator with enable_patch, finalized (see docs/whitening.md).
+struct PatchSummary {
+  int size = 0;             ///< K
+  int channels = 0;         ///< C
+  std::uint64_t count = 0;  ///< patches
+  /// Per (offset, channel) mean, D = K²·C values, index (dy·K + dx)·C + c, 0–255 units.
+  std::vector<double> mean;
+  /// D×D covariance (row-major), 0–255² units, the same ddof as std: (N·Σvvᵀ − ΣvΣvᵀ) / (N·(N −
+  /// ddof)), computed exactly in integers up to that one division.
+  std::vector<double> covariance;
+};
+
+/// Finalizes the patch moments of `acc`. Throws Error(invalid_argument) when it has none (naming
+/// `stats --patch`), Error(empty) when it has no patch (N − ddof ≤ 0).
+IMGNORM_API PatchSummary summarize_patches(const Accumulator& acc, int ddof = 0);
 
 /// Percentile p (0–100) of the values counted by `hist`, numpy's 'linear' method.
 IMGNORM_API double histogram_percentile(const std::array<std::uint64_t, 256>& hist, double p);

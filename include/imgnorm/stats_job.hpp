@@ -36,6 +36,10 @@ struct StatsJob {
   std::string selection;
   std::uint64_t selection_files = 0;
   bool mean_image = false;  ///< also keep per-pixel sums (H×W×C of the recipe's size)
+  /// K > 0: also the exact moments of every K×K patch (`stats --patch K`, Accumulator::
+  /// enable_patch), for `normalize --mode zca-patch --patch K`. Refused when K is even, above
+  /// Accumulator::kMaxPatch or larger than the recipe's size.
+  int patch = 0;
 };
 
 /// `job` with what `selection` is recorded in it: its sample, its shard and its identity

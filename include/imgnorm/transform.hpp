@@ -53,7 +53,14 @@ enum class Mode {
   custom,             ///< (x − mean_c) / std_c with user constants in the chosen unit
   zca_channels,  ///< y = U·diag(1/√(λ+ε))·Uᵀ·(x − μ) per pixel: channels decorrelated
   pca_channels,  ///< y = diag(1/√(λ+ε))·Uᵀ·(x − μ): the principal components, by variance
+  /// Patch (convolutional) ZCA: y[h,w,c] = Σ W_patch[(centre,c),(o,c')]·(x[(h,w)+o,c'] − μ[o,c'])
+  /// over the K×K patch around (h, w), positions outside the image contributing 0; W_patch =
+  /// U·diag(1/√(λ+ε))·Uᵀ of the K²C×K²C patch covariance. docs/whitening.md.
+  zca_patch,
 };
+
+/// K of zca_patch when TransformSpec::patch is 0.
+inline constexpr int kDefaultPatch = 3;
 
 /// ε of the whitening modes when TransformSpec::eps is unset, in 0–1 units (added to the
 /// eigenvalues of the covariance of x/255).
@@ -109,6 +116,13 @@ struct TransformSpec {
   /// per-channel map of a dataset-level mode: the map becomes a PixelMap with this matrix (the
   /// whitening modes build one). Not for per-image modes or mean_image.
   std::vector<double> matrix;
+  /// zca_patch: K, the patch side (odd, 1 to Accumulator::kMaxPatch; 0: kDefaultPatch). Other
+  /// modes refuse it.
+  int patch = 0;
+  /// zca_patch: the per-(offset, channel) patch mean (K²·C values, index (dy·K + dx)·C + c) and
+  /// the K²C×K²C patch covariance (row-major), 0–255 units, input channel order, as
+  /// PatchSummary. ε is `eps`, as for zca_channels.
+  std::vector<double> patch_mean, patch_covariance;
 };
 
 /// One channel's map, y = t + g · ((x / d − m) / s), evaluated in double in exactly this order.
@@ -225,6 +239,9 @@ class IMGNORM_API Normalizer {
   std::string formula() const;
   /// mean_image mode: the mean image divided by d (the per-pixel m of the formula), else empty.
   const std::vector<double>& mean_image_scaled() const { return mean_scaled_; }
+  /// zca_patch: the C rows of W_patch for the patch centre (C × K²C, row-major, input channel
+  /// order): output channel c of a pixel is row c applied to its centred patch. Else empty.
+  const std::vector<double>& patch_filter() const { return patch_filter_; }
 
  private:
   TransformSpec spec_;
@@ -236,6 +253,11 @@ class IMGNORM_API Normalizer {
   std::shared_ptr<const Table> table_;  // dataset-level modes (not mean_image)
   std::vector<double> mean_scaled_;
   std::vector<double> matrix_;  // the channel-mixing matrix: spec.matrix, or the whitening one
+  std::vector<double> patch_filter_;  // zca_patch
+
+  void init_patch();
+  template <typename Get>
+  void apply_patch(Get get, int width, int height, void* out) const;
 
   void check_finite_outputs() const;
   [[noreturn]] void refuse_non_finite(int channel, const std::string& input, double value) const;

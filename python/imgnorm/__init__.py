@@ -108,8 +108,8 @@ def _path(p):
 
 def stats(dataset=None, *, list=None, follow_links=False, size=None, resize="stretch",
           interp="linear", channels="rgb", pad_value=0, exact_decode=False, max_pixels=None,
-          alpha="drop", sample=None, seed=0, shard=None, ddof=0, mean_image=False, threads=0,
-          max_memory=None, allow_truncated=False, progress=None):
+          alpha="drop", sample=None, seed=0, shard=None, ddof=0, mean_image=False, patch=None,
+          threads=0, max_memory=None, allow_truncated=False, progress=None):
     """Exact per-channel statistics of a dataset, as ``imgnorm stats`` computes them.
 
     dataset: a class-folder tree (``DIR/<class>/**/*.jpg``) or a flat folder; or ``list=FILE``
@@ -122,7 +122,9 @@ def stats(dataset=None, *, list=None, follow_links=False, size=None, resize="str
     "drop" it as cv2.imread does, or composite onto "white", "black", "R,G,B" or (R, G, B) 0-255
     (recorded in the recipe). sample: K images or "P%" (uniform,
     without replacement, seeded by ``seed``); shard: "I/N" or (I, N). ddof: 0 (numpy) or 1.
-    mean_image: also keep the per-pixel mean image (``Stats.mean_image``). threads: 0 = all cores.
+    mean_image: also keep the per-pixel mean image (``Stats.mean_image``). patch: K (odd, 1-9) to
+    also record the exact moments of every KxK patch (stats.json ``sums.patch``), which
+    ``mode="zca-patch", patch=K`` needs. threads: 0 = all cores.
     max_memory: memory for the images in flight, bytes or a size such as "2G" or "512M" (default:
     half of the physical memory or of the container's limit); more images wait, none fails.
     Returns a :class:`Stats`; skipped files are in ``Stats.skipped``. Warns when the sample is
@@ -133,7 +135,8 @@ def stats(dataset=None, *, list=None, follow_links=False, size=None, resize="str
               channels=channels, pad_value=pad_value, exact_decode=exact_decode,
               max_pixels=max_pixels, alpha=alpha,
               sample=None if sample is None else str(sample), seed=seed, shard_index=shard_index,
-              shard_count=shard_count, ddof=ddof, mean_image=mean_image, threads=threads,
+              shard_count=shard_count, ddof=ddof, mean_image=mean_image, patch=patch,
+              threads=threads,
               max_memory=max_memory, allow_truncated=allow_truncated)
     return _run(_core.stats, "stats", progress, _path(dataset), kw)
 
@@ -226,19 +229,20 @@ Stats.__repr__ = _stats_repr
 
 
 def _job_kwargs(stats, mode, range, unit, mean, std, mean_image, divide_std, eps, layout, dtype,
-                channels, matrix=None):
+                channels, matrix=None, patch=None):
     return dict(stats=stats if isinstance(stats, Stats) or stats is None else _path(stats),
                 mode=mode, range=None if range is None else tuple(range), unit=unit,
                 mean=None if mean is None else builtins.list(mean),
                 std=None if std is None else builtins.list(std), mean_image=_path(mean_image),
                 divide_std=divide_std, eps=eps, layout=layout, dtype=dtype, channels=channels,
-                matrix=None if matrix is None else [float(v) for row in matrix for v in row])
+                matrix=None if matrix is None else [float(v) for row in matrix for v in row],
+                patch=patch)
 
 
 def normalize(dataset=None, *, list=None, follow_links=False, stats=None, fit=False,
               save_stats=None, mode="standardize", range=None, unit=None, mean=None, std=None,
-              mean_image=None, divide_std=False, eps=None, layout="nhwc", dtype="float32",
-              channels=None, labels=True, size=None, resize=None, interp=None, pad_value=None,
+              mean_image=None, divide_std=False, eps=None, patch=None, layout="nhwc",
+              dtype="float32", channels=None, labels=True, size=None, resize=None, interp=None, pad_value=None,
               exact_decode=None, max_pixels=None, alpha=None, out=None, force=False, threads=0,
               max_memory=None, allow_truncated=False, progress=None):
     """Normalizes a dataset as ``imgnorm normalize`` does.
@@ -250,10 +254,13 @@ def normalize(dataset=None, *, list=None, follow_links=False, stats=None, fit=Fa
     those fitted statistics as a stats.json (the CLI's --save-stats; load it with
     :meth:`Stats.load` or pass it as ``stats=`` for test data). mode: standardize | scale | center
     | mean-image | minmax | minmax-dataset | per-image | per-image-channel | imagenet | caffe |
-    inception | clip | custom (the older spelling "preset:imagenet" also works). range=(lo, hi) for scale/minmax;
+    inception | clip | custom | zca-channels | pca-channels | zca-patch (the older spelling
+    "preset:imagenet" also works). range=(lo, hi) for scale/minmax;
     unit: 255 (default) or 1; mean/std: custom constants (output channel order; when every one
     is at most 1 and some is a fraction, without an explicit unit a warning suggests unit=1);
-    eps: floor of a zero std;
+    eps: floor of a zero std; for zca-channels, pca-channels and zca-patch the regularizer added
+    to the eigenvalues (0-1 units, default 1e-5); patch: K of zca-patch (odd, default 3; the
+    statistics need stats(patch=K));
     layout: nhwc | nchw; dtype: float32 | float16; channels: output order rgb | bgr | gray.
     threads: 0 = all cores; max_memory: memory for the images in flight (as for :func:`stats`).
     follow_links: as for :func:`stats`. resize="none" keeps the images' size (that of the first
@@ -267,7 +274,7 @@ def normalize(dataset=None, *, list=None, follow_links=False, stats=None, fit=Fa
     warning listing them (their rows are absent, as in the CLI's output).
     """
     kw = _job_kwargs(stats, mode, range, unit, mean, std, mean_image, divide_std, eps, layout,
-                     dtype, channels)
+                     dtype, channels, patch=patch)
     kw.update(list=_path(list), follow_links=follow_links, fit=fit, save_stats=_path(save_stats),
               labels=labels, size=size, resize=resize, interp=interp, pad_value=pad_value,
               exact_decode=exact_decode, max_pixels=max_pixels, alpha=alpha, out=_path(out),
@@ -302,13 +309,14 @@ class Normalizer:
     """
 
     def __init__(self, stats=None, mode="standardize", *, range=None, unit=None, mean=None,
-                 std=None, mean_image=None, divide_std=False, eps=None, layout="nhwc",
-                 dtype="float32", channels=None, matrix=None, threads=0):
+                 std=None, mean_image=None, divide_std=False, eps=None, patch=None,
+                 layout="nhwc", dtype="float32", channels=None, matrix=None, threads=0):
         self._args = dict(stats=stats, mode=mode, range=range, unit=unit, mean=mean, std=std,
-                          mean_image=mean_image, divide_std=divide_std, eps=eps, layout=layout,
-                          dtype=dtype, channels=channels, matrix=matrix, threads=threads)
+                          mean_image=mean_image, divide_std=divide_std, eps=eps, patch=patch,
+                          layout=layout, dtype=dtype, channels=channels, matrix=matrix,
+                          threads=threads)
         kw = _job_kwargs(stats, mode, range, unit, mean, std, mean_image, divide_std, eps, layout,
-                         dtype, channels, matrix)
+                         dtype, channels, matrix, patch=patch)
         kw["threads"] = threads
         self._core = _core.Normalizer(kw)
 
@@ -371,9 +379,9 @@ class Loader:
     """
 
     def __init__(self, dataset=None, *, list=None, follow_links=False, stats=None, fit=False,
-                 save_stats=None, force=False, mode="standardize", range=None, unit=None, mean=None, std=None, mean_image=None,
-                 divide_std=False, eps=None, layout="nhwc", dtype="float32", channels=None,
-                 labels=True,
+                 save_stats=None, force=False, mode="standardize", range=None, unit=None,
+                 mean=None, std=None, mean_image=None, divide_std=False, eps=None, patch=None,
+                 layout="nhwc", dtype="float32", channels=None, labels=True,
                  size=None, resize=None, interp=None, pad_value=None, exact_decode=None,
                  max_pixels=None, alpha=None, batch_size=64, shuffle=False, seed=0, drop_last=False,
                  threads=0, max_memory=None, prefetch=2, rank=None, world_size=None,
@@ -382,7 +390,7 @@ class Loader:
         if raw:  # the recipe's pixels, not normalized: no mode needs statistics
             mode = "scale"
         kw = _job_kwargs(stats, mode, range, unit, mean, std, mean_image, divide_std, eps, layout,
-                         "float32" if raw else dtype, channels)
+                         "float32" if raw else dtype, channels, patch=patch)
         kw.update(list=_path(list), follow_links=follow_links, fit=fit,
                   save_stats=_path(save_stats), force=force, max_memory=max_memory, labels=labels,
                   size=size, resize=resize,

@@ -67,7 +67,7 @@ def stats(dataset: Optional[PathLike] = ..., *, list: Optional[PathLike] = ...,
           exact_decode: bool = ..., max_pixels: Optional[int] = ..., alpha: Alpha = ...,
           sample: Union[None, int, str] = ..., seed: int = ...,
           shard: Union[None, str, Tuple[int, int]] = ..., ddof: int = ..., mean_image: bool = ...,
-          threads: int = ..., max_memory: Union[None, int, str] = ...,
+          patch: Optional[int] = ..., threads: int = ..., max_memory: Union[None, int, str] = ...,
           allow_truncated: bool = ..., progress: Progress = ...) -> Stats: ...
 
 def merge(parts: Iterable[Stats]) -> Stats: ...
@@ -78,7 +78,8 @@ def normalize(dataset: Union[None, PathLike, np.ndarray] = ..., *, list: Optiona
               range: Optional[Tuple[float, float]] = ..., unit: Optional[int] = ...,
               mean: Optional[Sequence[float]] = ..., std: Optional[Sequence[float]] = ...,
               mean_image: Optional[PathLike] = ..., divide_std: bool = ...,
-              eps: Optional[float] = ..., layout: str = ..., dtype: str = ...,
+              eps: Optional[float] = ..., patch: Optional[int] = ..., layout: str = ...,
+              dtype: str = ...,
               channels: Optional[str] = ..., labels: bool = ..., size: Optional[Size] = ...,
               resize: Optional[str] = ..., interp: Optional[str] = ...,
               pad_value: Optional[int] = ..., exact_decode: Optional[bool] = ...,
@@ -93,7 +94,8 @@ class Normalizer:
                  range: Optional[Tuple[float, float]] = ..., unit: Optional[int] = ...,
                  mean: Optional[Sequence[float]] = ..., std: Optional[Sequence[float]] = ...,
                  mean_image: Optional[PathLike] = ..., divide_std: bool = ...,
-                 eps: Optional[float] = ..., layout: str = ..., dtype: str = ...,
+                 eps: Optional[float] = ..., patch: Optional[int] = ..., layout: str = ...,
+                 dtype: str = ...,
                  channels: Optional[str] = ..., matrix: Optional[Sequence[Sequence[float]]] = ...,
                  threads: int = ...) -> None: ...
     def __call__(self, images: np.ndarray) -> np.ndarray: ...
@@ -116,7 +118,8 @@ class Loader:
                  range: Optional[Tuple[float, float]] = ..., unit: Optional[int] = ...,
                  mean: Optional[Sequence[float]] = ..., std: Optional[Sequence[float]] = ...,
                  mean_image: Optional[PathLike] = ..., divide_std: bool = ...,
-                 eps: Optional[float] = ..., layout: str = ..., dtype: str = ...,
+                 eps: Optional[float] = ..., patch: Optional[int] = ..., layout: str = ...,
+                 dtype: str = ...,
                  channels: Optional[str] = ..., labels: bool = ..., size: Optional[Size] = ...,
                  resize: Optional[str] = ..., interp: Optional[str] = ...,
                  pad_value: Optional[int] = ..., exact_decode: Optional[bool] = ...,

@@ -449,6 +449,7 @@ NormalizeJob job_from(const py::dict& kw) {
     job.unit_given = true;
   }
   if (has("eps")) spec.eps = kw["eps"].cast<double>();
+  if (has("patch")) spec.patch = kw["patch"].cast<int>();
   if (has("range")) spec.range = kw["range"].cast<std::pair<double, double>>();
   if (has("mean")) spec.mean = kw["mean"].cast<std::vector<double>>();
   if (has("std")) spec.std = kw["std"].cast<std::vector<double>>();
@@ -513,6 +514,8 @@ PyStats py_stats(const py::object& dataset, const py::dict& kw, const py::object
   if (job.ddof != 0 && job.ddof != 1)
     throw Error(ErrorCode::invalid_argument, "ddof must be 0 or 1");
   job.mean_image = bool_kw(kw, "mean_image");
+  job.patch = int_kw(kw, "patch", 0);
+  if (job.patch != 0) Accumulator(1).enable_patch(job.patch);  // a bad K before any scan
   const int threads = int_kw(kw, "threads", 0);
   const bool truncated = bool_kw(kw, "allow_truncated");
   const std::uint64_t max_memory = memory_kw(kw);
@@ -689,6 +692,10 @@ void bind_normalizer(py::module_& m) {
                                         : (p->job.channels == ChannelOrder::gray ? 1 : 3);
              if (p->job.spec.mode == Mode::mean_image && !p->job.mean_image_path.empty())
                read_mean_image(p->job.mean_image_path, p->channels, p->size);
+             if (p->job.spec.mode == Mode::zca_patch) {  // the smallest image it takes
+               const int k = p->job.spec.patch ? std::max(p->job.spec.patch, 1) : kDefaultPatch;
+               p->size = {k, k};
+             }
              // Checks the job now, not at the first call.
              std::vector<std::string> warnings;
              p->by_size[{p->size.width, p->size.height}] =

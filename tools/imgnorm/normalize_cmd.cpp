@@ -29,6 +29,7 @@ struct NormalizeFlags {
   std::string mean_image;
   bool divide_std = false;
   std::optional<double> eps;
+  int patch = 0;
   std::string layout = "nhwc";
   std::string dtype = "float32";
   std::string channels;
@@ -47,6 +48,7 @@ NormalizeJob make_job(const CLI::App& app, const NormalizeFlags& f) {
   spec.unit = f.unit;
   job.unit_given = app.count("--unit") > 0;
   spec.eps = f.eps;
+  spec.patch = f.patch;
   spec.mean_image_std = f.divide_std;
   if (!f.range.empty()) {
     auto r = parse_numbers(f.range, "--range");
@@ -154,7 +156,7 @@ Command add_normalize_command(CLI::App& app) {
   sub->add_option("--mode", f->mode,
                   "scale | center | standardize | mean-image | minmax | minmax-dataset | per-image "
                   "| per-image-channel | imagenet | caffe | inception | clip | custom | "
-                  "zca-channels | pca-channels")
+                  "zca-channels | pca-channels | zca-patch")
       ->capture_default_str();
   sub->add_option("--range", f->range, "Output range lo,hi of scale/minmax/minmax-dataset (0,1)");
   sub->add_option("--unit", f->unit, "Units of the formula: 255 (x in 0-255) or 1 (x/255)")
@@ -165,9 +167,13 @@ Command add_normalize_command(CLI::App& app) {
   sub->add_option("--mean-image", f->mean_image,
                   "mean-image: the mean image from stats --mean-image");
   sub->add_flag("--divide-std", f->divide_std, "mean-image: also divide by the dataset std");
-  sub->add_option("--eps", f->eps,
-                  "Divide by max(std, eps) instead of failing on std 0; zca/pca-channels: "
-                  "added to the eigenvalues, 0-1 units (default 1e-5)");
+  sub->add_option(
+      "--eps", f->eps,
+      "Divide by max(std, eps) instead of failing on std 0; zca/pca-channels, zca-patch: "
+      "added to the eigenvalues, 0-1 units (default 1e-5)");
+  sub->add_option("--patch", f->patch,
+                  "zca-patch: the patch side K (odd, default 3); the statistics need the same "
+                  "K (stats --patch K)");
   sub->add_option("--layout", f->layout, "nhwc (numpy, TensorFlow) | nchw (PyTorch)")
       ->capture_default_str();
   sub->add_option("--dtype", f->dtype, "float32 | float16")->capture_default_str();

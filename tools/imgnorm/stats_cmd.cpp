@@ -20,6 +20,7 @@ struct StatsFlags {
   std::string shard;
   int ddof = 0;
   std::string mean_image;
+  int patch = 0;
   bool strict = false;
   bool force = false;
   bool follow_links = false;
@@ -61,6 +62,8 @@ int stats_main(const CLI::App& app, const StatsFlags& f) {
     job.recipe = f.recipe.overrides(app).apply(Recipe{});
     job.ddof = f.ddof;
     job.mean_image = !f.mean_image.empty();
+    job.patch = f.patch;
+    if (f.patch != 0) Accumulator(1).enable_patch(f.patch);  // a bad K before any scan
     sel.folder = f.input;
     sel.list = f.list;
     sel.sample = f.sample;
@@ -122,6 +125,9 @@ Command add_stats_command(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--mean-image", f->mean_image,
                   "Also write the per-pixel mean image (.npy, float64, HxWxC)");
+  sub->add_option("--patch", f->patch,
+                  "Also record the exact moments of every KxK patch (odd K, 1-9), for "
+                  "normalize --mode zca-patch --patch K");
   sub->add_flag("--strict", f->strict,
                 "Exit with status 3 when any file was skipped or a class has no usable image");
   sub->add_flag("--force", f->force, "Replace existing output files");
