@@ -138,15 +138,18 @@ inline std::uint64_t sum_u8(const std::uint8_t* a, int n) {
   return total;
 }
 
-// The K×K patch moments of one image. The image is split into channel planes; then patch
-// dimension i = (dy, dx, c) over the patch positions of row y is the contiguous run of plane c,
-// row y + dy, from column dx, Wp = W − K + 1 long. So Σv_i·v_j over all positions is a sum over
-// rows of dot products of two such runs: contiguous u8 dot products, exact in integers, whatever
-// the order. Only the upper triangle (i ≤ j) is computed; `tri` receives it in row order.
-void patch_moments(const ImageView& img, int k, std::uint64_t* sums, std::uint64_t* tri) {
+// The K×K patch moments of one image, added to `sums` (D = K²·C) and `cross` (D×D). The image is
+// split into channel planes; patch dimension i = (dy, dx, c) over the patch positions of row y is
+// then the contiguous run of plane c, row y + dy, from column dx, Wp = W − K + 1 long, and
+// Σv_i·v_j is a sum over rows of dot products of two such runs. The dot product of pair
+// (i, j) at position row y depends only on (c_i, dx_i, c_j, dx_j), the row difference δ = dy_j −
+// dy_i and the image row r = y + dy_i: so each such row dot product R(r) is computed once, and a
+// pair's sum is a range of R's prefix sums. K·(K·C)² row dot products per image row instead of
+// D(D+1)/2 (2.5× fewer at K = 5); exact integers, whatever the order.
+void patch_moments(const ImageView& img, int k, std::uint64_t* sums, std::uint64_t* cross) {
   const int C = img.channels, W = img.width, H = img.height;
   const int wp = W - k + 1, hp = H - k + 1;
-  const int dims = k * k * C;
+  const std::size_t dims = static_cast<std::size_t>(k * k * C);
   const std::size_t plane = static_cast<std::size_t>(W) * static_cast<std::size_t>(H);
   std::vector<std::uint8_t> planes(plane * static_cast<std::size_t>(C));
   for (int y = 0; y < H; ++y) {
@@ -156,22 +159,33 @@ void patch_moments(const ImageView& img, int k, std::uint64_t* sums, std::uint64
       for (int x = 0; x < W; ++x) dst[x] = p[static_cast<std::size_t>(x) * C + c];
     }
   }
-  std::vector<std::size_t> start(static_cast<std::size_t>(dims));
+  const std::uint8_t* base = planes.data();
+  auto run = [&](int c, int r, int dx) {
+    return base + c * plane + static_cast<std::size_t>(r) * W + static_cast<std::size_t>(dx);
+  };
+  auto dim = [&](int dy, int dx, int c) { return static_cast<std::size_t>((dy * k + dx) * C + c); };
   for (int dy = 0; dy < k; ++dy)
     for (int dx = 0; dx < k; ++dx)
       for (int c = 0; c < C; ++c)
-        start[static_cast<std::size_t>((dy * k + dx) * C + c)] =
-            c * plane + static_cast<std::size_t>(dy) * W + static_cast<std::size_t>(dx);
-  const std::uint8_t* base = planes.data();
-  for (int y = 0; y < hp; ++y) {
-    const std::size_t row = static_cast<std::size_t>(y) * W;
-    std::uint64_t* t = tri;
-    for (int i = 0; i < dims; ++i) {
-      const std::uint8_t* a = base + start[i] + row;
-      sums[i] += sum_u8(a, wp);
-      for (int j = i; j < dims; ++j) *t++ += dot_u8(a, base + start[j] + row, wp);
-    }
-  }
+        for (int y = 0; y < hp; ++y) sums[dim(dy, dx, c)] += sum_u8(run(c, y + dy, dx), wp);
+  std::vector<std::uint64_t> prefix(static_cast<std::size_t>(H) + 1);
+  for (int delta = 0; delta < k; ++delta)
+    for (int ci = 0; ci < C; ++ci)
+      for (int dxi = 0; dxi < k; ++dxi)
+        for (int cj = 0; cj < C; ++cj)
+          for (int dxj = 0; dxj < k; ++dxj) {
+            const int rows = H - delta;  // image rows r whose partner row r + δ exists
+            prefix[0] = 0;
+            for (int r = 0; r < rows; ++r)
+              prefix[r + 1] = prefix[r] + dot_u8(run(ci, r, dxi), run(cj, r + delta, dxj), wp);
+            for (int dyi = 0; dyi + delta < k; ++dyi) {
+              const std::size_t i = dim(dyi, dxi, ci), j = dim(dyi + delta, dxj, cj);
+              const std::uint64_t v = prefix[dyi + hp] - prefix[dyi];
+              cross[i * dims + j] += v;
+              // δ = 0 visits (j, i) itself (the loops take both orders); δ > 0 never does.
+              if (delta > 0) cross[j * dims + i] += v;
+            }
+          }
 }
 
 }  // namespace
@@ -316,14 +330,11 @@ void Accumulator::add(const ImageView& image) {
   }
   if (patch_) {
     const std::size_t dims = patch_sums_.size();
-    std::vector<std::uint64_t> tri(dims * (dims + 1) / 2, 0);
-    patch_moments(image, patch_, patch_sums_.data(), tri.data());
-    const std::uint64_t* t = tri.data();
-    for (std::size_t i = 0; i < dims; ++i)
-      for (std::size_t j = i; j < dims; ++j, ++t) {
-        patch_cross_[i * dims + j] += *t;
-        if (j != i) patch_cross_[j * dims + i] += *t;
-      }
+    // Into zeroed buffers first: add() changes nothing when it throws (bad_alloc).
+    std::vector<std::uint64_t> sums(dims, 0), cross(dims * dims, 0);
+    patch_moments(image, patch_, sums.data(), cross.data());
+    for (std::size_t i = 0; i < dims; ++i) patch_sums_[i] += sums[i];
+    for (std::size_t i = 0; i < cross.size(); ++i) patch_cross_[i] += cross[i];
     patch_count_ += static_cast<std::uint64_t>(image.width - patch_ + 1) *
                     static_cast<std::uint64_t>(image.height - patch_ + 1);
   }
