@@ -404,10 +404,6 @@ NormalizeResult normalize_to_folder(Communicator& comm, Normalization& job, cons
     throw SharedError(
         ErrorCode::invalid_argument,
         job.input().source + ": an array is normalized by one process; run it without mpirun");
-  if (job.job().fit)
-    throw SharedError(ErrorCode::invalid_argument,
-                      "--fit runs in one process; under mpirun, compute the statistics first "
-                      "(mpirun imgnorm stats ... -o stats.json) and pass --stats");
   const int ranks = comm.size();
   const bool root = comm.rank() == 0;
   auto check_cancel = [&] {
@@ -424,8 +420,30 @@ NormalizeResult normalize_to_folder(Communicator& comm, Normalization& job, cons
       NormalizationAccess::check_output(job, dir);
       folder.emplace(dir, NormalizationAccess::set_names(dir, output_shards ? ranks : 0));
       folder->check_existing(force);
+      if (!job.job().save_stats.empty()) check_outputs({job.job().save_stats, "", force});
     }
-    if (!job.prepared()) job.prepare(options);
+  });
+  // --fit: the statistics of the input over all ranks (compute_stats: each rank its block, the
+  // exact sums merged on rank 0), then rank 0's merged sums to every rank, which all need them to
+  // build the Normalizer. Every rank reaches the fit with the same input, so its collective calls
+  // line up; what fails in it fails alike (SharedError).
+  auto fit = [&](const StatsJob& sj, const PipelineOptions& o) {
+    Selection whole;
+    whole.dataset = job.input().dataset;
+    whole.source = job.input().source;
+    // What a single run's fit records as the statistics' "covers": the whole input.
+    if (!whole.dataset.entries.empty()) whole.digest = selection_digest(whole.dataset);
+    whole.files = whole.dataset.entries.size();
+    StatsFile st = compute_stats(comm, whole, sj, rank_options(comm, o));
+    Writer sums;
+    if (root) detail::AccumulatorAccess::append_raw(st.acc, sums.b);
+    comm.broadcast(sums.b, 0);
+    if (!root && detail::AccumulatorAccess::read_raw(st.acc, sums.b.data(), sums.b.size()) == 0)
+      throw std::logic_error("distributed: truncated accumulator");
+    return st;
+  };
+  collective(comm, [&] {
+    if (!job.prepared()) NormalizationAccess::prepare(job, options, fit);
   });
 
   // Rank 0 creates every temporary and owns them all (one process removes them when the run
@@ -574,6 +592,7 @@ NormalizeResult normalize_to_folder(Communicator& comm, Normalization& job, cons
         at += n;
       }
     }
+    save_fitted_stats(job, force, options.cancel);  // beside the folder, before its commit
     AtomicFile manifest(folder->path("manifest.json"));
     const std::string text = to_json(man);
     manifest.write(text.data(), text.size());

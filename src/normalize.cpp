@@ -284,7 +284,11 @@ std::size_t Normalization::row_bytes() const {
          channel_count(recipe_.channels) * dtype_size(format_.dtype);
 }
 
-void Normalization::prepare(const PipelineOptions& options) {
+void Normalization::prepare(const PipelineOptions& options) { prepare(options, nullptr); }
+
+void Normalization::prepare(
+    const PipelineOptions& options,
+    const std::function<StatsFile(const StatsJob&, const PipelineOptions&)>& fit) {
   // --resize none: the first image's size, so that every row has the same shape.
   if (!input_.array) recipe_ = with_image_size(input_.dataset.entries, recipe_, options);
   if (recipe_.size.width == 0)
@@ -311,13 +315,14 @@ void Normalization::prepare(const PipelineOptions& options) {
     StatsJob sj;
     sj.recipe = recipe_;
     sj.mean_image = spec.mode == Mode::mean_image && job_.mean_image_path.empty();
-    if (input_.array) {
+    PipelineOptions fit_options = options;
+    fit_options.on_skip = nullptr;  // reported once, by the normalizing pass
+    if (fit)
+      fitted = fit(sj, fit_options);
+    else if (input_.array)
       fitted = compute_stats(*input_.array, sj, options.cancel);
-    } else {
-      PipelineOptions fit_options = options;
-      fit_options.on_skip = nullptr;  // reported once, by the normalizing pass
+    else
       fitted = compute_stats(input_.dataset, sj, fit_options, version());
-    }
     if (fitted->acc.images() == 0)
       throw Error(ErrorCode::empty, input_.source + ": no image could be used for --fit");
   }

@@ -2,10 +2,12 @@
 // The pieces of normalize_to_folder (src/ only), shared by the single-process job
 // (src/normalize.cpp) and the distributed one (src/distributed.cpp).
 
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "imgnorm/normalize.hpp"
+#include "imgnorm/stats_job.hpp"
 
 namespace imgnorm::detail {
 
@@ -13,6 +15,12 @@ struct NormalizationAccess {
   static NormalizeResult run_entries(const Normalization& job, const std::vector<Entry>& entries,
                                      RowSink& sink, const PipelineOptions& options) {
     return job.run_entries(entries, sink, options);
+  }
+  /// prepare() with the --fit pass done by `fit` (see Normalization's private prepare).
+  static void prepare(
+      Normalization& job, const PipelineOptions& options,
+      const std::function<StatsFile(const StatsJob&, const PipelineOptions&)>& fit) {
+    job.prepare(options, fit);
   }
   /// The checks before the output folder is claimed: not inside the dataset it reads.
   static void check_output(const Normalization& job, const std::string& dir);

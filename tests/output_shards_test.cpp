@@ -237,5 +237,33 @@ TEST(output_shards, manifest_shards_must_add_up) {
   }
 }
 
+// --fit under the ranks: the fit pass over all of them; the outputs and the saved statistics equal
+// a single run's.
+TEST(distributed_normalize, fit_equals_a_single_run) {
+  TempDir dir;
+  make_dataset(dir.path / "data");
+  NormalizeJob job;
+  job.spec.mode = Mode::mean_image;  // the fitted mean image too
+  job.recipe.size = Size{6, 5};
+  job.fit = true;
+  job.save_stats = dir.str("fit.json");
+  Normalization one(job, dir.str("data"));
+  normalize_to_folder(one, dir.str("single"), false, quiet());
+  fs::rename(dir.str("fit.json"), dir.str("fit-single.json"));
+  for (int k : {2, 4}) {
+    run_ranks(k, [&](Communicator& comm) {
+      Normalization n(job, open_input(comm, dir.str("data")));
+      normalize_to_folder(comm, n, dir.str("k" + std::to_string(k)), true, quiet());
+    });
+    for (const char* f : {"images.npy", "labels.npy", "manifest.json"})
+      EXPECT_EQ(testing::read_bytes(dir.str("k" + std::to_string(k) + "/") + f),
+                testing::read_bytes(dir.str("single/") + f))
+          << k << " ranks: " << f;
+    EXPECT_EQ(testing::read_bytes(dir.str("fit.json")),
+              testing::read_bytes(dir.str("fit-single.json")))
+        << k << " ranks: --save-stats";
+  }
+}
+
 }  // namespace
 }  // namespace imgnorm

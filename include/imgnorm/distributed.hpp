@@ -107,8 +107,9 @@ IMGNORM_API void write_outputs(Communicator& comm, const StatsFile& stats,
                                const std::atomic<bool>* cancel = nullptr);
 
 /// normalize_to_folder() over all ranks: `job` (built alike on every rank, from the broadcast
-/// input; no --fit, no array input: SharedError naming the flag and the alternative) is checked
-/// and prepared on every rank. Rank 0 first claims the output folder (OutputFolder: a second run
+/// input; no array input: SharedError naming the alternative) is checked and prepared on every
+/// rank; with --fit, the fit pass is compute_stats() over all ranks (so the result, and the
+/// --save-stats file rank 0 writes, equal a single run's). Rank 0 first claims the output folder (OutputFolder: a second run
 /// into it is refused, dead runs' temporaries removed; existing members need `force`) and creates
 /// every temporary. Each rank normalizes its block into one shared temporary images.npy at its
 /// row offset (rows in file order, so the file equals a single-process run's byte for byte) or,

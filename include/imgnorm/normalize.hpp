@@ -30,6 +30,7 @@
 #include "imgnorm/pipeline.hpp"
 #include "imgnorm/select.hpp"
 #include "imgnorm/stats.hpp"
+#include "imgnorm/stats_job.hpp"
 #include "imgnorm/transform.hpp"
 
 namespace imgnorm {
@@ -196,6 +197,11 @@ class IMGNORM_API Normalization {
   std::vector<std::string> warnings_;
   std::unique_ptr<Normalizer> normalizer_;
   std::optional<StatsFile> fitted_;
+
+  /// prepare() whose --fit pass is `fit` (the statistics of this input for the given StatsJob;
+  /// the distributed job computes them over all ranks); null: computed here.
+  void prepare(const PipelineOptions& options,
+               const std::function<StatsFile(const StatsJob&, const PipelineOptions&)>& fit);
 
   friend struct detail::NormalizationAccess;
   void check_job();

@@ -2,7 +2,8 @@
 mpirun; their rows in order are the single images.npy's data, byte for byte; inspect reads the set
 as one array; denormalize takes a shard), the commit through the claimed output folder (a second
 run into a folder an MPI run holds is refused; killing the rank that holds it leaves the old set
-intact; the next run removes the dead run's temporaries) and the refusals under mpirun.
+intact; the next run removes the dead run's temporaries), --fit under mpirun (as one process) and
+the refusal of a .npy input.
 
 Open MPI's environment as in test_mpi.py. Exits 77 (ctest: skipped) when mpirun is missing or the
 CLI was built without MPI."""
@@ -134,6 +135,21 @@ for r in range(3):
     run("denormalize", os.path.join(out("shards3"), f"images-{r:05d}.npy"), "-o", out(f"denorm-{r}.npy"), "-q")
     check(np.array_equal(np.load(out(f"denorm-{r}.npy")), whole[at:at + len(shard)]), f"denormalize of shard {r}")
     at += len(shard)
+
+# --- --fit under mpirun: the statistics over all ranks, then the normalize; as one process ---
+fit_stats = out("fit-stats.json")
+for np_ in (1, 3):
+    args = ("normalize", data, "--size", "20", "--fit", "--save-stats", fit_stats, "-o", out(f"fit{np_}"), "-q")
+    if np_ == 1:
+        run(*args)
+        os.rename(fit_stats, out("fit-stats-single.json"))
+    else:
+        mpirun(np_, *args)
+for f in ("images.npy", "labels.npy", "manifest.json"):
+    check(same_file(os.path.join(out("fit1"), f), os.path.join(out("fit3"), f)),
+          f"--fit under mpirun -np 3: {f} equals the single-process run's")
+check(same_file(out("fit-stats-single.json"), fit_stats), "--fit under mpirun: --save-stats equals the single run's")
+check(__import__("json").load(open(os.path.join(out("fit3"), "manifest.json")))["fit"] is True, "the manifest says fit")
 
 # --- refusals under mpirun, before any work ---
 np.save(out("x.npy"), np.zeros((2, 4, 4, 3), np.uint8))
