@@ -397,59 +397,109 @@ void write_outputs(Communicator& comm, const StatsFile& stats, const StatsOutput
 }
 
 NormalizeResult normalize_to_folder(Communicator& comm, Normalization& job, const std::string& dir,
-                                    bool force, const PipelineOptions& options) {
+                                    bool force, const PipelineOptions& options,
+                                    bool output_shards) {
   using detail::NormalizationAccess;
   if (job.input().array)
     throw SharedError(
         ErrorCode::invalid_argument,
         job.input().source + ": an array is normalized by one process; run it without mpirun");
-  if (job.job().fit)
-    throw SharedError(ErrorCode::invalid_argument,
-                      "--fit runs in one process; under mpirun, compute the statistics first "
-                      "(mpirun imgnorm stats ... -o stats.json) and pass --stats");
-  const NormalizationAccess::Paths paths = NormalizationAccess::output_paths(dir);
-  collective(comm, [&] {
-    if (comm.rank() == 0) NormalizationAccess::check_output(job, dir, paths, force);
-    if (!job.prepared()) job.prepare(options);
-  });
-
-  // Rank 0 creates the temporary images.npy, sized for every planned row, and owns it: it is
-  // removed when rank 0 leaves without committing.
-  std::optional<NpyWriter> writer;
-  const std::uint64_t planned = job.planned_rows();
-  collective(comm, [&] {
-    if (comm.rank() != 0) return;
+  const int ranks = comm.size();
+  const bool root = comm.rank() == 0;
+  auto check_cancel = [&] {
     if (options.cancel && options.cancel->load())
       throw Error(ErrorCode::interrupted, "interrupted");
-    ensure_folder(dir);
-    writer.emplace(paths.images, job.job().dtype, job.shape(planned));
+  };
+  // Rank 0 claims the output folder before any rank works and holds it to the end: a second run
+  // into it is refused, temporaries of dead runs are removed, a dead run's half commit is rolled
+  // back (OutputFolder). Declared before the temporaries: a failed run removes them, then the
+  // folder when it created it.
+  std::optional<OutputFolder> folder;
+  collective(comm, [&] {
+    if (root) {
+      NormalizationAccess::check_output(job, dir);
+      folder.emplace(dir, NormalizationAccess::set_names(dir, output_shards ? ranks : 0));
+      folder->check_existing(force);
+      if (!job.job().save_stats.empty()) check_outputs({job.job().save_stats, "", force});
+    }
+  });
+  // --fit: the statistics of the input over all ranks (compute_stats: each rank its block, the
+  // exact sums merged on rank 0), then rank 0's merged sums to every rank, which all need them to
+  // build the Normalizer. Every rank reaches the fit with the same input, so its collective calls
+  // line up; what fails in it fails alike (SharedError).
+  auto fit = [&](const StatsJob& sj, const PipelineOptions& o) {
+    Selection whole;
+    whole.dataset = job.input().dataset;
+    whole.source = job.input().source;
+    // What a single run's fit records as the statistics' "covers": the whole input.
+    if (!whole.dataset.entries.empty()) whole.digest = selection_digest(whole.dataset);
+    whole.files = whole.dataset.entries.size();
+    StatsFile st = compute_stats(comm, whole, sj, rank_options(comm, o));
+    Writer sums;
+    if (root) detail::AccumulatorAccess::append_raw(st.acc, sums.b);
+    comm.broadcast(sums.b, 0);
+    if (!root && detail::AccumulatorAccess::read_raw(st.acc, sums.b.data(), sums.b.size()) == 0)
+      throw std::logic_error("distributed: truncated accumulator");
+    return st;
+  };
+  collective(comm, [&] {
+    if (!job.prepared()) NormalizationAccess::prepare(job, options, fit);
+  });
+
+  // Rank 0 creates every temporary and owns them all (one process removes them when the run
+  // fails, and commits them as one set): the shared images.npy sized for every planned row, or
+  // one shard per rank sized for that rank's block. Each rank then writes its rows into its own
+  // part with positional writes.
+  const std::vector<Entry>& entries = job.input().dataset.entries;
+  const std::uint64_t planned = job.planned_rows();
+  std::vector<std::unique_ptr<NpyWriter>> images;
+  collective(comm, [&] {
+    if (!root) return;
+    check_cancel();
+    if (!output_shards) {
+      images.push_back(std::make_unique<NpyWriter>(folder->path("images.npy"), job.job().dtype,
+                                                   job.shape(planned)));
+      return;
+    }
+    for (int r = 0; r < ranks; ++r) {
+      const auto block = rank_block(entries.size(), r, ranks);
+      images.push_back(
+          std::make_unique<NpyWriter>(folder->path(NormalizationAccess::shard_name("images", r)),
+                                      job.job().dtype, job.shape(block.second - block.first)));
+    }
   });
   Writer w;
-  if (comm.rank() == 0) {
-    w.str(writer->temp_path());
-    w.u64(writer->data_offset());
+  for (const auto& f : images) {
+    w.str(f->temp_path());
+    w.u64(f->data_offset());
   }
   comm.broadcast(w.b, 0);
   Reader rd{w.b};
-  const std::string temp = rd.str();
-  const std::uint64_t data_offset = rd.u64();
+  std::string temp;
+  std::uint64_t data_offset = 0;
+  for (int k = 0; k <= (output_shards ? comm.rank() : 0); ++k) {
+    temp = rd.str();
+    data_offset = rd.u64();
+  }
 
   std::unique_ptr<SharedFile> file;
-  collective(comm, [&] { file = comm.open_shared(temp); });
+  collective(comm, [&] {
+    // A shard is this rank's alone: no MPI-IO, no collective open.
+    file = output_shards ? open_shared_posix(temp) : comm.open_shared(temp);
+  });
   const std::uint64_t rb = job.row_bytes();
-  const std::vector<Entry>& entries = job.input().dataset.entries;
   // Plain variables, not a structured binding: lambdas below capture them (C++17, clang 14).
-  const std::pair<std::size_t, std::size_t> range =
-      rank_block(entries.size(), comm.rank(), comm.size());
+  const std::pair<std::size_t, std::size_t> range = rank_block(entries.size(), comm.rank(), ranks);
   const std::size_t lo = range.first, hi = range.second;
   const std::vector<Entry> block(entries.begin() + static_cast<std::ptrdiff_t>(lo),
                                  entries.begin() + static_cast<std::ptrdiff_t>(hi));
 
   // Each rank writes at its planned offset (the rows of the blocks before it, were nothing
-  // skipped); skipped files leave a gap at the end of a block, closed below.
+  // skipped; 0 in its own shard); skipped files leave a gap at the end of a block, closed below.
   NormalizeResult res;
   collective(comm, [&] {
-    SharedFileSink sink(*file, data_offset + lo * rb, static_cast<std::size_t>(rb));
+    SharedFileSink sink(*file, data_offset + (output_shards ? 0 : lo) * rb,
+                        static_cast<std::size_t>(rb));
     res = NormalizationAccess::run_entries(job, block, sink, rank_options(comm, options));
     sink.end(res.rows);
   });
@@ -459,10 +509,10 @@ NormalizeResult normalize_to_folder(Communicator& comm, Normalization& job, cons
   if (total == 0)
     throw SharedError(ErrorCode::empty, "no image could be used: all " + std::to_string(skipped) +
                                             " files were skipped");
-  if (total != planned) {
+  if (!output_shards && total != planned) {
     // Rank by rank, in order: a block's new place may overlap the old places of the blocks
     // before it, which have moved by then.
-    for (int r = 1; r < comm.size(); ++r) {
+    for (int r = 1; r < ranks; ++r) {
       collective(comm, [&] {
         if (comm.rank() == r && first != lo && res.rows > 0)
           move_left(*file, data_offset + lo * rb, data_offset + first * rb, res.rows * rb);
@@ -487,10 +537,12 @@ NormalizeResult normalize_to_folder(Communicator& comm, Normalization& job, cons
   m.u64(res.constant_channels);
   const auto parts = comm.gather(m.b, 0);
   NormalizeResult all;
-  if (comm.rank() == 0) {
+  std::vector<std::uint64_t> rank_rows;
+  if (root) {
     for (const auto& part : parts) {
       Reader p{part};
       const std::uint64_t rows = p.u64();
+      rank_rows.push_back(rows);
       all.rows += rows;
       for (std::uint64_t i = 0; i < rows; ++i) all.files.push_back(p.str());
       const std::uint64_t nl = p.u64();
@@ -508,14 +560,51 @@ NormalizeResult normalize_to_folder(Communicator& comm, Normalization& job, cons
       all.constant_channels += p.u64();
     }
   }
-  // The commit, once every rank got here: only rank 0 touches the output names.
+  // The commit, once every rank got here: rank 0 writes the labels and the manifest and commits
+  // the whole set through the folder it claimed (the file whose presence means "complete" last:
+  // images.npy, or for shards manifest.json, which lists them).
   collective(comm, [&] {
-    if (comm.rank() != 0) return;
-    if (total != planned) writer->set_rows(total);
-    NormalizationAccess::commit(
-        job, all, paths, force, [&] { writer->commit(); }, options.cancel);
+    if (!root) return;
+    check_cancel();
+    Manifest man = job.manifest(all);
+    std::vector<std::unique_ptr<NpyWriter>> labels;
+    std::vector<AtomicFile*> files;
+    if (!output_shards) {
+      if (total != planned) images[0]->set_rows(total);
+      if (job.labels()) {
+        labels.push_back(std::make_unique<NpyWriter>(folder->path("labels.npy"), DType::int64,
+                                                     std::vector<std::uint64_t>{total}));
+        labels[0]->write_rows(0, all.labels.data(), total);
+      }
+    } else {
+      std::uint64_t at = 0;
+      for (int r = 0; r < ranks; ++r) {
+        const std::uint64_t n = rank_rows[static_cast<std::size_t>(r)];
+        if (n != images[r]->rows()) images[r]->set_rows(n);
+        std::string labels_name;
+        if (job.labels()) {
+          labels_name = NormalizationAccess::shard_name("labels", r);
+          labels.push_back(std::make_unique<NpyWriter>(folder->path(labels_name), DType::int64,
+                                                       std::vector<std::uint64_t>{n}));
+          if (n > 0) labels.back()->write_rows(0, all.labels.data() + at, n);
+        }
+        man.shards.push_back({NormalizationAccess::shard_name("images", r), labels_name, n});
+        at += n;
+      }
+    }
+    save_fitted_stats(job, force, options.cancel);  // beside the folder, before its commit
+    AtomicFile manifest(folder->path("manifest.json"));
+    const std::string text = to_json(man);
+    manifest.write(text.data(), text.size());
+    for (auto& l : labels) files.push_back(&l->file());
+    if (output_shards)
+      for (auto& f : images) files.push_back(&f->file());
+    files.push_back(&manifest);
+    if (!output_shards) files.push_back(&images[0]->file());
+    check_cancel();
+    folder->commit(files);
   });
-  return comm.rank() == 0 ? all : res;
+  return root ? all : res;
 }
 
 }  // namespace imgnorm

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "imgnorm/error.hpp"
+#include "imgnorm/output_set.hpp"
 
 namespace imgnorm {
 
@@ -59,11 +60,10 @@ std::size_t channel_axis(const std::vector<std::uint64_t>& sh, std::optional<Lay
   return sh.size();  // none: the whole array is one channel
 }
 
-}  // namespace
-
-NpyInspection inspect_npy(const std::string& path, std::optional<Layout> layout,
-                          const std::atomic<bool>* cancel) {
-  NpyReader reader(path);
+// The moments of what `reader` (NpyReader or OutputSet: header(), rows(), read_rows()) holds.
+template <typename Reader>
+NpyInspection inspect_rows(const Reader& reader, std::optional<Layout> layout,
+                           const std::atomic<bool>* cancel) {
   NpyInspection r;
   r.header = reader.header();
   const NpyHeader& hd = r.header;
@@ -114,6 +114,19 @@ NpyInspection inspect_npy(const std::string& path, std::optional<Layout> layout,
                           a.max, a.n, a.nan});
   }
   return r;
+}
+
+}  // namespace
+
+NpyInspection inspect_npy(const std::string& path, std::optional<Layout> layout,
+                          const std::atomic<bool>* cancel) {
+  return inspect_rows(NpyReader(path), layout, cancel);
+}
+
+NpyInspection inspect_output(const std::string& path, std::optional<Layout> layout,
+                             const std::atomic<bool>* cancel) {
+  const OutputSet set(path);
+  return inspect_rows(set, layout ? layout : std::optional<Layout>(set.manifest().layout), cancel);
 }
 
 }  // namespace imgnorm

@@ -208,8 +208,19 @@ std::string to_json(const Manifest& mf) {
   }
   m["constant_channels"] = mf.constant_channels;
   m["classes"] = mf.classes;
-  m["labels"] = mf.labels ? ojson("labels.npy") : ojson(nullptr);
+  m["labels"] =
+      mf.labels ? ojson(mf.shards.empty() ? "labels.npy" : "labels-RRRRR.npy") : ojson(nullptr);
   m["rows"] = mf.rows;
+  if (!mf.shards.empty()) {
+    ojson shards = ojson::array();
+    for (const ManifestShard& s : mf.shards) {
+      ojson shard{{"images", s.images}};
+      if (!s.labels.empty()) shard["labels"] = s.labels;
+      shard["rows"] = s.rows;
+      shards.push_back(std::move(shard));
+    }
+    m["shards"] = std::move(shards);
+  }
   ojson files = ojson::array();
   for (const ManifestFile& f : mf.files) {
     ojson file{{"path", f.path}};
@@ -319,6 +330,35 @@ Manifest manifest_from_json(const std::string& text) {
       if (c.is_string()) mf.classes.push_back(c.get<std::string>());
   mf.labels = m.contains("labels") && m["labels"].is_string();
   if (m.contains("rows")) mf.rows = need_u64(m, "rows");
+  if (m.contains("shards")) {
+    const ojson& sh = m["shards"];
+    if (!sh.is_array() || sh.empty()) bad("field 'shards' must be a non-empty list");
+    std::uint64_t total = 0;
+    // A shard names a file beside manifest.json: a plain .npy name, nothing that leaves the folder.
+    auto plain = [](const ojson& v) {
+      if (!v.is_string()) return false;
+      const std::string s = v.get<std::string>();
+      return s.size() > 4 && s.find('/') == std::string::npos && s[0] != '.' &&
+             s.compare(s.size() - 4, 4, ".npy") == 0;
+    };
+    for (const ojson& e : sh) {
+      if (!e.is_object() || !e.contains("images") || !plain(e["images"]))
+        bad("field 'shards': an entry has no plain .npy file name 'images'");
+      ManifestShard s;
+      s.images = e["images"].get<std::string>();
+      if (e.contains("labels")) {
+        if (!plain(e["labels"])) bad("field 'shards': 'labels' is not a plain .npy file name");
+        s.labels = e["labels"].get<std::string>();
+      }
+      s.rows = field("shards", [&] { return need_u64(e, "rows"); });
+      if (s.labels.empty() == mf.labels) bad("field 'shards': 'labels' does not match 'labels'");
+      total += s.rows;
+      mf.shards.push_back(std::move(s));
+    }
+    if (total != mf.rows)
+      bad("field 'shards': the shards hold " + std::to_string(total) + " rows, 'rows' says " +
+          std::to_string(mf.rows));
+  }
   if (m.contains("files") && m["files"].is_array())
     for (const ojson& f : m["files"]) {
       if (!f.is_object() || !f.contains("path") || !f["path"].is_string())

@@ -12,6 +12,7 @@
 #include <cassert>
 #include <cctype>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <exception>
 #include <filesystem>
@@ -302,7 +303,11 @@ std::size_t Normalization::row_bytes() const {
          channel_count(recipe_.channels) * dtype_size(format_.dtype);
 }
 
-void Normalization::prepare(const PipelineOptions& options) {
+void Normalization::prepare(const PipelineOptions& options) { prepare(options, nullptr); }
+
+void Normalization::prepare(
+    const PipelineOptions& options,
+    const std::function<StatsFile(const StatsJob&, const PipelineOptions&)>& fit) {
   // --resize none: the first image's size, so that every row has the same shape.
   if (!input_.array) recipe_ = with_image_size(input_.dataset.entries, recipe_, options);
   if (recipe_.size.width == 0)
@@ -334,13 +339,14 @@ void Normalization::prepare(const PipelineOptions& options) {
     sj.recipe = recipe_;
     sj.mean_image = spec.mode == Mode::mean_image && job_.mean_image_path.empty();
     if (spec.mode == Mode::zca_patch) sj.patch = spec.patch;
-    if (input_.array) {
+    PipelineOptions fit_options = options;
+    fit_options.on_skip = nullptr;  // reported once, by the normalizing pass
+    if (fit)
+      fitted = fit(sj, fit_options);
+    else if (input_.array)
       fitted = compute_stats(*input_.array, sj, options.cancel);
-    } else {
-      PipelineOptions fit_options = options;
-      fit_options.on_skip = nullptr;  // reported once, by the normalizing pass
+    else
       fitted = compute_stats(input_.dataset, sj, fit_options, version());
-    }
     if (fitted->acc.images() == 0)
       throw Error(ErrorCode::empty, input_.source + ": no image could be used for --fit");
   }
@@ -520,74 +526,53 @@ Manifest Normalization::manifest(const NormalizeResult& r) const {
   return m;
 }
 
-namespace {
-
-// The distributed path (distributed.cpp) checks its output folder this way.
-// True when `dir` exists (a folder); false when it is missing but can be created (its parent is a
-// folder). Error(io) naming it otherwise.
-bool check_output_folder(const std::string& dir) {
-  std::error_code ec;
-  auto st = std::filesystem::status(dir, ec);
-  if (std::filesystem::exists(st)) {
-    if (!std::filesystem::is_directory(st))
-      throw Error(ErrorCode::io, dir + ": exists and is not a folder");
-    return true;
-  }
-  // "out/" names the folder "out": drop the empty last component before asking for the parent.
-  auto parent = std::filesystem::absolute(dir, ec).lexically_normal();
-  if (!parent.has_filename()) parent = parent.parent_path();
-  parent = parent.parent_path();
-  if (!std::filesystem::is_directory(parent, ec))
-    throw Error(ErrorCode::io,
-                dir + ": cannot create it: folder " + parent.string() + " does not exist");
-  return false;
-}
-
-}  // namespace
-
 namespace detail {
 
-NormalizationAccess::Paths NormalizationAccess::output_paths(const std::string& dir) {
-  const std::string base =
-      dir.size() > 1 && dir.back() == '/' ? dir.substr(0, dir.find_last_not_of('/') + 1) : dir;
-  return {base + "/images.npy", base + "/labels.npy", base + "/manifest.json"};
-}
-
-void NormalizationAccess::check_output(const Normalization& job, const std::string& dir,
-                                       const Paths& p, bool force) {
+void NormalizationAccess::check_output(const Normalization& job, const std::string& dir) {
   if (!job.input().array && !job.input().from_list) check_not_inside(dir, job.input().source);
-  if (check_output_folder(dir)) {
-    check_output_path(p.images, force);
-    check_output_path(p.manifest, force);
-    if (job.labels()) check_output_path(p.labels, force);
-  }
 }
 
-void NormalizationAccess::commit(const Normalization& job, const NormalizeResult& r, const Paths& p,
-                                 bool force, const std::function<void()>& commit_images,
-                                 const std::atomic<bool>* cancel) {
-  // images.npy is renamed into place last: a run that stops earlier leaves no images.npy.
-  check_cancel(cancel);
-  if (force) {
-    // Old outputs go first: a stop between the renames below must not leave an old images.npy
-    // beside new labels (nor an old labels.npy after --no-labels).
-    ::unlink(p.images.c_str());
-    ::unlink(p.labels.c_str());
+std::string NormalizationAccess::shard_name(const char* stem, int index) {
+  char digits[16];
+  std::snprintf(digits, sizeof digits, "%05d", index);
+  return std::string(stem) + "-" + digits + ".npy";
+}
+
+std::vector<std::string> NormalizationAccess::set_names(const std::string& dir, int shards) {
+  std::vector<std::string> names{"images.npy", "labels.npy", "manifest.json"};
+  auto add = [&](std::string n) {
+    if (std::find(names.begin(), names.end(), n) == names.end()) names.push_back(std::move(n));
+  };
+  for (int r = 0; r < shards; ++r) {
+    add(shard_name("images", r));
+    add(shard_name("labels", r));
   }
-  if (job.labels()) write_npy(p.labels, DType::int64, {r.rows}, r.labels.data());
-  write_file_atomic(p.manifest, to_json(job.manifest(r)), force, cancel);
-  commit_images();
+  // images-<digits>.npy and labels-<digits>.npy, and their temporaries and old copies (sorted:
+  // "already exists" names the same file every time).
+  std::vector<std::string> found;
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string e = it->path().filename().string();
+    if (e.compare(0, 7, "images-") != 0 && e.compare(0, 7, "labels-") != 0) continue;
+    const std::size_t digits = e.find_first_not_of("0123456789", 7);
+    if (digits == std::string::npos || digits == 7 || e.compare(digits, 4, ".npy") != 0) continue;
+    found.push_back(e.substr(0, digits + 4));
+  }
+  std::sort(found.begin(), found.end());
+  for (auto& n : found) add(std::move(n));
+  return names;
 }
 
 }  // namespace detail
 
 NormalizeResult normalize_to_folder(Normalization& job, const std::string& dir, bool force,
                                     const PipelineOptions& options,
-                                    const PipelineOptions* fit_options) {
+                                    const PipelineOptions* fit_options, bool output_shards) {
+  using detail::NormalizationAccess;
   // Checked and claimed before any work; a failed run removes what it wrote (and the folder, if
   // it created it).
-  if (!job.input().array && !job.input().from_list) check_not_inside(dir, job.input().source);
-  OutputFolder folder(dir, {"images.npy", "labels.npy", "manifest.json"});
+  NormalizationAccess::check_output(job, dir);
+  OutputFolder folder(dir, NormalizationAccess::set_names(dir, output_shards ? 1 : 0));
   folder.check_existing(force);
   if (!job.job().save_stats.empty()) check_outputs({job.job().save_stats, "", force});
   if (!job.input().array) {
@@ -613,24 +598,33 @@ NormalizeResult normalize_to_folder(Normalization& job, const std::string& dir, 
   }
   if (!job.prepared()) job.prepare(fit_options ? *fit_options : options);
   check_cancel(options.cancel);
-  NpyFileSink sink(folder.path("images.npy"), job.job().dtype, job.shape(job.planned_rows()));
+  // --output-shards in one process: one shard, images-00000.npy (and labels-00000.npy).
+  const std::string images_name =
+      output_shards ? NormalizationAccess::shard_name("images", 0) : "images.npy";
+  const std::string labels_name =
+      output_shards ? NormalizationAccess::shard_name("labels", 0) : "labels.npy";
+  NpyFileSink sink(folder.path(images_name), job.job().dtype, job.shape(job.planned_rows()));
   NormalizeResult r = job.run(sink, options);
 
   std::optional<NpyWriter> labels;
   if (job.labels()) {
-    labels.emplace(folder.path("labels.npy"), DType::int64, std::vector<std::uint64_t>{r.rows});
+    labels.emplace(folder.path(labels_name), DType::int64, std::vector<std::uint64_t>{r.rows});
     if (r.rows > 0) labels->write_rows(0, r.labels.data(), r.rows);
   }
   save_fitted_stats(job, force, options.cancel);  // beside the folder, before its commit
+  Manifest m = job.manifest(r);
+  if (output_shards) m.shards.push_back({images_name, job.labels() ? labels_name : "", r.rows});
   AtomicFile manifest(folder.path("manifest.json"));
-  const std::string text = to_json(job.manifest(r));
+  const std::string text = to_json(m);
   manifest.write(text.data(), text.size());
   check_cancel(options.cancel);
-  // One set: labels.npy, manifest.json, then images.npy (its presence means "complete").
+  // One set, the file whose presence means "complete" last: labels.npy, manifest.json, then
+  // images.npy; or, for shards (read through the manifest), the shard files, then manifest.json.
   std::vector<AtomicFile*> files;
   if (labels) files.push_back(&labels->file());
+  if (output_shards) files.push_back(&sink.writer().file());
   files.push_back(&manifest);
-  files.push_back(&sink.writer().file());
+  if (!output_shards) files.push_back(&sink.writer().file());
   folder.commit(files);
   return r;
 }
@@ -757,8 +751,24 @@ Manifest denormalize(const std::string& images, const std::string& manifest_path
     if (sz.width != static_cast<int>(w) || sz.height != static_cast<int>(h))
       throw Error(ErrorCode::format, "the mean image does not match " + images);
   }
-  if (!m.maps && m.per_image_maps.size() != sh[0])
+  // A shard set (--output-shards) is denormalized one shard at a time: `images` is one of the
+  // files its manifest lists, and its rows are those after the shards before it.
+  std::uint64_t first_row = 0;
+  if (!m.shards.empty()) {
+    const std::string name = images.substr(images.rfind('/') + 1);
+    auto it = std::find_if(m.shards.begin(), m.shards.end(),
+                           [&](const ManifestShard& s) { return s.images == name; });
+    if (it == m.shards.end())
+      throw Error(ErrorCode::format, images + ": not a shard that " + mpath +
+                                         " lists; denormalize takes one of its images-RRRRR.npy");
+    for (auto s = m.shards.begin(); s != it; ++s) first_row += s->rows;
+    if (sh[0] != it->rows)
+      throw Error(ErrorCode::format, images + ": " + std::to_string(sh[0]) + " rows, " + mpath +
+                                         " says " + std::to_string(it->rows));
+  }
+  if (!m.maps && m.per_image_maps.size() != (m.shards.empty() ? sh[0] : m.rows))
     throw Error(ErrorCode::format, mpath + ": no maps for " + std::to_string(sh[0]) + " rows");
+  if (!m.shape.empty()) m.shape[0] = sh[0];  // this shard's rows (the whole set's otherwise)
 
   NpyWriter writer(output, DType::uint8, {sh[0], h, w, std::uint64_t(nc)});
   std::vector<std::uint8_t> in(static_cast<std::size_t>(reader.header().row_bytes()));
@@ -766,7 +776,7 @@ Manifest denormalize(const std::string& images, const std::string& manifest_path
   for (std::uint64_t r = 0; r < sh[0]; ++r) {
     check_cancel(cancel);
     reader.read_rows(r, 1, in.data());
-    const PixelMap& map = m.maps ? *m.maps : m.per_image_maps[r];
+    const PixelMap& map = m.maps ? *m.maps : m.per_image_maps[first_row + r];
     try {
       invert(in.data(), m.layout, m.dtype, swap_rb, map, static_cast<int>(w), static_cast<int>(h),
              px.data(), mean.empty() ? nullptr : mean.data());

@@ -2,34 +2,35 @@
 // The pieces of normalize_to_folder (src/ only), shared by the single-process job
 // (src/normalize.cpp) and the distributed one (src/distributed.cpp).
 
-#include <atomic>
 #include <functional>
 #include <string>
 #include <vector>
 
 #include "imgnorm/normalize.hpp"
+#include "imgnorm/stats_job.hpp"
 
 namespace imgnorm::detail {
 
 struct NormalizationAccess {
-  /// DIR/images.npy, DIR/labels.npy, DIR/manifest.json ("DIR/" names DIR).
-  struct Paths {
-    std::string images, labels, manifest;
-  };
-  static Paths output_paths(const std::string& dir);
-  /// The checks made before any work: not inside the dataset, existing outputs need `force`,
-  /// the folder exists or can be created.
-  static void check_output(const Normalization& job, const std::string& dir, const Paths& paths,
-                           bool force);
   static NormalizeResult run_entries(const Normalization& job, const std::vector<Entry>& entries,
                                      RowSink& sink, const PipelineOptions& options) {
     return job.run_entries(entries, sink, options);
   }
-  /// The commit: old outputs removed (force), labels.npy, manifest.json, then `commit_images`
-  /// (renames images.npy into place) last.
-  static void commit(const Normalization& job, const NormalizeResult& result, const Paths& paths,
-                     bool force, const std::function<void()>& commit_images,
-                     const std::atomic<bool>* cancel);
+  /// prepare() with the --fit pass done by `fit` (see Normalization's private prepare).
+  static void prepare(
+      Normalization& job, const PipelineOptions& options,
+      const std::function<StatsFile(const StatsJob&, const PipelineOptions&)>& fit) {
+    job.prepare(options, fit);
+  }
+  /// The checks before the output folder is claimed: not inside the dataset it reads.
+  static void check_output(const Normalization& job, const std::string& dir);
+  /// "images-00003.npy" for ("images", 3): the file of shard 3 (--output-shards).
+  static std::string shard_name(const char* stem, int index);
+  /// The members of the output folder's set (OutputFolder names): images.npy, labels.npy,
+  /// manifest.json, the `shards` shard files of this run (images-RRRRR.npy, labels-RRRRR.npy),
+  /// and every shard file already in `dir` (or left there as a temporary): a commit replaces the
+  /// whole previous set, whichever form it had, and a claim cleans up after either.
+  static std::vector<std::string> set_names(const std::string& dir, int shards);
 };
 
 }  // namespace imgnorm::detail

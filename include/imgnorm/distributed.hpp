@@ -9,7 +9,8 @@
 /// rank_block(n, r, K) of the files. Statistics: every exact integer sum is gathered to rank 0 and
 /// merged there with the same exact merge `imgnorm merge` uses, so stats.json is byte-identical to
 /// a single-process run. Normalize: every rank writes its rows into one shared images.npy at its
-/// row offset; rank 0 writes labels.npy and manifest.json and commits once every rank succeeded.
+/// row offset (or into its own shard, --output-shards); rank 0 writes labels.npy and manifest.json
+/// and commits the set through the output folder it claimed, once every rank succeeded.
 ///
 ///     imgnorm::Selection s = imgnorm::select_dataset(comm, sel);      // on every rank
 ///     imgnorm::StatsFile st = imgnorm::compute_stats(comm, s, job, {}); // the total on rank 0
@@ -106,14 +107,20 @@ IMGNORM_API void write_outputs(Communicator& comm, const StatsFile& stats,
                                const std::atomic<bool>* cancel = nullptr);
 
 /// normalize_to_folder() over all ranks: `job` (built alike on every rank, from the broadcast
-/// input; no --fit, no array input) is checked and prepared on every rank, each rank normalizes
-/// its block into one shared temporary images.npy at its row offset (rows in file order, so the
-/// file equals a single-process run's byte for byte), rank 0 writes labels.npy and manifest.json
-/// and renames images.npy into place once every rank succeeded. Rank 0 returns the whole result;
-/// the other ranks their block's. Errors are SharedError; the temporary is removed.
+/// input; no array input: SharedError naming the alternative) is checked and prepared on every
+/// rank; with --fit, the fit pass is compute_stats() over all ranks (so the result, and the
+/// --save-stats file rank 0 writes, equal a single run's). Rank 0 first claims the output folder (OutputFolder: a second run
+/// into it is refused, dead runs' temporaries removed; existing members need `force`) and creates
+/// every temporary. Each rank normalizes its block into one shared temporary images.npy at its
+/// row offset (rows in file order, so the file equals a single-process run's byte for byte) or,
+/// with `output_shards`, into its own shard images-RRRRR.npy (R = its rank; possibly 0 rows).
+/// Once every rank succeeded, rank 0 writes labels.npy (or labels-RRRRR.npy) and manifest.json
+/// and commits the whole set with OutputFolder::commit. Rank 0 returns the whole result; the
+/// other ranks their block's. Errors are SharedError; the temporaries are removed.
 IMGNORM_API NormalizeResult normalize_to_folder(Communicator& comm, Normalization& job,
                                                 const std::string& dir, bool force,
-                                                const PipelineOptions& options);
+                                                const PipelineOptions& options,
+                                                bool output_shards = false);
 
 /// A SharedFile over positional writes (pwrite/pread) on a shared POSIX file system: what a
 /// Communicator without MPI-IO (the thread test) can return from open_shared().

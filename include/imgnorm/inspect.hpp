@@ -43,4 +43,11 @@ IMGNORM_API NpyInspection inspect_npy(const std::string& path,
                                       std::optional<Layout> layout = std::nullopt,
                                       const std::atomic<bool>* cancel = nullptr);
 
+/// inspect_npy() of a normalize output read as one array (OutputSet: images.npy, or the shards
+/// its manifest.json lists, in order): `path` is the output folder or its manifest.json. The
+/// channel axis is the manifest's layout unless `layout` is given. header.shape is the set's.
+IMGNORM_API NpyInspection inspect_output(const std::string& path,
+                                         std::optional<Layout> layout = std::nullopt,
+                                         const std::atomic<bool>* cancel = nullptr);
+
 }  // namespace imgnorm

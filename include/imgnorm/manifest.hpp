@@ -30,6 +30,15 @@ struct ManifestFile {
   bool operator==(const ManifestFile&) const = default;
 };
 
+/// One file of a shard set (`normalize --output-shards`): its images, its labels (empty with
+/// --no-labels) and its rows. Names are plain file names in the manifest's folder.
+struct ManifestShard {
+  std::string images;  ///< "images-RRRRR.npy"
+  std::string labels;  ///< "labels-RRRRR.npy", or empty
+  std::uint64_t rows = 0;
+  bool operator==(const ManifestShard&) const = default;
+};
+
 /// Everything manifest.json holds (format "imgnorm-manifest", version 1).
 struct Manifest {
   std::string tool_version;
@@ -48,7 +57,7 @@ struct Manifest {
   DType dtype = DType::float32;
   ChannelOrder channels = ChannelOrder::rgb;        ///< output channel order
   ChannelOrder input_channels = ChannelOrder::rgb;  ///< order of the decoded pixels
-  std::vector<std::uint64_t> shape;                 ///< of images.npy
+  std::vector<std::uint64_t> shape;  ///< of images.npy (of the whole shard set with `shards`)
   Recipe recipe;
   std::vector<double> dataset_mean, dataset_std;  ///< 0–255, input order (dataset modes)
   /// The map: one for the whole dataset (`maps`), or one per row (`per_image_maps`, per-image
@@ -63,6 +72,9 @@ struct Manifest {
   std::vector<std::string> classes;  ///< the training class list: label = index
   bool labels = false;               ///< labels.npy written
   std::uint64_t rows = 0;
+  /// --output-shards: the shards in row order (their rows add up to `rows`; shard k holds the rows
+  /// after those of shards 0..k-1). Empty: one images.npy (and labels.npy).
+  std::vector<ManifestShard> shards;
   std::vector<ManifestFile> files;  ///< row order (empty for .npy input)
   std::vector<Skipped> skipped;
   std::vector<Ignored> ignored;

@@ -30,6 +30,7 @@
 #include "imgnorm/pipeline.hpp"
 #include "imgnorm/select.hpp"
 #include "imgnorm/stats.hpp"
+#include "imgnorm/stats_job.hpp"
 #include "imgnorm/transform.hpp"
 
 namespace imgnorm {
@@ -197,6 +198,11 @@ class IMGNORM_API Normalization {
   std::unique_ptr<Normalizer> normalizer_;
   std::optional<StatsFile> fitted_;
 
+  /// prepare() whose --fit pass is `fit` (the statistics of this input for the given StatsJob;
+  /// the distributed job computes them over all ranks); null: computed here.
+  void prepare(const PipelineOptions& options,
+               const std::function<StatsFile(const StatsJob&, const PipelineOptions&)>& fit);
+
   friend struct detail::NormalizationAccess;
   void check_job();
   void warn_custom_unit(const TransformSpec& spec);
@@ -215,9 +221,14 @@ class IMGNORM_API Normalization {
 /// does not write, as with labels off, goes with the old set). A run that fails or is interrupted
 /// leaves the folder as it found it: the old set, or no folder when it created it.
 /// `fit_options` (default: `options`) run the --fit pass.
+/// `output_shards` (`--output-shards`): the set is written as shards, as `mpirun` writes one per
+/// rank: here one, DIR/images-00000.npy (and labels-00000.npy), committed before manifest.json,
+/// whose `shards` lists them (docs/scale-out.md). Any earlier member of the set (images.npy or
+/// shards of another run) is replaced with it.
 IMGNORM_API NormalizeResult normalize_to_folder(Normalization& job, const std::string& dir,
                                                 bool force, const PipelineOptions& options,
-                                                const PipelineOptions* fit_options = nullptr);
+                                                const PipelineOptions* fit_options = nullptr,
+                                                bool output_shards = false);
 
 /// Writes the fitted statistics of a prepared --fit job to job.save_stats (atomically; an existing
 /// file only with `force`). Does nothing without save_stats. normalize_to_folder calls it itself.
@@ -245,6 +256,9 @@ IMGNORM_API std::uint64_t normalize_rows(const Normalizer& norm, const ImageArra
 /// `imgnorm denormalize`: maps a normalized images.npy back to uint8 N×H×W×C (in its channel
 /// order) with the manifest beside it (or `manifest_path`), exactly for every mode. Writes
 /// `output` atomically. Returns the manifest used. `progress` (if set) receives (rows done, rows).
+/// A shard set (--output-shards) is denormalized one shard at a time: `images` is one of the
+/// images-RRRRR.npy its manifest lists (Error(format) otherwise), and the returned manifest's
+/// shape[0] is that shard's rows.
 IMGNORM_API Manifest
 denormalize(const std::string& images, const std::string& manifest_path, const std::string& output,
             bool force, const std::atomic<bool>* cancel = nullptr,

@@ -242,9 +242,10 @@ def _job_kwargs(stats, mode, range, unit, mean, std, mean_image, divide_std, eps
 def normalize(dataset=None, *, list=None, follow_links=False, stats=None, fit=False,
               save_stats=None, mode="standardize", range=None, unit=None, mean=None, std=None,
               mean_image=None, divide_std=False, eps=None, patch=None, layout="nhwc",
-              dtype="float32", channels=None, labels=True, size=None, resize=None, interp=None, pad_value=None,
-              exact_decode=None, max_pixels=None, alpha=None, out=None, force=False, threads=0,
-              max_memory=None, allow_truncated=False, progress=None):
+              dtype="float32", channels=None, labels=True, size=None, resize=None, interp=None,
+              pad_value=None, exact_decode=None, max_pixels=None, alpha=None, out=None,
+              force=False, output_shards=False, threads=0, max_memory=None,
+              allow_truncated=False, progress=None):
     """Normalizes a dataset as ``imgnorm normalize`` does.
 
     dataset: a folder (or ``list=FILE``), a .npy path, or a numpy array (N,H,W,C) / (N,H,W) of
@@ -270,7 +271,9 @@ def normalize(dataset=None, *, list=None, follow_links=False, stats=None, fit=Fa
     labels (training class ids), or None for array input or labels=False. With ``out=DIR``: writes
     images.npy, labels.npy and manifest.json there (the folder is claimed for the run, the three
     files committed together; ``force`` replaces an old set whole) and returns
-    ``(rows, skipped)``. In memory, files that cannot be read are skipped with one
+    ``(rows, skipped)``. ``output_shards=True`` (the CLI's --output-shards) writes the set as
+    shards instead, images-00000.npy and labels-00000.npy listed in manifest.json's "shards", as
+    ``mpirun imgnorm normalize --output-shards`` writes one per rank. In memory, files that cannot be read are skipped with one
     warning listing them (their rows are absent, as in the CLI's output).
     """
     kw = _job_kwargs(stats, mode, range, unit, mean, std, mean_image, divide_std, eps, layout,
@@ -278,7 +281,7 @@ def normalize(dataset=None, *, list=None, follow_links=False, stats=None, fit=Fa
     kw.update(list=_path(list), follow_links=follow_links, fit=fit, save_stats=_path(save_stats),
               labels=labels, size=size, resize=resize, interp=interp, pad_value=pad_value,
               exact_decode=exact_decode, max_pixels=max_pixels, alpha=alpha, out=_path(out),
-              force=force, threads=threads, max_memory=max_memory,
+              force=force, output_shards=output_shards, threads=threads, max_memory=max_memory,
               allow_truncated=allow_truncated)
     if not _is_array(dataset):
         dataset = _path(dataset)

@@ -84,7 +84,7 @@ def normalize(dataset: Union[None, PathLike, np.ndarray] = ..., *, list: Optiona
               resize: Optional[str] = ..., interp: Optional[str] = ...,
               pad_value: Optional[int] = ..., exact_decode: Optional[bool] = ...,
               max_pixels: Optional[int] = ..., alpha: Optional[Alpha] = ...,
-              out: Optional[PathLike] = ..., force: bool = ...,
+              out: Optional[PathLike] = ..., force: bool = ..., output_shards: bool = ...,
               threads: int = ..., max_memory: Union[None, int, str] = ...,
               allow_truncated: bool = ..., progress: Progress = ...
               ) -> Union[Tuple[np.ndarray, Optional[np.ndarray]], Tuple[int, list]]: ...

@@ -585,10 +585,11 @@ py::tuple py_normalize(const py::object& dataset, const py::dict& kw, const py::
   const std::string out = kw.contains("out") && !kw["out"].is_none() ? fs_path(kw["out"]) : "";
   if (!out.empty()) {
     const bool force = bool_kw(kw, "force");
+    const bool shards = bool_kw(kw, "output_shards");
     NormalizeResult r = run_job<NormalizeResult>(
         [&](const std::atomic<bool>* cancel, Progress* p) {
           const PipelineOptions o = options_for(threads, truncated, cancel, p, max_memory);
-          return normalize_to_folder(*n, out, force, o);
+          return normalize_to_folder(*n, out, force, o, nullptr, shards);
         },
         progress);
     for (const auto& c : r.empty_classes) warn(empty_class_warning(c), 3);

@@ -168,13 +168,9 @@ same_outputs(outdir("tiny-single"), outdir("tiny-np4"), "4 ranks over 3 files")
 
 # --- an error every rank finds: one message, the usual status ---
 missing = Launch(3, "stats", os.path.join(work, "missing"), "-q", expect=1)
-fit = Launch(2, "normalize", data, "--fit", "-o", outdir("fit"), "-q", expect=2)
 merge = Launch(2, "merge", outdir("stats1.json"), "-o", outdir("merged.json"), expect=2)
 p = missing.result()
 check(p.stderr.count("imgnorm:") == 1 and "missing: no such folder" in p.stderr, f"one message: {p.stderr!r}")
-p = fit.result()
-check("compute the statistics first" in p.stderr and p.stderr.count("imgnorm:") == 1, p.stderr)
-check(not os.path.exists(outdir("fit")), "--fit refused before any output")
 p = merge.result()
 check(p.stderr.strip() == "imgnorm: imgnorm merge runs in one process; run it without mpirun/srun", p.stderr)
 check(not os.path.exists(outdir("merged.json")), "merge under mpirun writes nothing")

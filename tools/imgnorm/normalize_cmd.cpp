@@ -36,6 +36,7 @@ struct NormalizeFlags {
   bool no_labels = false;
   bool strict = false;
   bool force = false;
+  bool output_shards = false;
   bool follow_links = false;
   RecipeFlags recipe;
   RunFlags run;
@@ -69,12 +70,16 @@ NormalizeJob make_job(const CLI::App& app, const NormalizeFlags& f) {
   return job;
 }
 
-void print_result(const Normalization& n, const NormalizeResult& r, std::string dir) {
+void print_result(const Normalization& n, const NormalizeResult& r, std::string dir,
+                  int shards = 0) {
   while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
   const auto shape = n.shape(r.rows);
   const Normalizer& norm = n.normalizer();
-  fmt::print("imgnorm normalize: {} images -> {}/images.npy ({} {} {}, {}), mode {}\n", r.rows,
-             printable(dir), fmt::join(shape, "x"), to_string(norm.format().layout),
+  const std::string images =
+      shards ? fmt::format("images-RRRRR.npy, {} shard{}", shards, shards == 1 ? "" : "s")
+             : "images.npy";
+  fmt::print("imgnorm normalize: {} images -> {}/{} ({} {} {}, {}), mode {}\n", r.rows,
+             printable(dir), images, fmt::join(shape, "x"), to_string(norm.format().layout),
              to_string(norm.format().dtype), to_string(norm.format().channels),
              to_string(norm.spec().mode));
   fmt::print("  {}\n", norm.formula());
@@ -94,9 +99,9 @@ int normalize_ranks(Communicator& comm, const CLI::App& app, const NormalizeFlag
   const bool root = comm.rank() == 0;
   if (root)
     for (const auto& w : n->warnings()) print_warning(w);
-  const NormalizeResult r =
-      normalize_to_folder(comm, *n, f.output, f.force, f.run.options("normalize", true));
-  if (root) print_result(*n, r, f.output);
+  const NormalizeResult r = normalize_to_folder(comm, *n, f.output, f.force,
+                                                f.run.options("normalize", true), f.output_shards);
+  if (root) print_result(*n, r, f.output, f.output_shards ? comm.size() : 0);
   const std::uint64_t skipped = comm.sum(root ? r.skipped.size() : 0);
   if (f.strict && skipped > 0) {
     if (root) print_error(std::to_string(skipped) + " files were skipped (--strict)");
@@ -120,10 +125,10 @@ int normalize_main(const CLI::App& app, const NormalizeFlags& f) {
   Normalization n(make_job(app, f), f.input, f.list, scan);
   for (const auto& w : n.warnings()) print_warning(w);
   const PipelineOptions fit_options = f.run.options("fit");
-  const NormalizeResult r =
-      normalize_to_folder(n, f.output, f.force, f.run.options("normalize", true), &fit_options);
+  const NormalizeResult r = normalize_to_folder(
+      n, f.output, f.force, f.run.options("normalize", true), &fit_options, f.output_shards);
   for (const auto& c : r.empty_classes) print_warning(empty_class_warning(c));
-  print_result(n, r, f.output);
+  print_result(n, r, f.output, f.output_shards ? 1 : 0);
   if (f.strict && !r.skipped.empty()) {
     print_error(std::to_string(r.skipped.size()) + " files were skipped (--strict)");
     return kSkipped;
@@ -186,6 +191,9 @@ Command add_normalize_command(CLI::App& app) {
   sub->add_flag("--strict", f->strict,
                 "Exit with status 3 when any file was skipped or a class has no usable image");
   sub->add_flag("--force", f->force, "Replace existing output files");
+  sub->add_flag("--output-shards", f->output_shards,
+                "Write images-RRRRR.npy (and labels-RRRRR.npy), one shard per mpirun rank (one "
+                "without mpirun), listed in manifest.json's \"shards\", instead of one images.npy");
   f->run.add_to(*sub);
   sub->footer(
       "With --stats, the recipe flags (--size, --resize, --interp, --pad-value, --exact-decode, "
