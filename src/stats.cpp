@@ -136,6 +136,12 @@ void Accumulator::enable_mean_image(Size size) {
   pixel_sums_.assign(elems, 0);
 }
 
+void Accumulator::skip_cross_products() {
+  if (images_ != 0)
+    throw Error(ErrorCode::invalid_argument, "cross products must be skipped before adding images");
+  cross_products_ = false;
+}
+
 void Accumulator::add(const ImageView& image) {
   if (image.channels != channels_)
     throw Error(ErrorCode::invalid_argument, "image has " + std::to_string(image.channels) +
@@ -192,19 +198,20 @@ void Accumulator::add(const ImageView& image) {
         ++local[9][p[9]], ++local[10][p[10]], ++local[11][p[11]];
       }
       for (; x < w; ++x, p += 3) ++local[0][p[0]], ++local[1][p[1]], ++local[2][p[2]];
-
-      // Blocks read one byte before and two past themselves: pixel 0 and at least the last pixel
-      // are done one at a time, so every read stays inside the row.
-      cross_pixel(row, rg, gb, rb);
-      std::size_t off = 3;
-      for (; off + kBlockBytes + 2 <= row_bytes; off += kBlockBytes) {
-        cross_block(lanes, row + off);
-        if (++blocks == kBlocksPerFold) {
-          fold_cross(lanes, rg, gb, rb);
-          blocks = 0;
+      if (cross_products_) {
+        // Blocks read one byte before and two past themselves: pixel 0 and at least the last
+        // pixel are done one at a time, so every read stays inside the row.
+        cross_pixel(row, rg, gb, rb);
+        std::size_t off = 3;
+        for (; off + kBlockBytes + 2 <= row_bytes; off += kBlockBytes) {
+          cross_block(lanes, row + off);
+          if (++blocks == kBlocksPerFold) {
+            fold_cross(lanes, rg, gb, rb);
+            blocks = 0;
+          }
         }
+        for (; off < row_bytes; off += 3) cross_pixel(row + off, rg, gb, rb);
       }
-      for (; off < row_bytes; off += 3) cross_pixel(row + off, rg, gb, rb);
     } else {
       int x = 0;
       for (; x + kSubHists1 <= w; x += kSubHists1) {
@@ -246,6 +253,9 @@ void Accumulator::merge(const Accumulator& other) {
                                                  std::to_string(channels_) + " channels");
   if (!(other.mean_size_ == mean_size_) || other.pixel_sums_.size() != pixel_sums_.size())
     throw Error(ErrorCode::invalid_argument, "cannot merge statistics with different mean images");
+  if (other.cross_products_ != cross_products_)
+    throw Error(ErrorCode::invalid_argument,
+                "cannot merge statistics with and without cross products");
   check_pixel_budget(pixels_, other.pixels_);
   images_ += other.images_;
   pixels_ += other.pixels_;
@@ -455,8 +465,6 @@ Summary summarize(const Accumulator& acc, int ddof, const SampleInfo* sample) {
   out.pixels = N;
   out.ddof = ddof;
   out.channel.resize(C);
-  out.covariance.resize(static_cast<std::size_t>(C) * C);
-
   std::vector<std::uint64_t> S(C);
   for (int c = 0; c < C; ++c) S[c] = acc.sum(c);
 
@@ -496,14 +504,16 @@ Summary summarize(const Accumulator& acc, int ddof, const SampleInfo* sample) {
         4294967296.0L / static_cast<long double>(acc.images()));
   }
 
-  for (int i = 0; i < C; ++i) {
+  if (acc.has_cross_products()) out.covariance.resize(static_cast<std::size_t>(C) * C);
+  for (int i = 0; i < C && acc.has_cross_products(); ++i) {
     for (int j = 0; j < C; ++j) {
       const i128 num = static_cast<i128>(static_cast<u128>(N) * acc.cross(i, j)) -
                        static_cast<i128>(static_cast<u128>(S[i]) * S[j]);
       out.covariance[static_cast<std::size_t>(i) * C + j] = moment_ratio(num, N, ddof);
     }
   }
-  symmetric_eigen(out.covariance, C, out.eigenvalues, out.eigenvectors);
+  if (acc.has_cross_products())
+    symmetric_eigen(out.covariance, C, out.eigenvalues, out.eigenvectors);
 
   // Confidence intervals: images are clusters of correlated pixels, so the sampling unit is the
   // image. See docs/statistics.md for the derivation.

@@ -27,6 +27,7 @@ StatsFile compute_stats(const Dataset& dataset, const StatsJob& job, const Pipel
   tbb::enumerable_thread_specific<Accumulator> accs([&] {
     Accumulator a(channels);
     if (mean_image) a.enable_mean_image(recipe.size);
+    if (!job.cross_products) a.skip_cross_products();
     return a;
   });
 
@@ -72,6 +73,7 @@ StatsFile compute_stats(const Dataset& dataset, const StatsJob& job, const Pipel
                    [](const Skipped& a, const Skipped& b) { return a.path < b.path; });
   Accumulator total(channels);
   if (mean_image) total.enable_mean_image(recipe.size);
+  if (!job.cross_products) total.skip_cross_products();
   for (const Accumulator& a : accs) total.merge(a);
   out.acc = std::move(total);
   return out;
@@ -124,6 +126,7 @@ StatsFile compute_stats(const ImageArray& array, const StatsJob& job,
   const int nc = array.channels();
   Accumulator acc(nc);
   if (job.mean_image) acc.enable_mean_image(st.recipe.size);
+  if (!job.cross_products) acc.skip_cross_products();
   std::vector<std::uint8_t> px(array.is_float() ? std::size_t(array.width()) * array.height() * nc
                                                 : 0);
   array.for_each_row(

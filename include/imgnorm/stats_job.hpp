@@ -36,6 +36,10 @@ struct StatsJob {
   std::string selection;
   std::uint64_t selection_files = 0;
   bool mean_image = false;  ///< also keep per-pixel sums (H×W×C of the recipe's size)
+  /// Also accumulate the cross products of different channels (the covariance; stats.json always
+  /// has them). false skips that work for a job that needs only per-channel statistics
+  /// (Accumulator::skip_cross_products); the result cannot be written as stats.json.
+  bool cross_products = true;
 };
 
 /// `job` with what `selection` is recorded in it: its sample, its shard and its identity
