@@ -8,6 +8,16 @@
 #include "imgnorm/stats.hpp"
 #include "stats_ref.hpp"
 
+// Accumulator::add is built twice on x86-64 with GCC or Clang on glibc (target_clones, an ifunc
+// picks one at load time): for the baseline and for AVX2, where the cross-product blocks run on
+// 256-bit vectors. Integer sums, so both give the same bits; measured on 200 photos at 224×224:
+// 16% fewer instructions, 9% less CPU time (docs/design.md, issue 15).
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__GLIBC__) && !defined(__AVX2__)
+#define IMGNORM_CLONE_AVX2 __attribute__((target_clones("avx2", "default")))
+#else
+#define IMGNORM_CLONE_AVX2
+#endif
+
 namespace imgnorm {
 
 namespace {
@@ -142,7 +152,7 @@ void Accumulator::skip_cross_products() {
   cross_products_ = false;
 }
 
-void Accumulator::add(const ImageView& image) {
+IMGNORM_CLONE_AVX2 void Accumulator::add(const ImageView& image) {
   if (image.channels != channels_)
     throw Error(ErrorCode::invalid_argument, "image has " + std::to_string(image.channels) +
                                                  " channels, statistics expect " +
