@@ -311,7 +311,7 @@ void Normalization::prepare(const PipelineOptions& options) {
     sj.recipe = recipe_;
     sj.mean_image = spec.mode == Mode::mean_image && job_.mean_image_path.empty();
     // The channel covariance only for the modes that use it, or for --save-stats (stats.json
-    // holds it): on RGB the cross products are about a third of the accumulation.
+    // holds it): on RGB the cross products are about 40% of the accumulation.
     sj.cross_products = spec.mode == Mode::zca_channels || spec.mode == Mode::pca_channels ||
                         !job_.save_stats.empty();
     if (input_.array) {

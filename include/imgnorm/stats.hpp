@@ -37,7 +37,7 @@ class IMGNORM_API Accumulator {
   /// Also keeps per-pixel sums (uint64) for the mean image; every added image must have `size`.
   void enable_mean_image(Size size);
 
-  /// Leaves out the cross products Σ x_i·x_j of different channels (on RGB about a third of
+  /// Leaves out the cross products Σ x_i·x_j of different channels (on RGB about 40% of
   /// add()'s work), for jobs that need per-channel statistics only (normalize --fit of a mode
   /// without the channel covariance). Call before adding images; afterwards cross(i, j) is 0 for
   /// i ≠ j, summarize() gives no covariance, merge() takes only accumulators without them, and
