@@ -1,5 +1,6 @@
 #include "imgnorm/decode.hpp"
 #include "exif.hpp"
+#include "file_bytes.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -905,10 +906,10 @@ struct Fd {
   throw Error(ErrorCode::io, msg);
 }
 
-}  // namespace
-
-void read_file(const std::string& path, std::vector<std::uint8_t>& out) {
-  out.clear();
+// Opens and checks `path`, then reads it whole into the buffer grow(n) returns for its size n;
+// returns the bytes read (fewer than n when the file shrank meanwhile).
+template <typename Grow>
+std::size_t read_whole_file(const std::string& path, Grow grow) {
   Fd f;
   // O_NONBLOCK: opening a FIFO must not hang (it is refused below as not a regular file).
   do {
@@ -938,10 +939,10 @@ void read_file(const std::string& path, std::vector<std::uint8_t>& out) {
                 path + ": file larger than " + std::to_string(kMaxFileBytes >> 30) + " GiB");
   }
   const std::size_t want = static_cast<std::size_t>(st.st_size);
-  out.resize(want);
+  std::uint8_t* buf = grow(want);
   std::size_t done = 0;
   while (done < want) {
-    const ssize_t n = ::pread(f.fd, out.data() + done, want - done, static_cast<off_t>(done));
+    const ssize_t n = ::pread(f.fd, buf + done, want - done, static_cast<off_t>(done));
     if (n < 0) {
       if (errno == EINTR) continue;
       io_fail(path, "read error", errno);
@@ -949,8 +950,35 @@ void read_file(const std::string& path, std::vector<std::uint8_t>& out) {
     if (n == 0) break;  // the file shrank while we read it: keep what is there
     done += static_cast<std::size_t>(n);
   }
-  out.resize(done);
+  return done;
 }
+
+}  // namespace
+
+void read_file(const std::string& path, std::vector<std::uint8_t>& out) {
+  out.clear();
+  out.resize(read_whole_file(path, [&](std::size_t n) {
+    out.resize(n);
+    return out.data();
+  }));
+}
+
+namespace detail {
+
+void read_file(const std::string& path, FileBytes& out) {
+  out.size_ = 0;
+  out.size_ = read_whole_file(path, [&](std::size_t n) {
+    if (n > out.capacity_) {
+      out.data_.reset();  // the old allocation is not needed while the new one is made
+      out.capacity_ = 0;
+      out.data_.reset(new std::uint8_t[n]);
+      out.capacity_ = n;
+    }
+    return out.data_.get();
+  });
+}
+
+}  // namespace detail
 
 Image decode_file(const std::string& path, const DecodeOptions& options, DecodeInfo* info) {
   std::vector<std::uint8_t> bytes;

@@ -355,7 +355,8 @@ NormalizeInput open_input(Communicator& comm, const std::string& input, const st
 StatsFile compute_stats(Communicator& comm, const Selection& selection, const StatsJob& job,
                         const PipelineOptions& options) {
   // The whole run's sample, shard and "covers", not this rank's block.
-  const StatsJob j = with_selection(job, selection);
+  StatsJob j = with_selection(job, selection);
+  j.cross_products = true;  // the ranks exchange every sum (AccumulatorAccess::append_raw)
   StatsFile st;
   const Dataset part = block_of(selection.dataset, comm.rank(), comm.size());
   collective(comm, [&] { st = compute_stats(part, j, rank_options(comm, options), version()); });

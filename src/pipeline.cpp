@@ -22,6 +22,7 @@
 #include <thread>
 #include <utility>
 
+#include "file_bytes.hpp"
 #include "imgnorm/resize.hpp"
 #include "job_arena.hpp"
 
@@ -119,7 +120,7 @@ class MemoryBudget {
 // Everything one worker thread needs, kept between images so the hot path does not allocate.
 struct Worker {
   Decoder decoder;
-  std::vector<std::uint8_t> bytes;
+  detail::FileBytes bytes;  // the file being decoded; reused, never zeroed
   Image decoded;
   Image resized;
   Image scratch;
@@ -129,7 +130,7 @@ struct Worker {
   std::uint64_t reserved = 0;  // bytes acquired from the budget for the image being loaded
 
   void release_buffers() {
-    bytes = {};
+    bytes.release();
     decoded = Image();
     resized = Image();
     scratch = Image();
@@ -160,7 +161,7 @@ struct SizeMismatch {
 ImageView load_with(Worker& w, const std::string& path, const Recipe& recipe,
                     const DecodeOptions& decode_options, DecodeInfo& info,
                     bool mismatch_is_fatal = false) {
-  read_file(path, w.bytes);
+  detail::read_file(path, w.bytes);
   info = w.decoder.decode(w.bytes.data(), w.bytes.size(), decode_options, w.decoded);
   const Size full{w.decoded.width(), w.decoded.height()};
   if (recipe.resize == ResizeMode::none) {
@@ -376,7 +377,7 @@ Recipe with_image_size(const std::vector<Entry>& entries, const Recipe& recipe,
       throw Error(ErrorCode::interrupted, "interrupted");
     if (e.label < 0) continue;  // skipped by the run too
     try {
-      read_file(e.path, w.bytes);
+      detail::read_file(e.path, w.bytes);
       w.decoder.decode(w.bytes.data(), w.bytes.size(), decode_options, w.decoded);
     } catch (const Error&) {
       continue;  // the run skips it with the same reason

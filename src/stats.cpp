@@ -9,6 +9,16 @@
 #include "imgnorm/stats.hpp"
 #include "stats_ref.hpp"
 
+// Accumulator::add is built twice on x86-64 with GCC or Clang on glibc (target_clones, an ifunc
+// picks one at load time): for the baseline and for AVX2, where the cross-product blocks run on
+// 256-bit vectors. Integer sums, so both give the same bits; measured on 200 photos at 224×224:
+// 16% fewer instructions, 9% less CPU time (docs/design.md, issue 15).
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__GLIBC__) && !defined(__AVX2__)
+#define IMGNORM_CLONE_AVX2 __attribute__((target_clones("avx2", "default")))
+#else
+#define IMGNORM_CLONE_AVX2
+#endif
+
 namespace imgnorm {
 
 namespace {
@@ -225,7 +235,13 @@ void Accumulator::enable_patch(int k) {
   patch_cross_.assign(dims * dims, 0);
 }
 
-void Accumulator::add(const ImageView& image) {
+void Accumulator::skip_cross_products() {
+  if (images_ != 0)
+    throw Error(ErrorCode::invalid_argument, "cross products must be skipped before adding images");
+  cross_products_ = false;
+}
+
+IMGNORM_CLONE_AVX2 void Accumulator::add(const ImageView& image) {
   if (image.channels != channels_)
     throw Error(ErrorCode::invalid_argument, "image has " + std::to_string(image.channels) +
                                                  " channels, statistics expect " +
@@ -286,19 +302,20 @@ void Accumulator::add(const ImageView& image) {
         ++local[9][p[9]], ++local[10][p[10]], ++local[11][p[11]];
       }
       for (; x < w; ++x, p += 3) ++local[0][p[0]], ++local[1][p[1]], ++local[2][p[2]];
-
-      // Blocks read one byte before and two past themselves: pixel 0 and at least the last pixel
-      // are done one at a time, so every read stays inside the row.
-      cross_pixel(row, rg, gb, rb);
-      std::size_t off = 3;
-      for (; off + kBlockBytes + 2 <= row_bytes; off += kBlockBytes) {
-        cross_block(lanes, row + off);
-        if (++blocks == kBlocksPerFold) {
-          fold_cross(lanes, rg, gb, rb);
-          blocks = 0;
+      if (cross_products_) {
+        // Blocks read one byte before and two past themselves: pixel 0 and at least the last
+        // pixel are done one at a time, so every read stays inside the row.
+        cross_pixel(row, rg, gb, rb);
+        std::size_t off = 3;
+        for (; off + kBlockBytes + 2 <= row_bytes; off += kBlockBytes) {
+          cross_block(lanes, row + off);
+          if (++blocks == kBlocksPerFold) {
+            fold_cross(lanes, rg, gb, rb);
+            blocks = 0;
+          }
         }
+        for (; off < row_bytes; off += 3) cross_pixel(row + off, rg, gb, rb);
       }
-      for (; off < row_bytes; off += 3) cross_pixel(row + off, rg, gb, rb);
     } else {
       int x = 0;
       for (; x + kSubHists1 <= w; x += kSubHists1) {
@@ -356,6 +373,9 @@ void Accumulator::merge(const Accumulator& other) {
         "cannot merge statistics with different patch moments (" +
             (patch_ ? "--patch " + std::to_string(patch_) : std::string("none")) + " vs " +
             (other.patch_ ? "--patch " + std::to_string(other.patch_) : std::string("none")) + ")");
+  if (other.cross_products_ != cross_products_)
+    throw Error(ErrorCode::invalid_argument,
+                "cannot merge statistics with and without cross products");
   check_pixel_budget(pixels_, other.pixels_);
   images_ += other.images_;
   pixels_ += other.pixels_;
@@ -598,8 +618,6 @@ Summary summarize(const Accumulator& acc, int ddof, const SampleInfo* sample) {
   out.pixels = N;
   out.ddof = ddof;
   out.channel.resize(C);
-  out.covariance.resize(static_cast<std::size_t>(C) * C);
-
   std::vector<std::uint64_t> S(C);
   for (int c = 0; c < C; ++c) S[c] = acc.sum(c);
 
@@ -639,14 +657,16 @@ Summary summarize(const Accumulator& acc, int ddof, const SampleInfo* sample) {
         4294967296.0L / static_cast<long double>(acc.images()));
   }
 
-  for (int i = 0; i < C; ++i) {
+  if (acc.has_cross_products()) out.covariance.resize(static_cast<std::size_t>(C) * C);
+  for (int i = 0; i < C && acc.has_cross_products(); ++i) {
     for (int j = 0; j < C; ++j) {
       const i128 num = static_cast<i128>(static_cast<u128>(N) * acc.cross(i, j)) -
                        static_cast<i128>(static_cast<u128>(S[i]) * S[j]);
       out.covariance[static_cast<std::size_t>(i) * C + j] = moment_ratio(num, N, ddof);
     }
   }
-  symmetric_eigen(out.covariance, C, out.eigenvalues, out.eigenvectors);
+  if (acc.has_cross_products())
+    symmetric_eigen(out.covariance, C, out.eigenvalues, out.eigenvectors);
 
   // Confidence intervals: images are clusters of correlated pixels, so the sampling unit is the
   // image. See docs/statistics.md for the derivation.

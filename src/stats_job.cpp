@@ -24,6 +24,7 @@ namespace {
 Accumulator make_accumulator(int channels, const StatsJob& job, Size size, bool mean_image) {
   Accumulator a(channels);
   if (mean_image) a.enable_mean_image(size);
+  if (!job.cross_products) a.skip_cross_products();
   if (job.patch) {
     a.enable_patch(job.patch);
     if (size.width > 0 && (size.width < job.patch || size.height < job.patch))

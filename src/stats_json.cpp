@@ -347,6 +347,10 @@ std::string to_json(const StatsFile& stats) {
                                                  to_string(stats.recipe.channels));
   if (stats.class_images.size() != stats.classes.size())
     throw Error(ErrorCode::invalid_argument, "class_images and classes differ in length");
+  if (!acc.has_cross_products())
+    throw Error(ErrorCode::invalid_argument,
+                "statistics without cross products (skip_cross_products) cannot be written as "
+                "stats.json, which holds the covariance");
   std::optional<Summary> summary;
   if (acc.pixels() > 0)
     summary = summarize(acc, stats.ddof, stats.sample ? &*stats.sample : nullptr);

@@ -40,6 +40,10 @@ struct StatsJob {
   /// enable_patch), for `normalize --mode zca-patch --patch K`. Refused when K is even, above
   /// Accumulator::kMaxPatch or larger than the recipe's size.
   int patch = 0;
+  /// Also accumulate the cross products of different channels (the covariance; stats.json always
+  /// has them). false skips that work for a job that needs only per-channel statistics
+  /// (Accumulator::skip_cross_products); the result cannot be written as stats.json.
+  bool cross_products = true;
 };
 
 /// `job` with what `selection` is recorded in it: its sample, its shard and its identity
