@@ -6,6 +6,7 @@
 
 #include "imgnorm/error.hpp"
 #include "imgnorm/pixel_covariance.hpp"
+#include "imgnorm/stats.hpp"
 
 namespace imgnorm {
 namespace {
@@ -100,6 +101,34 @@ TEST(PixelCovariance, MemoryCheckNamesWhatIsNeeded) {
     EXPECT_EQ(e.code(), ErrorCode::too_large);
   }
   EXPECT_NO_THROW(check_pixel_covariance_memory(192, 3, std::uint64_t{1} << 30, true));
+}
+
+}  // namespace
+}  // namespace imgnorm
+
+namespace imgnorm {
+namespace {
+
+// The LAPACK path (dsyevd) against the Jacobi one (symmetric_eigen, itself tested against numpy):
+// the same eigenvalues and, with the same sign convention, the same vectors.
+TEST(PixelCovariance, LapackEigenAgreesWithJacobi) {
+  const int n = 24;
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<double> u(-1, 1);
+  std::vector<double> b(n * n), a(n * n, 0.0);
+  for (auto& x : b) x = u(rng);
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < n; ++j)
+      for (int k = 0; k < n; ++k) a[i * n + j] += b[k * n + i] * b[k * n + j];
+  std::vector<double> v1, e1, v2, e2;
+  symmetric_eigen(a, n, v1, e1);
+  symmetric_eigen_lapack(a, n, v2, e2);
+  ASSERT_EQ(v2.size(), static_cast<std::size_t>(n));
+  for (int k = 0; k < n; ++k) {
+    EXPECT_NEAR(v2[k], v1[k], 1e-10 * v1[0]) << k;
+    if (k > 0) EXPECT_GE(v2[k - 1], v2[k]);
+  }
+  for (int i = 0; i < n * n; ++i) EXPECT_NEAR(e2[i], e1[i], 1e-8) << i;
 }
 
 }  // namespace
