@@ -81,7 +81,7 @@ format:
 ## (default 3). SCALING=1: also 1,000 to 20,000 images. SAVE=1: write bench/results/<date>.md.
 bench: deps
 	cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DIMGNORM_BUILD_BENCH=ON
-	cmake --build build-bench -j $(JOBS) --target imgnorm_cli imgnorm_bench decode_only imgnorm_python imgnorm_python_files
+	cmake --build build-bench -j $(JOBS) --target imgnorm_cli imgnorm_bench decode_only whitening_bench imgnorm_python imgnorm_python_files
 	/usr/bin/python3 bench/run.py --build build-bench $(if $(filter-out 0,$(QUICK)),--quick) \
 	  $(if $(RUNS),--runs $(RUNS)) $(if $(filter-out 0,$(SCALING)),--scaling) \
 	  $(if $(filter-out 0,$(SAVE)),--save)

@@ -721,6 +721,13 @@ def main():
                     notes.append(f"{c.label}: read {out and out.get('images')} images, not {n}.")
 
     text = report(args, n_images, cmds, by, kern, pyk, scaling, notes, loader_scaling)
+    # Full-image whitening fit (issue 13, item 4) on 10,000 images at 32x32 (bench/whitening.py).
+    wb = os.path.join(build, "bench", "whitening_bench")
+    if os.access(wb, os.X_OK) and not args.python_only:
+        wdata = dataset("photos-1000", 1000, 7) if args.quick else dataset("photos-10000", 10000, 7)
+        log("bench: full-image whitening fit against numpy ...")
+        text += "\n" + subprocess.run([PY, os.path.join(HERE, "whitening.py"), "--build", build, "--data", wdata],
+                                      check=True, capture_output=True, text=True).stdout
     print(text)
     if args.save:
         os.makedirs(os.path.join(HERE, "results"), exist_ok=True)

@@ -3,7 +3,8 @@
 # libimgnorm.a still needs them at the consumer's link: CMake records them in the exported target
 # as $<LINK_ONLY:name>, so a consumer must define the very same target names. Defines
 #
-#   PkgConfig::IMGNORM_JPEG, _SPNG, _WEBP           libjpeg-turbo, libspng, libwebp (pkg-config;
+#   PkgConfig::IMGNORM_JPEG, _SPNG, _WEBP,          libjpeg-turbo, libspng, libwebp, OpenBLAS
+#   _OPENBLAS, _LAPACKE                             and LAPACKE (pkg-config;
 #                                                   prefixed so that a consumer's own
 #                                                   PkgConfig::JPEG can never stand in for ours)
 #   TBB::tbb, fmt::fmt                              their own CMake packages
@@ -18,7 +19,8 @@ set(IMGNORM_MISSING_DEPENDENCIES "")
 
 find_package(PkgConfig QUIET)
 if(PKG_CONFIG_FOUND)
-  foreach(_imgnorm_dep IN ITEMS "IMGNORM_JPEG;libjpeg" "IMGNORM_SPNG;spng" "IMGNORM_WEBP;libwebp")
+  foreach(_imgnorm_dep IN ITEMS "IMGNORM_JPEG;libjpeg" "IMGNORM_SPNG;spng" "IMGNORM_WEBP;libwebp"
+                                  "IMGNORM_OPENBLAS;openblas" "IMGNORM_LAPACKE;lapacke")
     list(GET _imgnorm_dep 0 _imgnorm_prefix)
     list(GET _imgnorm_dep 1 _imgnorm_module)
     pkg_check_modules(${_imgnorm_prefix} QUIET IMPORTED_TARGET ${_imgnorm_module})

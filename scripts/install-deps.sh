@@ -9,11 +9,13 @@ build_pkgs=(
   libopencv-imgproc-dev libtbb-dev nlohmann-json3-dev libcli11-dev libfmt-dev
   pybind11-dev python3-dev python3-numpy
   libopenmpi-dev openmpi-bin
+  liblapacke-dev libopenblas-dev
 )
 test_pkgs=(
   libgtest-dev libgmock-dev libbenchmark-dev
   python3-numpy python3-opencv python3-pil python3-torch python3-torchvision
   python3-pytest python3-tqdm time
+  python3-sklearn
 )
 
 want=("${build_pkgs[@]}")

@@ -36,6 +36,9 @@ struct AccumulatorAccess {
     a.patch_sums_ = std::move(sums);
     a.patch_cross_ = std::move(cross);
   }
+  static void set_pixel_covariance(Accumulator& a, PixelCovariance pc) {
+    a.pixcov_ = std::move(pc);
+  }
   /// Every member, as raw bytes, for the distributed jobs (processes of one build exchange them).
   static void append_raw(const Accumulator& a, std::vector<std::uint8_t>& out) {
     auto put = [&](const void* p, std::size_t n) {
@@ -60,6 +63,13 @@ struct AccumulatorAccess {
     put(patch, sizeof patch);
     put(a.patch_sums_.data(), a.patch_sums_.size() * sizeof(std::uint64_t));
     put(a.patch_cross_.data(), a.patch_cross_.size() * sizeof(std::uint64_t));
+    // The pixel covariance (issue 14: every exact accumulator is reduced): D, then the moments.
+    const std::uint64_t d = a.pixcov_.dimension();
+    put(&d, sizeof d);
+    if (d > 0) {
+      const std::vector<double> m = a.pixcov_.moments();
+      put(m.data(), m.size() * sizeof(double));
+    }
   }
   /// Reads what append_raw wrote at `p` (at least `size` bytes left, checked); returns the bytes
   /// used, 0 when they do not fit.
@@ -100,6 +110,15 @@ struct AccumulatorAccess {
     if (!get(a.patch_sums_.data(), a.patch_sums_.size() * sizeof(std::uint64_t)) ||
         !get(a.patch_cross_.data(), a.patch_cross_.size() * sizeof(std::uint64_t)))
       return 0;
+    std::uint64_t d = 0;
+    if (!get(&d, sizeof d)) return 0;
+    if (d > 0) {
+      if (d >= (std::uint64_t{1} << 28) || (d + 1) * (d + 1) > (size - at) / sizeof(double))
+        return 0;
+      std::vector<double> m(static_cast<std::size_t>((d + 1) * (d + 1)));
+      get(m.data(), m.size() * sizeof(double));
+      a.pixcov_ = PixelCovariance::from_moments(static_cast<std::size_t>(d), m);
+    }
     return at;
   }
 };

@@ -241,6 +241,17 @@ void Accumulator::skip_cross_products() {
   cross_products_ = false;
 }
 
+void Accumulator::enable_pixel_covariance(Size size) {
+  if (images_ != 0)
+    throw Error(ErrorCode::invalid_argument,
+                "the pixel covariance must be enabled before adding images");
+  if (size.width <= 0 || size.height <= 0)
+    throw Error(ErrorCode::invalid_argument,
+                "the pixel covariance needs a fixed size, not " + size_text(size));
+  pixcov_ = PixelCovariance(static_cast<std::size_t>(size.width) *
+                            static_cast<std::size_t>(size.height) * channels_);
+}
+
 IMGNORM_CLONE_AVX2 void Accumulator::add(const ImageView& image) {
   if (image.channels != channels_)
     throw Error(ErrorCode::invalid_argument, "image has " + std::to_string(image.channels) +
@@ -261,6 +272,7 @@ IMGNORM_CLONE_AVX2 void Accumulator::add(const ImageView& image) {
     throw Error(ErrorCode::invalid_argument, "image is " + size_text({image.width, image.height}) +
                                                  ", smaller than the " + std::to_string(patch_) +
                                                  "x" + std::to_string(patch_) + " patch (--patch)");
+  if (pixcov_.enabled()) pixcov_.add(image);  // checks the size before anything is counted
 
   const int C = channels_;
   const int w = image.width;
@@ -376,7 +388,14 @@ void Accumulator::merge(const Accumulator& other) {
   if (other.cross_products_ != cross_products_)
     throw Error(ErrorCode::invalid_argument,
                 "cannot merge statistics with and without cross products");
+  if (other.pixcov_.dimension() != pixcov_.dimension())
+    throw Error(ErrorCode::invalid_argument,
+                pixcov_.enabled() && other.pixcov_.enabled()
+                    ? "cannot merge statistics with pixel covariances of different sizes"
+                    : "cannot merge statistics with and without a pixel covariance "
+                      "(stats --pixel-covariance)");
   check_pixel_budget(pixels_, other.pixels_);
+  pixcov_.merge(other.pixcov_);  // the one that can still throw (overflow): before the rest
   images_ += other.images_;
   pixels_ += other.pixels_;
   n_n_ += other.n_n_;

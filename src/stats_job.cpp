@@ -7,14 +7,17 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <optional>
 #include <set>
 
+#include "blas_threads.hpp"
 #include "coverage.hpp"
 #include "imgnorm/error.hpp"
 #include "imgnorm/npy.hpp"
 #include "imgnorm/output.hpp"
+#include "sha256.hpp"
 
 namespace imgnorm {
 
@@ -36,6 +39,10 @@ Accumulator make_accumulator(int channels, const StatsJob& job, Size size, bool 
 }
 
 }  // namespace
+namespace detail {
+// stats_json.cpp: to_json with this "pixel_covariance" record instead of stats.pixel_covariance.
+std::string to_json_with(const StatsFile& stats, const std::optional<PixelCovarianceFile>& pixcov);
+}  // namespace detail
 
 StatsFile compute_stats(const Dataset& dataset, const StatsJob& job, const PipelineOptions& options,
                         const std::string& tool_version) {
@@ -43,8 +50,15 @@ StatsFile compute_stats(const Dataset& dataset, const StatsJob& job, const Pipel
   // --resize none: the size of the first image; recorded in stats.json, every image must have it.
   const Recipe recipe = with_image_size(dataset.entries, job.recipe, options);
   const bool mean_image = job.mean_image && recipe.size.width > 0;  // 0x0: no image decodes
+  const bool pixcov = job.pixel_covariance && recipe.size.width > 0;
+  if (pixcov)  // one accumulator per thread and the total, before any is allocated
+    check_pixel_covariance_memory(static_cast<std::uint64_t>(recipe.size.width) *
+                                      static_cast<std::uint64_t>(recipe.size.height) * channels,
+                                  effective_threads(options.threads) + 1,
+                                  effective_max_memory(options), options.max_memory > 0);
   // Checked (the patch side, the patch against the size) before any image is decoded.
-  const Accumulator empty = make_accumulator(channels, job, recipe.size, mean_image);
+  Accumulator empty = make_accumulator(channels, job, recipe.size, mean_image);
+  if (pixcov) empty.enable_pixel_covariance(recipe.size);
   tbb::enumerable_thread_specific<Accumulator> accs([&] { return empty; });
 
   StatsFile out;
@@ -73,6 +87,9 @@ StatsFile compute_stats(const Dataset& dataset, const StatsJob& job, const Pipel
     out.shard_count = one.count;
   }
 
+  // Each worker multiplies its own covariance blocks: OpenBLAS starts no threads of its own.
+  std::optional<detail::BlasThreads> serial_blas;
+  if (pixcov) serial_blas.emplace(1);
   run_pipeline(
       dataset.entries, recipe, options, [&](const LoadedImage& li) { accs.local().add(li.image); },
       [&](std::size_t index, int, const Error* error) {
@@ -139,6 +156,12 @@ StatsFile compute_stats(const ImageArray& array, const StatsJob& job,
   st.ddof = job.ddof;
   const int nc = array.channels();
   Accumulator acc = make_accumulator(nc, job, st.recipe.size, job.mean_image);
+  if (job.pixel_covariance) {
+    check_pixel_covariance_memory(
+        static_cast<std::uint64_t>(array.width()) * static_cast<std::uint64_t>(array.height()) * nc,
+        1, default_max_memory(), false);
+    acc.enable_pixel_covariance(st.recipe.size);
+  }
   std::vector<std::uint8_t> px(array.is_float() ? std::size_t(array.width()) * array.height() * nc
                                                 : 0);
   array.for_each_row(
@@ -186,7 +209,33 @@ bool same_file(const std::string& a, const std::string& b) {
 
 }  // namespace
 
+namespace {
+
+void check_sidecar_wanted(const StatsOutputs& o) {
+  if (o.stats_json.empty())
+    throw Error(ErrorCode::invalid_argument,
+                "--pixel-covariance needs -o stats.json: the moments are written beside it");
+}
+
+std::string file_sha256(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(ErrorCode::io, path + ": cannot read it back");
+  detail::Sha256 h;
+  std::vector<char> buf(1 << 20);
+  while (in) {
+    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    h.update(std::string_view(buf.data(), static_cast<std::size_t>(in.gcount())));
+  }
+  return h.hex_digest();
+}
+
+}  // namespace
+
 void check_outputs(const StatsOutputs& o) {
+  if (o.pixel_covariance) {
+    check_sidecar_wanted(o);
+    check_output_path(pixel_covariance_path(o.stats_json), o.force);
+  }
   if (!o.stats_json.empty() && !o.mean_image.empty() && same_file(o.stats_json, o.mean_image))
     throw Error(ErrorCode::invalid_argument,
                 o.mean_image + ": -o and --mean-image name the same file; give two paths");
@@ -213,15 +262,28 @@ void write_outputs(const StatsFile& st, const StatsOutputs& o, const std::atomic
                                                  static_cast<std::uint64_t>(st.acc.channels())});
     mean_file->write_rows(0, mean.data(), mean_file->rows());
   }
+  std::optional<NpyWriter> pixcov_file;
+  std::optional<PixelCovarianceFile> pixcov_ref = st.pixel_covariance;
+  if (const PixelCovariance& pc = st.acc.pixel_covariance(); pc.enabled()) {
+    check_sidecar_wanted(o);
+    const std::string path = pixel_covariance_path(o.stats_json);
+    const std::vector<double> m = pc.moments();
+    const std::uint64_t n = pc.dimension() + 1;
+    pixcov_file.emplace(path, DType::float64, std::vector<std::uint64_t>{n, n});
+    pixcov_file->write_rows(0, m.data(), n);
+    pixcov_ref = PixelCovarianceFile{std::filesystem::path(path).filename().string(),
+                                     file_sha256(pixcov_file->temp_path()), pc.dimension()};
+  }
   std::optional<AtomicFile> json_file;
   if (!o.stats_json.empty()) {
-    const std::string text = to_json(st);
+    const std::string text = detail::to_json_with(st, pixcov_ref);
     json_file.emplace(o.stats_json);
     json_file->write(text.data(), text.size());
   }
   if (cancel && cancel->load()) throw Error(ErrorCode::interrupted, "interrupted");
   std::vector<AtomicFile*> files;
   if (mean_file) files.push_back(&mean_file->file());
+  if (pixcov_file) files.push_back(&pixcov_file->file());
   if (json_file) files.push_back(&*json_file);  // stats.json last
   // Checked again: a file that appeared during the run is not replaced without force.
   if (!o.force)

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <nlohmann/json.hpp>
@@ -13,9 +14,11 @@
 
 #include "accumulator_access.hpp"
 #include "coverage.hpp"
+#include "imgnorm/npy.hpp"
 #include "imgnorm/output.hpp"
 #include "imgnorm/stats.hpp"
 #include "json_internal.hpp"
+#include "sha256.hpp"
 #include "stats_ref.hpp"
 
 namespace imgnorm {
@@ -334,11 +337,17 @@ ojson recipe_json(const Recipe& r) {
 
 namespace detail {
 Recipe read_recipe_field(const ojson& root) { return read_recipe(root); }
+std::string to_json_with(const StatsFile& stats, const std::optional<PixelCovarianceFile>& pixcov);
 }  // namespace detail
 
 std::string to_json(const Recipe& recipe) { return recipe_json(recipe).dump(); }
 
 std::string to_json(const StatsFile& stats) {
+  return detail::to_json_with(stats, stats.pixel_covariance);
+}
+
+std::string detail::to_json_with(const StatsFile& stats,
+                                 const std::optional<PixelCovarianceFile>& pixcov) {
   const Accumulator& acc = stats.acc;
   const int C = acc.channels();
   if (C != channel_count(stats.recipe.channels))
@@ -458,6 +467,9 @@ std::string to_json(const StatsFile& stats) {
     }
     j["covers"] = std::move(covers);
   }
+  if (pixcov)
+    j["pixel_covariance"] = {
+        {"file", pixcov->file}, {"sha256", pixcov->sha256}, {"dimension", pixcov->dimension}};
 
   ojson skipped = ojson::array();
   for (const Skipped& k : stats.skipped)
@@ -724,6 +736,26 @@ StatsFile stats_from_json(const std::string& text) {
       bad("field 'shard' does not match 'covers'");
   }
 
+  if (auto it = root.find("pixel_covariance"); it != root.end()) {
+    if (!it->is_object()) bad("field 'pixel_covariance' must be an object");
+    PixelCovarianceFile f;
+    f.file = need_string(*it, "file", "pixel_covariance.file");
+    f.sha256 = need_string(*it, "sha256", "pixel_covariance.sha256");
+    f.dimension = need_u64(*it, "dimension", "pixel_covariance.dimension");
+    if (f.file.empty() || f.file.find('/') != std::string::npos || f.file == "." || f.file == "..")
+      bad("field 'pixel_covariance.file' must be a file name in the folder of stats.json");
+    if (f.sha256.size() != 64 ||
+        f.sha256.find_first_not_of("0123456789abcdef") != std::string::npos)
+      bad("field 'pixel_covariance.sha256' must be 64 lower-case hex digits");
+    const std::uint64_t d = static_cast<std::uint64_t>(st.recipe.size.width) *
+                            static_cast<std::uint64_t>(st.recipe.size.height) *
+                            static_cast<std::uint64_t>(C);
+    if (f.dimension != d)
+      bad("field 'pixel_covariance.dimension' is " + std::to_string(f.dimension) +
+          ", the recipe's images have " + std::to_string(d) + " values");
+    st.pixel_covariance = std::move(f);
+  }
+
   // The derived numbers are recomputed from the sums; the per-channel ones written (mean, std, in
   // both units, min, max, median) must agree, so an edited file is refused rather than silently
   // overridden. Percentiles, covariance and intervals are recomputed and not compared.
@@ -753,12 +785,55 @@ StatsFile stats_from_json(const std::string& text) {
   return st;
 }
 
-StatsFile read_stats_file(const std::string& path) {
+namespace {
+
+// Loads and checks the sidecar stats.json at `path` names; errors name the sidecar.
+void load_pixel_covariance(StatsFile& st, const std::string& path) {
+  const PixelCovarianceFile& f = *st.pixel_covariance;
+  const std::string side = (std::filesystem::path(path).parent_path() / f.file).string();
+  auto bad_side = [&](const std::string& what) {
+    throw Error(ErrorCode::format, side + ": " + what + " (the pixel covariance " + path +
+                                       " records; rerun imgnorm stats --pixel-covariance)");
+  };
+  std::string bytes;
+  {
+    std::ifstream in(side, std::ios::binary);
+    if (!in) bad_side("missing or unreadable");
+    bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  detail::Sha256 h;
+  h.update(bytes);
+  if (h.hex_digest() != f.sha256)
+    bad_side("its SHA-256 differs from the one recorded: altered, or from another run");
+  const NpyArray a = read_npy(side);
+  const std::uint64_t n = f.dimension + 1;
+  if (a.header.dtype != DType::float64 || a.header.shape != std::vector<std::uint64_t>{n, n})
+    bad_side("not a float64 (D+1)x(D+1) moment matrix with D = " + std::to_string(f.dimension));
+  const double* d = a.as<double>();
+  PixelCovariance pc;
   try {
-    return stats_from_json(read_text_file(path, kMaxTextFileBytes, "stats file"));
+    pc = PixelCovariance::from_moments(static_cast<std::size_t>(f.dimension),
+                                       std::vector<double>(d, d + a.header.count));
+  } catch (const Error& e) {
+    bad_side(e.what());
+  }
+  if (pc.images() != st.acc.images())
+    bad_side("it counts " + std::to_string(pc.images()) + " images, the statistics " +
+             std::to_string(st.acc.images()));
+  detail::AccumulatorAccess::set_pixel_covariance(st.acc, std::move(pc));
+}
+
+}  // namespace
+
+StatsFile read_stats_file(const std::string& path) {
+  StatsFile st;
+  try {
+    st = stats_from_json(read_text_file(path, kMaxTextFileBytes, "stats file"));
   } catch (const Error& e) {
     throw with_path(e, path);
   }
+  if (st.pixel_covariance) load_pixel_covariance(st, path);
+  return st;
 }
 
 void merge_into(StatsFile& a, const StatsFile& b) {
@@ -787,6 +862,7 @@ void merge_into(StatsFile& a, const StatsFile& b) {
     detail::unite(covers, b.covers);
   }
   a.acc.merge(b.acc);  // throws before anything in `a` changed when channels or mean image differ
+  a.pixel_covariance.reset();  // the merged moments get a sidecar of their own when written
   a.files_found += b.files_found;
   for (std::size_t i = 0; i < a.class_images.size(); ++i) a.class_images[i] += b.class_images[i];
   a.skipped.insert(a.skipped.end(), b.skipped.begin(), b.skipped.end());

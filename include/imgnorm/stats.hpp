@@ -18,6 +18,7 @@
 #include "imgnorm/error.hpp"
 #include "imgnorm/export.hpp"
 #include "imgnorm/image.hpp"
+#include "imgnorm/pixel_covariance.hpp"
 #include "imgnorm/recipe.hpp"
 #include "imgnorm/select.hpp"
 
@@ -54,6 +55,10 @@ class IMGNORM_API Accumulator {
   /// Whether cross(i, j) holds the cross products of different channels (true unless
   /// skip_cross_products() was called).
   bool has_cross_products() const { return cross_products_; }
+  /// Also keeps the exact (D+1)×(D+1) moment matrix of whole images (PixelCovariance, D =
+  /// H·W·C) for full-image whitening; every added image must have `size`. Check the memory first
+  /// (check_pixel_covariance_memory): this allocates PixelCovariance::bytes_for(D).
+  void enable_pixel_covariance(Size size);
 
   /// Adds one image (its channels must equal channels()).
   void add(const ImageView& image);
@@ -83,6 +88,8 @@ class IMGNORM_API Accumulator {
   const std::vector<std::uint64_t>& patch_sums() const { return patch_sums_; }
   /// Σv·vᵀ over patches: D×D, row-major, symmetric.
   const std::vector<std::uint64_t>& patch_cross() const { return patch_cross_; }
+  /// The whole-image moments when enable_pixel_covariance was called (else not enabled()).
+  const PixelCovariance& pixel_covariance() const { return pixcov_; }
 
   bool operator==(const Accumulator&) const = default;
 
@@ -125,6 +132,7 @@ class IMGNORM_API Accumulator {
   std::uint64_t patch_count_ = 0;
   std::vector<std::uint64_t> patch_sums_;
   std::vector<std::uint64_t> patch_cross_;
+  PixelCovariance pixcov_;
 };
 
 /// A closed interval [lo, hi].
@@ -222,6 +230,15 @@ struct Coverage {
   bool operator==(const Coverage&) const = default;
 };
 
+/// Where stats.json's whole-image moments are (its "pixel_covariance" field): the sidecar's file
+/// name, in the folder of stats.json, and the SHA-256 of its bytes.
+struct PixelCovarianceFile {
+  std::string file;
+  std::string sha256;  ///< 64 lower-case hex digits
+  std::uint64_t dimension = 0;
+  bool operator==(const PixelCovarianceFile&) const = default;
+};
+
 /// Everything stats.json holds: the recipe, the counts, the exact sums. See docs/stats-json.md.
 struct StatsFile {
   std::string tool_version;
@@ -240,6 +257,10 @@ struct StatsFile {
   /// different datasets), sorted by digest. Empty: unknown (a stats.json written before imgnorm
   /// recorded it, or the statistics of an array), so merge cannot check it for overlaps.
   std::vector<Coverage> covers;
+  /// The sidecar of the whole-image moments (`stats --pixel-covariance`), as stats.json records
+  /// it; the moments themselves are acc.pixel_covariance() (read_stats_file loads and checks the
+  /// sidecar; stats_from_json, which has no folder, only records the reference).
+  std::optional<PixelCovarianceFile> pixel_covariance;
   Accumulator acc;
 };
 
@@ -255,7 +276,9 @@ IMGNORM_API std::string to_json(const StatsFile& stats);
 /// format name, newer version, missing fields, inconsistent sums, NaN or negative std).
 IMGNORM_API StatsFile stats_from_json(const std::string& text);
 
-/// Reads a stats.json file; errors name the file.
+/// Reads a stats.json file; errors name the file. A "pixel_covariance" sidecar is read from the
+/// same folder and checked (Error(format) when it is missing, its SHA-256 differs from the
+/// recorded one, or its shape or sums do not fit the statistics).
 IMGNORM_API StatsFile read_stats_file(const std::string& path);
 
 /// Adds b into a: exact sums added, skipped lists concatenated (sorted by path), ignored lists

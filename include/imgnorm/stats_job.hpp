@@ -44,6 +44,10 @@ struct StatsJob {
   /// has them). false skips that work for a job that needs only per-channel statistics
   /// (Accumulator::skip_cross_products); the result cannot be written as stats.json.
   bool cross_products = true;
+  /// Also keep the exact whole-image moment matrix (`--pixel-covariance`, PixelCovariance; D =
+  /// H×W×C of the recipe's size). Refused before allocating when the matrices of every thread do
+  /// not fit in the memory limit (check_pixel_covariance_memory).
+  bool pixel_covariance = false;
 };
 
 /// `job` with what `selection` is recorded in it: its sample, its shard and its identity
@@ -84,10 +88,15 @@ struct StatsOutputs {
   std::string stats_json;
   std::string mean_image;
   bool force = false;  ///< replace existing files
+  /// The statistics will hold a pixel covariance: its sidecar (pixel_covariance_path(stats_json))
+  /// is checked too, and stats_json is required.
+  bool pixel_covariance = false;
 };
 /// Refuses early (before any work) when an output exists (unless force) or its folder is missing.
 IMGNORM_API void check_outputs(const StatsOutputs& outputs);
-/// Writes the outputs, each atomically; stats.json last, so a failure leaves no stats.json that
+/// Writes the outputs, each atomically; with a pixel covariance, its sidecar
+/// (pixel_covariance_path(stats_json), recorded in stats.json by name and SHA-256) too, so
+/// stats_json is then required; stats.json last, so a failure leaves no stats.json that
 /// looks whole. `cancel` is checked before stats.json is renamed into place.
 IMGNORM_API void write_outputs(const StatsFile& stats, const StatsOutputs& outputs,
                                const std::atomic<bool>* cancel = nullptr);

@@ -109,7 +109,7 @@ def _path(p):
 def stats(dataset=None, *, list=None, follow_links=False, size=None, resize="stretch",
           interp="linear", channels="rgb", pad_value=0, exact_decode=False, max_pixels=None,
           alpha="drop", sample=None, seed=0, shard=None, ddof=0, mean_image=False, patch=None,
-          threads=0, max_memory=None, allow_truncated=False, progress=None):
+          pixel_covariance=False, threads=0, max_memory=None, allow_truncated=False, progress=None):
     """Exact per-channel statistics of a dataset, as ``imgnorm stats`` computes them.
 
     dataset: a class-folder tree (``DIR/<class>/**/*.jpg``) or a flat folder; or ``list=FILE``
@@ -124,7 +124,9 @@ def stats(dataset=None, *, list=None, follow_links=False, size=None, resize="str
     without replacement, seeded by ``seed``); shard: "I/N" or (I, N). ddof: 0 (numpy) or 1.
     mean_image: also keep the per-pixel mean image (``Stats.mean_image``). patch: K (odd, 1-9) to
     also record the exact moments of every KxK patch (stats.json ``sums.patch``), which
-    ``mode="zca-patch", patch=K`` needs. threads: 0 = all cores.
+    ``mode="zca-patch", patch=K`` needs. pixel_covariance: also keep the exact moments of whole
+    images (``Stats.pixel_covariance``, (D+1)x(D+1), D = H*W*C; ``Stats.save`` writes them beside
+    stats.json; refused when they do not fit ``max_memory``). threads: 0 = all cores.
     max_memory: memory for the images in flight, bytes or a size such as "2G" or "512M" (default:
     half of the physical memory or of the container's limit); more images wait, none fails.
     Returns a :class:`Stats`; skipped files are in ``Stats.skipped``. Warns when the sample is
@@ -136,7 +138,7 @@ def stats(dataset=None, *, list=None, follow_links=False, size=None, resize="str
               max_pixels=max_pixels, alpha=alpha,
               sample=None if sample is None else str(sample), seed=seed, shard_index=shard_index,
               shard_count=shard_count, ddof=ddof, mean_image=mean_image, patch=patch,
-              threads=threads,
+              pixel_covariance=pixel_covariance, threads=threads,
               max_memory=max_memory, allow_truncated=allow_truncated)
     return _run(_core.stats, "stats", progress, _path(dataset), kw)
 
@@ -198,6 +200,8 @@ _STATS_DOCS = {
     "eigenvectors": "(C, C) its eigenvectors as columns (largest component positive).",
     "histogram": "(C, 256) uint64 exact value counts.",
     "mean_image": "(H, W, C) float64 per-pixel mean image when stats(mean_image=True), else None.",
+    "pixel_covariance": "(D+1, D+1) float64 exact moments of whole images, sum of [1, x][1, x]^T (D = H*W*C), "
+                        "when stats(pixel_covariance=True), else None.",
     "mean_ci": "(C, 2) 95% confidence interval of each mean for a sample, else None.",
     "std_ci": "(C, 2) 95% confidence interval of each std for a sample, else None.",
     "images": "Images used.",

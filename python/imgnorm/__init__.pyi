@@ -42,6 +42,7 @@ class Stats:
     eigenvectors: npt.NDArray[np.float64]
     histogram: npt.NDArray[np.uint64]
     mean_image: Optional[npt.NDArray[np.float64]]
+    pixel_covariance: Optional[npt.NDArray[np.float64]]
     mean_ci: Optional[npt.NDArray[np.float64]]
     std_ci: Optional[npt.NDArray[np.float64]]
     images: int
@@ -67,7 +68,8 @@ def stats(dataset: Optional[PathLike] = ..., *, list: Optional[PathLike] = ...,
           exact_decode: bool = ..., max_pixels: Optional[int] = ..., alpha: Alpha = ...,
           sample: Union[None, int, str] = ..., seed: int = ...,
           shard: Union[None, str, Tuple[int, int]] = ..., ddof: int = ..., mean_image: bool = ...,
-          patch: Optional[int] = ..., threads: int = ..., max_memory: Union[None, int, str] = ...,
+          patch: Optional[int] = ..., pixel_covariance: bool = ..., threads: int = ...,
+          max_memory: Union[None, int, str] = ...,
           allow_truncated: bool = ..., progress: Progress = ...) -> Stats: ...
 
 def merge(parts: Iterable[Stats]) -> Stats: ...

@@ -309,6 +309,15 @@ void bind_stats_values(py::class_<PyStats, std::shared_ptr<PyStats>>& c) {
     return owning_array(std::move(bytes), py::dtype::of<double>(),
                         {sz.height, sz.width, s.file->acc.channels()});
   });
+  c.def_property_readonly("pixel_covariance", [](const PyStats& s) -> py::object {
+    const PixelCovariance& pc = s.file->acc.pixel_covariance();
+    if (!pc.enabled()) return py::none();
+    const std::vector<double> m = pc.moments();
+    std::vector<std::uint8_t> bytes(m.size() * sizeof(double));
+    std::memcpy(bytes.data(), m.data(), bytes.size());
+    const auto n = static_cast<py::ssize_t>(pc.dimension() + 1);
+    return owning_array(std::move(bytes), py::dtype::of<double>(), {n, n});
+  });
   c.def_property_readonly("mean_ci", [](const PyStats& s) { return interval_array(s, true); });
   c.def_property_readonly("std_ci", [](const PyStats& s) { return interval_array(s, false); });
 }
@@ -383,7 +392,11 @@ void bind_stats(py::module_& m) {
       .def(
           "save",
           [](const PyStats& s, const py::object& path, bool force) {
-            write_file_atomic(fs_path(path), to_json(*s.file), force);
+            // With a pixel covariance, its sidecar goes beside stats.json (as imgnorm stats -o).
+            const bool pixcov = s.file->acc.pixel_covariance().enabled();
+            const StatsOutputs o{fs_path(path), "", force, pixcov};
+            check_outputs(o);
+            write_outputs(*s.file, o);
           },
           py::arg("path"), py::arg("force") = false)
       .def(py::pickle([](const PyStats& s) { return to_json(*s.file); },
@@ -516,6 +529,7 @@ PyStats py_stats(const py::object& dataset, const py::dict& kw, const py::object
   job.mean_image = bool_kw(kw, "mean_image");
   job.patch = int_kw(kw, "patch", 0);
   if (job.patch != 0) Accumulator(1).enable_patch(job.patch);  // a bad K before any scan
+  job.pixel_covariance = bool_kw(kw, "pixel_covariance");
   const int threads = int_kw(kw, "threads", 0);
   const bool truncated = bool_kw(kw, "allow_truncated");
   const std::uint64_t max_memory = memory_kw(kw);

@@ -32,7 +32,11 @@ Command add_merge_command(CLI::App& app) {
             std::vector<std::string> warnings;
             const StatsFile all = merge_stats_files(f->inputs, &warnings);
             for (const auto& w : warnings) print_warning(w);
-            if (!f->output.empty()) write_file_atomic(f->output, to_json(all), f->force, &g_cancel);
+            // With pixel covariances, the merged moments go into a sidecar beside the output.
+            if (!f->output.empty())
+              write_outputs(
+                  all, StatsOutputs{f->output, "", f->force, all.acc.pixel_covariance().enabled()},
+                  &g_cancel);
             print_summary(all, f->format);
             return static_cast<int>(kOk);
           }};

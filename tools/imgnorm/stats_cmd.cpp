@@ -21,6 +21,7 @@ struct StatsFlags {
   int ddof = 0;
   std::string mean_image;
   int patch = 0;
+  bool pixel_covariance = false;
   bool strict = false;
   bool force = false;
   bool follow_links = false;
@@ -64,6 +65,7 @@ int stats_main(const CLI::App& app, const StatsFlags& f) {
     job.mean_image = !f.mean_image.empty();
     job.patch = f.patch;
     if (f.patch != 0) Accumulator(1).enable_patch(f.patch);  // a bad K before any scan
+    job.pixel_covariance = f.pixel_covariance;
     sel.folder = f.input;
     sel.list = f.list;
     sel.sample = f.sample;
@@ -72,7 +74,7 @@ int stats_main(const CLI::App& app, const StatsFlags& f) {
     sel.scan.cancel = &g_cancel;
     if (!f.shard.empty()) parse_shard(f.shard, sel.shard_index, sel.shard_count);
   });
-  const StatsOutputs outputs{f.output, f.mean_image, f.force};
+  const StatsOutputs outputs{f.output, f.mean_image, f.force, f.pixel_covariance};
   if (g_comm) return stats_ranks(*g_comm, job, sel, outputs, f);
   check_outputs(outputs);
 
@@ -128,6 +130,9 @@ Command add_stats_command(CLI::App& app) {
   sub->add_option("--patch", f->patch,
                   "Also record the exact moments of every KxK patch (odd K, 1-9), for "
                   "normalize --mode zca-patch --patch K");
+  sub->add_flag("--pixel-covariance", f->pixel_covariance,
+                "Also keep the exact moments of whole images for --mode zca|pca (a (D+1)x(D+1) "
+                "float64 .npy beside -o, D = H*W*C; refused when it does not fit --max-memory)");
   sub->add_flag("--strict", f->strict,
                 "Exit with status 3 when any file was skipped or a class has no usable image");
   sub->add_flag("--force", f->force, "Replace existing output files");
