@@ -181,7 +181,10 @@ std::string to_json(const Manifest& mf) {
   }
   // Per input channel: y = t + g * ((x / d - m) / s) as [d, m, s, g, t]; and per output channel
   // the affine y = a*x + b.
-  if (mf.mode == Mode::zca_patch) {
+  if (mf.mode == Mode::zca) {
+    // D×D: too large for JSON; the matrix and the mean are in the whitening file.
+    m["whitening"] = mf.whitening ? ojson(*mf.whitening) : ojson(nullptr);
+  } else if (mf.mode == Mode::zca_patch) {
     // A convolution: the K×K×C → C filter of the centre rows of W_patch, one output channel (in
     // input channel order) per line, and the patch mean it centres with.
     m["patch"] = mf.patch;
@@ -295,7 +298,13 @@ Manifest manifest_from_json(const std::string& text) {
   if (m.contains("recipe")) mf.recipe = detail::read_recipe_field(m);
   if (m.contains("dataset_mean")) mf.dataset_mean = numbers(m["dataset_mean"], "dataset_mean");
   if (m.contains("dataset_std")) mf.dataset_std = numbers(m["dataset_std"], "dataset_std");
-  if (mf.mode == Mode::zca_patch) {
+  if (mf.mode == Mode::zca) {
+    const ojson& w = need(m, "whitening");
+    if (!w.is_string() || w.get<std::string>().empty() ||
+        w.get<std::string>().find('/') != std::string::npos)
+      bad("field 'whitening' must name a file in the manifest's folder");
+    mf.whitening = w.get<std::string>();
+  } else if (mf.mode == Mode::zca_patch) {
     const std::uint64_t k = need_u64(m, "patch");
     if (k < 1 || k > static_cast<std::uint64_t>(Accumulator::kMaxPatch) || k % 2 == 0)
       bad("field 'patch' must be odd, 1 to " + std::to_string(Accumulator::kMaxPatch));

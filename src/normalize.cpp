@@ -20,8 +20,10 @@
 #include <mutex>
 #include <optional>
 
+#include "blas_threads.hpp"
 #include "imgnorm/error.hpp"
 #include "imgnorm/output.hpp"
+#include "imgnorm/pixel_covariance.hpp"
 #include "imgnorm/stats_job.hpp"
 #include "job_arena.hpp"
 #include "normalize_access.hpp"
@@ -185,6 +187,10 @@ void Normalization::check_job() {
                  : "has no patch moments, which --mode zca-patch needs") +
             "; compute them with imgnorm stats --patch " + k + " (or use --fit)");
   }
+  if (spec.mode == Mode::zca && stats && !stats->acc.pixel_covariance().enabled())
+    invalid(stats_name +
+            ": has no pixel covariance, which --mode zca needs; compute it with imgnorm stats "
+            "--pixel-covariance -o stats.json (or use --fit)");
   recipe_ = job_.recipe.apply(stats ? stats->recipe : Recipe{});
   if (stats) {
     std::string diff = recipe_differences(recipe_, stats->recipe);
@@ -339,6 +345,7 @@ void Normalization::prepare(
     sj.recipe = recipe_;
     sj.mean_image = spec.mode == Mode::mean_image && job_.mean_image_path.empty();
     if (spec.mode == Mode::zca_patch) sj.patch = spec.patch;
+    sj.pixel_covariance = spec.mode == Mode::zca;
     // The channel covariance only for the modes that use it, or for --save-stats (stats.json
     // holds it): on RGB the cross products are about 40% of the accumulation.
     sj.cross_products = spec.mode == Mode::zca_channels || spec.mode == Mode::pca_channels ||
@@ -365,6 +372,25 @@ void Normalization::prepare(
     Summary s = summarize(stats->acc, stats->ddof);
     if (spec.mode == Mode::zca_channels || spec.mode == Mode::pca_channels)
       spec.covariance = s.covariance;
+    if (spec.mode == Mode::zca) {
+      const PixelCovariance& pc = stats->acc.pixel_covariance();
+      const std::uint64_t d = static_cast<std::uint64_t>(recipe_.size.width) *
+                              static_cast<std::uint64_t>(recipe_.size.height) *
+                              static_cast<std::uint64_t>(nc);
+      if (!pc.enabled())
+        invalid((job_.stats_path.empty() ? std::string("the statistics") : job_.stats_path) +
+                ": has no pixel covariance, which --mode zca needs; compute it with imgnorm "
+                "stats --pixel-covariance -o stats.json (or use --fit)");
+      if (pc.dimension() != d)
+        invalid(fmt::format(
+            "{}: the pixel covariance is for D = {} values per image, the images are {}x{}x{} "
+            "= {}; normalize at the size of the statistics (--size) or recompute them",
+            job_.stats_path.empty() ? std::string("the statistics") : job_.stats_path,
+            pc.dimension(), recipe_.size.width, recipe_.size.height, nc, d));
+      PixelMoments pm = pixel_moments(pc, stats->ddof);
+      spec.pixel_mean = std::move(pm.mean);
+      spec.pixel_covariance = std::move(pm.covariance);
+    }
     if (spec.mode == Mode::zca_patch) {
       PatchSummary p = summarize_patches(stats->acc, stats->ddof);
       spec.patch_mean = std::move(p.mean);
@@ -393,6 +419,10 @@ NormalizeResult Normalization::run(RowSink& sink, const PipelineOptions& options
   const bool per_image = is_per_image(job_.spec.mode);
   const std::size_t rb = row_bytes();
   NormalizeResult res;
+  // --mode zca: one cblas_dgemv per image on each worker, OpenBLAS single-threaded, so that a
+  // row's result never depends on the thread count.
+  std::optional<detail::BlasThreads> serial_blas;
+  if (job_.spec.mode == Mode::zca) serial_blas.emplace(1);
   sink.begin(planned_rows(), rb);
 
   if (input_.array) {
@@ -492,8 +522,9 @@ Manifest Normalization::manifest(const NormalizeResult& r) const {
   m.range = spec.range;
   m.eps = spec.eps;
   if (!m.eps && (spec.mode == Mode::zca_channels || spec.mode == Mode::pca_channels ||
-                 spec.mode == Mode::zca_patch))
+                 spec.mode == Mode::zca_patch || spec.mode == Mode::zca))
     m.eps = kDefaultWhiteningEps;
+  if (spec.mode == Mode::zca) m.whitening = "whitening.npy";
   if (spec.mode == Mode::zca_patch) {
     m.patch = spec.patch;
     m.patch_mean = spec.patch_mean;
@@ -515,7 +546,7 @@ Manifest Normalization::manifest(const NormalizeResult& r) const {
   }
   if (is_per_image(spec.mode)) {
     for (const Affine& a : r.per_image_maps) m.per_image_maps.push_back({a, {}});
-  } else if (spec.mode != Mode::zca_patch) {
+  } else if (spec.mode != Mode::zca_patch && spec.mode != Mode::zca) {
     m.maps = norm.pixel_map();
   }
   m.constant_channels = r.constant_channels;
@@ -543,7 +574,7 @@ std::string NormalizationAccess::shard_name(const char* stem, int index) {
 }
 
 std::vector<std::string> NormalizationAccess::set_names(const std::string& dir, int shards) {
-  std::vector<std::string> names{"images.npy", "labels.npy", "manifest.json"};
+  std::vector<std::string> names{"images.npy", "labels.npy", "manifest.json", "whitening.npy"};
   auto add = [&](std::string n) {
     if (std::find(names.begin(), names.end(), n) == names.end()) names.push_back(std::move(n));
   };
@@ -615,6 +646,20 @@ NormalizeResult normalize_to_folder(Normalization& job, const std::string& dir, 
     labels.emplace(folder.path(labels_name), DType::int64, std::vector<std::uint64_t>{r.rows});
     if (r.rows > 0) labels->write_rows(0, r.labels.data(), r.rows);
   }
+  // --mode zca: μ and W, (D+1)×D float64 in 0–1 units (Manifest::whitening).
+  std::optional<NpyWriter> whitening;
+  if (job.job().spec.mode == Mode::zca) {
+    const Normalizer& norm = job.normalizer();
+    const std::vector<double>& w = norm.whitening();
+    const std::vector<double>& mu = norm.spec().pixel_mean;
+    const std::uint64_t d = mu.size();
+    whitening.emplace(folder.path("whitening.npy"), DType::float64,
+                      std::vector<std::uint64_t>{d + 1, d});
+    std::vector<double> row(mu.size());
+    for (std::size_t i = 0; i < mu.size(); ++i) row[i] = mu[i] / 255.0;
+    whitening->write_rows(0, row.data(), 1);
+    whitening->write_rows(1, w.data(), d);
+  }
   save_fitted_stats(job, force, options.cancel);  // beside the folder, before its commit
   Manifest m = job.manifest(r);
   if (output_shards) m.shards.push_back({images_name, job.labels() ? labels_name : "", r.rows});
@@ -626,6 +671,7 @@ NormalizeResult normalize_to_folder(Normalization& job, const std::string& dir, 
   // images.npy; or, for shards (read through the manifest), the shard files, then manifest.json.
   std::vector<AtomicFile*> files;
   if (labels) files.push_back(&labels->file());
+  if (whitening) files.push_back(&whitening->file());
   if (output_shards) files.push_back(&sink.writer().file());
   files.push_back(&manifest);
   if (!output_shards) files.push_back(&sink.writer().file());
@@ -678,6 +724,8 @@ std::uint64_t normalize_rows(const Normalizer& norm, const ImageArray& array, vo
   std::atomic<bool> failed{false};
   std::exception_ptr error;
   std::mutex error_mutex;
+  std::optional<detail::BlasThreads> serial_blas;  // --mode zca: one dgemv per row (see run())
+  if (norm.spec().mode == Mode::zca) serial_blas.emplace(1);
   detail::JobArena arena(effective_threads(threads));
   arena.execute([&] {
     tbb::parallel_for(
@@ -746,6 +794,9 @@ Manifest denormalize(const std::string& images, const std::string& manifest_path
             std::to_string(m.patch) + "x" + std::to_string(m.patch) +
             " neighbourhood of its input (a convolution, not a per-pixel map); keep the source "
             "images, or use --mode zca-channels, which denormalize inverts");
+  if (m.mode == Mode::zca)
+    invalid(mpath + ": denormalize does not invert --mode zca yet (W and the mean are in " +
+            m.whitening.value_or("whitening.npy") + "; x = W^-1 y + mean)");
   std::vector<double> mean;
   if (m.mode == Mode::mean_image) {
     if (!m.mean_image)

@@ -2,6 +2,8 @@
 
 #include "transform_kernels.hpp"
 
+#include <cblas.h>
+
 #include <algorithm>
 #include <array>
 #include <cassert>
@@ -9,9 +11,11 @@
 #include <cstdio>
 #include <cstring>
 
+#include "blas_threads.hpp"
 #include "enum_names.hpp"
 #include "half.hpp"
 #include "imgnorm/error.hpp"
+#include "imgnorm/pixel_covariance.hpp"
 #include "imgnorm/stats.hpp"
 
 // Bit-exact agreement between the table, the mean-image path and the reference relies on each
@@ -56,6 +60,7 @@ constexpr ModeTraits kModeTable[] = {
     {Mode::zca_channels, "zca-channels", false, Needs::dataset_stats, false, std::nullopt},
     {Mode::pca_channels, "pca-channels", false, Needs::dataset_stats, false, std::nullopt},
     {Mode::zca_patch, "zca-patch", false, Needs::dataset_stats, false, std::nullopt},
+    {Mode::zca, "zca", false, Needs::dataset_stats, false, std::nullopt},
 };
 
 const ModeTraits& traits(Mode m) {
@@ -442,8 +447,8 @@ Normalizer::Normalizer(const TransformSpec& spec, ChannelOrder input, const Outp
     invalid(std::string("invalid dtype '") + to_string(format.dtype) +
             "' (expected float32|float16)");
   if (spec.unit != 1 && spec.unit != 255) invalid("unit must be 1 or 255");
-  const bool whitening =
-      mode == Mode::zca_channels || mode == Mode::pca_channels || mode == Mode::zca_patch;
+  const bool whitening = mode == Mode::zca_channels || mode == Mode::pca_channels ||
+                         mode == Mode::zca_patch || mode == Mode::zca;
   if (spec.patch != 0 && mode != Mode::zca_patch)
     invalid(std::string("--patch applies to --mode zca-patch, not ") + to_string(mode));
   if (spec.eps && !(std::isfinite(*spec.eps) && (*spec.eps > 0 || (whitening && *spec.eps == 0))))
@@ -607,6 +612,9 @@ Normalizer::Normalizer(const TransformSpec& spec, ChannelOrder input, const Outp
     case Mode::zca_patch:
       init_patch();
       break;
+    case Mode::zca:
+      init_full();
+      break;
     case Mode::minmax:
     case Mode::per_image:
     case Mode::per_image_channel:
@@ -650,6 +658,7 @@ std::string culprits(const TransformSpec& spec) {
     case Mode::zca_channels:
     case Mode::pca_channels:
     case Mode::zca_patch:
+    case Mode::zca:
       return "--eps";
     case Mode::imagenet:
     case Mode::caffe:
@@ -690,6 +699,21 @@ void Normalizer::check_finite_outputs() const {
       refuse_non_finite(c, std::string(x_name) + " = " + fmt_double(x), v);
   };
   const Mode mode = spec_.mode;
+  if (mode == Mode::zca) {
+    // y_i = Σ_j W[i][j]·(x_j − μ_j), x in 0–1 units: |y_i| ≤ Σ_j |W[i][j]|·max(μ_j, 1 − μ_j).
+    const std::size_t dims = spec_.pixel_mean.size();
+    for (std::size_t i = 0; i < dims; ++i) {
+      double bound = 0;
+      for (std::size_t j = 0; j < dims; ++j) {
+        const double m = spec_.pixel_mean[j] / 255.0;
+        bound += std::fabs(whitening_[i * dims + j]) * std::max(m, 1.0 - m);
+      }
+      if (!std::isfinite(as_output(bound, dtype)))
+        refuse_non_finite(static_cast<int>(i % static_cast<std::size_t>(nc)),
+                          "the image farthest from the mean", bound);
+    }
+    return;
+  }
   if (mode == Mode::zca_patch) {
     // y_c = Σ_j F[c][j]·(x_j − μ_j) over the patch positions inside the image: |y_c| is at most
     // Σ_j |F[c][j]|·max(μ_j, 255 − μ_j), reached when every position is inside.
@@ -812,6 +836,76 @@ void Normalizer::init_patch() {
     }
 }
 
+void Normalizer::init_full() {
+  const std::size_t dims = spec_.pixel_mean.size();
+  if (dims == 0 || dims % static_cast<std::size_t>(channels_) != 0 ||
+      spec_.pixel_covariance.size() != dims * dims)
+    invalid(
+        "--mode zca needs the per-pixel mean and the D x D pixel covariance of the statistics "
+        "(imgnorm stats --pixel-covariance)");
+  check_finite(spec_.pixel_mean, "pixel mean");
+  check_finite(spec_.pixel_covariance, "pixel covariance");
+  if (!spec_.matrix.empty()) invalid("a channel matrix does not apply to mode zca");
+  // In 0–1 units: Σ₁ = Σ/255², W₁ = U·diag(1/√(λ₁+ε))·Uᵀ. One LAPACK thread: the same bits on
+  // every machine setting.
+  const double eps = spec_.eps ? *spec_.eps : kDefaultWhiteningEps;
+  std::vector<double> cov(spec_.pixel_covariance);
+  for (double& v : cov) v /= 255.0 * 255.0;
+  std::vector<double> values, vectors;
+  symmetric_eigen_lapack(cov, static_cast<int>(dims), values, vectors, 1);
+  std::vector<double> scaled(dims * dims);  // U·diag(1/√(λ+ε))
+  for (std::size_t k = 0; k < dims; ++k) {
+    if (!(values[k] + eps > 0))
+      invalid("the pixel covariance is singular (eigenvalue " + std::to_string(k) + " is " +
+              std::to_string(values[k]) + " in 0-1 units); pass --eps");
+    const double s = 1.0 / std::sqrt(values[k] + eps);
+    for (std::size_t i = 0; i < dims; ++i) scaled[i * dims + k] = vectors[i * dims + k] * s;
+  }
+  whitening_.assign(dims * dims, 0.0);
+  const int n = static_cast<int>(dims);
+  {
+    detail::BlasThreads serial(1);
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1.0, scaled.data(), n,
+                vectors.data(), n, 0.0, whitening_.data(), n);
+  }
+}
+
+// Full-image ZCA: z = x/255 − μ/255 (D values, HWC, input order), y = W·z with one cblas_dgemv
+// per image, then stored in the output layout, channel order and dtype. Callers run the images
+// with OpenBLAS single-threaded (detail::BlasThreads(1) around the run), so each image's result
+// is one fixed sequence of operations whatever the thread count and batching.
+template <typename Get>
+void Normalizer::apply_full(Get get, int width, int height, void* out) const {
+  const int nc = channels_;
+  const std::size_t dims = spec_.pixel_mean.size();
+  const std::size_t w = static_cast<std::size_t>(width), h = static_cast<std::size_t>(height);
+  if (w * h * static_cast<std::size_t>(nc) != dims)
+    invalid("image is " + std::to_string(width) + "x" + std::to_string(height) + "x" +
+            std::to_string(nc) + " = " + std::to_string(w * h * nc) +
+            " values, but the whitening matrix of --mode zca is for " + std::to_string(dims));
+  std::vector<double> z(dims), y(dims);
+  for (int yy = 0; yy < height; ++yy)
+    for (int xx = 0; xx < width; ++xx)
+      for (int c = 0; c < nc; ++c) {
+        const std::size_t j = (static_cast<std::size_t>(yy) * w + xx) * nc + c;
+        z[j] = get(yy, xx, c) / 255.0 - spec_.pixel_mean[j] / 255.0;
+      }
+  const int n = static_cast<int>(dims);
+  cblas_dgemv(CblasRowMajor, CblasNoTrans, n, n, 1.0, whitening_.data(), n, z.data(), 1, 0.0,
+              y.data(), 1);
+  for (int yy = 0; yy < height; ++yy)
+    for (int xx = 0; xx < width; ++xx)
+      for (int o = 0; o < nc; ++o) {
+        const int ic = nc == 3 ? perm(swap_rb_, o) : o;
+        const double v = y[(static_cast<std::size_t>(yy) * w + xx) * nc + ic];
+        const std::size_t oi = out_index(format_.layout, nc, w, h, xx, yy, o);
+        if (format_.dtype == DType::float32)
+          static_cast<float*>(out)[oi] = static_cast<float>(v);
+        else
+          static_cast<std::uint16_t*>(out)[oi] = detail::double_to_half(v);
+      }
+}
+
 // The K×K×C → C convolution of zca_patch: get(y, x, c) is the input value (0–255). Each output is
 // Σ_j F[c][j]·(x_j − μ_j) over the patch dimensions j = (dy, dx, c') inside the image, in that
 // order, in double, rounded once to the output type.
@@ -920,6 +1014,14 @@ int Normalizer::apply(const ImageView& img, void* out) const {
     invalid("image has " + std::to_string(img.channels) + " channels, expected " +
             std::to_string(channels_));
   if (img.empty()) return 0;
+  if (spec_.mode == Mode::zca) {
+    apply_full(
+        [&](int y, int x, int c) {
+          return static_cast<double>(img.row(y)[static_cast<std::size_t>(x) * channels_ + c]);
+        },
+        img.width, img.height, out);
+    return 0;
+  }
   if (spec_.mode == Mode::zca_patch) {
     apply_patch(
         [&](int y, int x, int c) {
@@ -973,6 +1075,12 @@ int Normalizer::apply_values(const double* values, int width, int height, void* 
     sq[c] += static_cast<long double>(x) * x;
     lo[c] = std::min(lo[c], x);
     hi[c] = std::max(hi[c], x);
+  }
+  if (mode == Mode::zca) {
+    apply_full([&](int y, int x, int c) { return values[(y * w + x) * nc + c]; }, width, height,
+               out);
+    if (used) *used = fixed_;
+    return 0;
   }
   if (mode == Mode::zca_patch) {
     apply_patch([&](int y, int x, int c) { return values[(y * w + x) * nc + c]; }, width, height,
@@ -1097,6 +1205,10 @@ std::string Normalizer::formula() const {
              " patch around (h,w), positions inside the image, of W[(centre,c),(o,c')] * "
              "(x[(h,w)+o,c'] - mean[o,c']); W = U diag(1 / sqrt(lambda + eps)) U^T of the patch "
              "covariance (patch ZCA; eps in 0-1 units)";
+    case Mode::zca:
+      return "y = W (x / 255 - mean / 255) over the H*W*C values of the image; W = U diag(1 / "
+             "sqrt(lambda + eps)) U^T of the pixel covariance in 0-1 units (full-image ZCA; W "
+             "and mean in whitening.npy)";
   }
   return "";
 }

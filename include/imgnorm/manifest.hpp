@@ -68,6 +68,10 @@ struct Manifest {
   /// and the C × K²C filter (Normalizer::patch_filter, input channel order).
   int patch = 0;
   std::vector<double> patch_mean, patch_filter;
+  /// zca (which has no `maps`): the file, in the manifest's folder, that holds μ and W as one
+  /// (D+1)×D float64 array: row 0 the per-pixel mean, rows 1..D the matrix W, both in 0–1 units
+  /// and input channel order (y = W·(x/255 − μ)). `eps` is the ε of W.
+  std::optional<std::string> whitening;
   std::uint64_t constant_channels = 0;
   std::vector<std::string> classes;  ///< the training class list: label = index
   bool labels = false;               ///< labels.npy written

@@ -57,6 +57,10 @@ enum class Mode {
   /// over the K×K patch around (h, w), positions outside the image contributing 0; W_patch =
   /// U·diag(1/√(λ+ε))·Uᵀ of the K²C×K²C patch covariance. docs/whitening.md.
   zca_patch,
+  /// Full-image ZCA: y = W·(x − μ) over the D = H·W·C values of the image, W =
+  /// U·diag(1/√(λ+ε))·Uᵀ of the D×D pixel covariance (`stats --pixel-covariance`), μ the
+  /// per-pixel mean. Output shape unchanged. docs/whitening.md.
+  zca,
 };
 
 /// K of zca_patch when TransformSpec::patch is 0.
@@ -123,6 +127,10 @@ struct TransformSpec {
   /// the K²C×K²C patch covariance (row-major), 0–255 units, input channel order, as
   /// PatchSummary. ε is `eps`, as for zca_channels.
   std::vector<double> patch_mean, patch_covariance;
+  /// zca: the per-pixel mean μ (D = H·W·C values, index (h·W + w)·C + c) and the D×D pixel
+  /// covariance (row-major), 0–255 units, input channel order, as pixel_moments() gives them.
+  /// ε is `eps`, as for zca_channels.
+  std::vector<double> pixel_mean, pixel_covariance;
 };
 
 /// One channel's map, y = t + g · ((x / d − m) / s), evaluated in double in exactly this order.
@@ -242,6 +250,9 @@ class IMGNORM_API Normalizer {
   /// zca_patch: the C rows of W_patch for the patch centre (C × K²C, row-major, input channel
   /// order): output channel c of a pixel is row c applied to its centred patch. Else empty.
   const std::vector<double>& patch_filter() const { return patch_filter_; }
+  /// zca: W = U·diag(1/√(λ+ε))·Uᵀ (D×D, row-major, input channel order) in 0–1 units: the output
+  /// is W·(x/255 − μ/255) (the same values as in 0–255 units with ε·255²). Else empty.
+  const std::vector<double>& whitening() const { return whitening_; }
 
  private:
   TransformSpec spec_;
@@ -254,6 +265,11 @@ class IMGNORM_API Normalizer {
   std::vector<double> mean_scaled_;
   std::vector<double> matrix_;  // the channel-mixing matrix: spec.matrix, or the whitening one
   std::vector<double> patch_filter_;  // zca_patch
+  std::vector<double> whitening_;     // zca: W in 0–1 units (D×D)
+
+  void init_full();
+  template <typename Get>
+  void apply_full(Get get, int width, int height, void* out) const;
 
   void init_patch();
   template <typename Get>

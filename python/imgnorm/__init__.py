@@ -259,11 +259,11 @@ def normalize(dataset=None, *, list=None, follow_links=False, stats=None, fit=Fa
     those fitted statistics as a stats.json (the CLI's --save-stats; load it with
     :meth:`Stats.load` or pass it as ``stats=`` for test data). mode: standardize | scale | center
     | mean-image | minmax | minmax-dataset | per-image | per-image-channel | imagenet | caffe |
-    inception | clip | custom | zca-channels | pca-channels | zca-patch (the older spelling
+    inception | clip | custom | zca-channels | pca-channels | zca-patch | zca (the older spelling
     "preset:imagenet" also works). range=(lo, hi) for scale/minmax;
     unit: 255 (default) or 1; mean/std: custom constants (output channel order; when every one
     is at most 1 and some is a fraction, without an explicit unit a warning suggests unit=1);
-    eps: floor of a zero std; for zca-channels, pca-channels and zca-patch the regularizer added
+    eps: floor of a zero std; for zca-channels, pca-channels, zca-patch and zca the regularizer added
     to the eigenvalues (0-1 units, default 1e-5); patch: K of zca-patch (odd, default 3; the
     statistics need stats(patch=K));
     layout: nhwc | nchw; dtype: float32 | float16; channels: output order rgb | bgr | gray.

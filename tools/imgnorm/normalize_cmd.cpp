@@ -158,10 +158,11 @@ Command add_normalize_command(CLI::App& app) {
   sub->add_option("--save-stats", f->save_stats,
                   "With --fit: also write the fitted statistics (stats.json) here, for --stats "
                   "on test data");
-  sub->add_option("--mode", f->mode,
-                  "scale | center | standardize | mean-image | minmax | minmax-dataset | per-image "
-                  "| per-image-channel | imagenet | caffe | inception | clip | custom | "
-                  "zca-channels | pca-channels | zca-patch")
+  sub->add_option(
+         "--mode", f->mode,
+         "scale | center | standardize | mean-image | minmax | minmax-dataset | per-image "
+         "| per-image-channel | imagenet | caffe | inception | clip | custom | "
+         "zca-channels | pca-channels | zca-patch | zca (full image: stats --pixel-covariance)")
       ->capture_default_str();
   sub->add_option("--range", f->range, "Output range lo,hi of scale/minmax/minmax-dataset (0,1)");
   sub->add_option("--unit", f->unit, "Units of the formula: 255 (x in 0-255) or 1 (x/255)")
@@ -174,7 +175,7 @@ Command add_normalize_command(CLI::App& app) {
   sub->add_flag("--divide-std", f->divide_std, "mean-image: also divide by the dataset std");
   sub->add_option(
       "--eps", f->eps,
-      "Divide by max(std, eps) instead of failing on std 0; zca/pca-channels, zca-patch: "
+      "Divide by max(std, eps) instead of failing on std 0; zca/pca-channels, zca-patch, zca: "
       "added to the eigenvalues, 0-1 units (default 1e-5)");
   sub->add_option("--patch", f->patch,
                   "zca-patch: the patch side K (odd, default 3); the statistics need the same "

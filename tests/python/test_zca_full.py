@@ -1,0 +1,120 @@
+"""normalize --mode zca (issue 13, part 2): full-image ZCA from the exact pixel covariance of
+`stats --pixel-covariance`, checked against a numpy float64 reference written here:
+y = W·(x/255 − μ), W = U·diag(1/√(λ+ε))·Uᵀ of the per-pixel covariance in 0–1 units."""
+import json
+import os
+
+import numpy as np
+
+import util
+
+
+def _pixels(folder, size, tmp_path):
+    """The pipeline's u8 pixels (rows in the manifest's order) as float64, N×D: from --mode scale,
+    whose float32 x/255 rounds back to x exactly."""
+    out = str(tmp_path / "scaled")
+    util.cli("normalize", folder, "--size", size, "--mode", "scale", "--no-labels", "-o", out,
+             "-q")
+    y = np.load(os.path.join(out, "images.npy"))
+    x = np.rint(y.astype(np.float64) * 255.0).reshape(len(y), -1)
+    assert np.array_equal(x, np.clip(x, 0, 255))
+    return x
+
+
+def _reference(x, ddof, eps):
+    mu = x.mean(axis=0) / 255.0
+    cov = np.cov(x / 255.0, rowvar=False, ddof=ddof)
+    lam, u = np.linalg.eigh(cov)
+    w = u @ np.diag(1.0 / np.sqrt(lam + eps)) @ u.T
+    return mu, w, (x / 255.0 - mu) @ w.T
+
+
+def _stats(tmp_path, folder, size, *extra):
+    path = str(tmp_path / "stats.json")
+    util.cli("stats", folder, "--size", size, "--pixel-covariance", "-o", path, "-q", *extra)
+    return path
+
+
+def test_zca_matches_numpy_at_8x8(photos, tmp_path):
+    size = 8  # D = 192 > 60 images: singular, ε decides the small directions
+    x = _pixels(photos, size, tmp_path)
+    stats = _stats(tmp_path, photos, size)
+    out = str(tmp_path / "out")
+    util.cli("normalize", photos, "--stats", stats, "--mode", "zca", "--no-labels", "-o", out,
+             "-q")
+    y = np.load(os.path.join(out, "images.npy"))
+    assert y.shape == (len(x), size, size, 3) and y.dtype == np.float32
+    mu, w, ref = _reference(x, 0, 1e-5)
+    got = y.reshape(len(y), -1).astype(np.float64)
+    scale = np.abs(ref).max()
+    assert np.abs(got - ref).max() <= 1e-6 * scale, np.abs(got - ref).max() / scale
+    # whitening.npy: (D+1)×D float64, row 0 μ, rows 1.. W, 0–1 units; recorded in the manifest.
+    m = json.load(open(os.path.join(out, "manifest.json")))
+    assert m["mode"] == "zca" and m["whitening"] == "whitening.npy" and m["eps"] == 1e-5
+    wf = np.load(os.path.join(out, "whitening.npy"))
+    assert wf.shape == (193, 192) and wf.dtype == np.float64
+    assert np.allclose(wf[0], mu, rtol=0, atol=1e-12)
+    assert np.abs(wf[1:] - w).max() <= 1e-6 * np.abs(w).max()
+
+
+def test_zca_whitened_training_data_has_identity_covariance(photos, tmp_path):
+    size = 4  # D = 48 < 60 images: a regular covariance
+    x = _pixels(photos, size, tmp_path)
+    stats = _stats(tmp_path, photos, size, "--ddof", "1")
+    out = str(tmp_path / "out")
+    # NCHW and BGR output: the same values, moved.
+    util.cli("normalize", photos, "--stats", stats, "--mode", "zca", "--eps", "0", "--no-labels",
+             "--layout", "nchw", "--channels", "bgr", "-o", out, "-q")
+    y = np.load(os.path.join(out, "images.npy")).astype(np.float64)
+    y = y[:, ::-1].transpose(0, 2, 3, 1).reshape(len(y), -1)  # back to HWC, RGB
+    assert np.allclose(y.mean(axis=0), 0, atol=1e-5)
+    c = np.cov(y, rowvar=False, ddof=1)
+    assert np.abs(c - np.eye(c.shape[0])).max() < 1e-4
+    _, _, ref = _reference(x, 1, 0.0)
+    assert np.abs(y - ref).max() <= 1e-6 * np.abs(ref).max()
+    # With ε the variance of a direction of eigenvalue λ is λ/(λ+ε) < 1.
+    out2 = str(tmp_path / "out2")
+    util.cli("normalize", photos, "--stats", stats, "--mode", "zca", "--eps", "0.01",
+             "--no-labels", "-o", out2, "-q")
+    y2 = np.load(os.path.join(out2, "images.npy")).astype(np.float64).reshape(len(y), -1)
+    lam = np.linalg.eigvalsh(np.cov(x / 255.0, rowvar=False, ddof=1))
+    assert np.allclose(np.sort(np.linalg.eigvalsh(np.cov(y2, rowvar=False, ddof=1))),
+                       np.sort(lam / (lam + 0.01)), atol=1e-5)
+
+
+def test_zca_threads_give_the_same_bits(photos, tmp_path):
+    stats = _stats(tmp_path, photos, 8)
+    outs = []
+    for t in (1, 2):
+        out = str(tmp_path / ("t%d" % t))
+        util.cli("normalize", photos, "--stats", stats, "--mode", "zca", "--threads", t,
+                 "--no-labels", "-o", out, "-q")
+        outs.append(open(os.path.join(out, "images.npy"), "rb").read())
+    assert outs[0] == outs[1]
+
+
+def test_zca_refusals(photos, tmp_path):
+    plain = str(tmp_path / "plain.json")
+    util.cli("stats", photos, "--size", 8, "-o", plain, "-q")
+    p = util.cli("normalize", photos, "--stats", plain, "--mode", "zca", "-o",
+                 str(tmp_path / "a"), expect=2)
+    assert ("plain.json: has no pixel covariance, which --mode zca needs; compute it with "
+            "imgnorm stats --pixel-covariance") in p.stderr
+    assert not os.path.exists(tmp_path / "a")
+    stats = _stats(tmp_path, photos, 8)
+    p = util.cli("normalize", photos, "--stats", stats, "--mode", "zca", "--size", 6, "-o",
+                 str(tmp_path / "b"), expect=2)
+    assert ("stats.json: the pixel covariance is for D = 192 values per image, the images are "
+            "6x6x3 = 108") in p.stderr
+    assert not os.path.exists(tmp_path / "b")
+    p = util.cli("normalize", photos, "--stats", stats, "--mode", "zca", "--eps", "-1", "-o",
+                 str(tmp_path / "c"), expect=2)
+    assert "eps must be a number >= 0" in p.stderr
+    assert not os.path.exists(tmp_path / "c")
+    # denormalize does not invert zca yet, and says so.
+    out = str(tmp_path / "d")
+    util.cli("normalize", photos, "--stats", stats, "--mode", "zca", "--no-labels", "-o", out,
+             "-q")
+    p = util.cli("denormalize", os.path.join(out, "images.npy"), "-o", str(tmp_path / "x.npy"),
+                 expect=2)
+    assert "denormalize does not invert --mode zca yet" in p.stderr
