@@ -387,6 +387,12 @@ void Normalization::prepare(
             "= {}; normalize at the size of the statistics (--size) or recompute them",
             job_.stats_path.empty() ? std::string("the statistics") : job_.stats_path,
             pc.dimension(), recipe_.size.width, recipe_.size.height, nc, d));
+      if (pc.images() < d)
+        warnings_.push_back(fmt::format(
+            "--mode zca: {} images for D = {} values per image: the pixel covariance is singular "
+            "(rank at most {}), so --eps ({:g}) decides how its other directions are scaled",
+            pc.images(), d, pc.images() > 0 ? pc.images() - 1 : 0,
+            spec.eps ? *spec.eps : kDefaultWhiteningEps));
       PixelMoments pm = pixel_moments(pc, stats->ddof);
       spec.pixel_mean = std::move(pm.mean);
       spec.pixel_covariance = std::move(pm.covariance);

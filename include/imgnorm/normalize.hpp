@@ -155,7 +155,8 @@ class IMGNORM_API Normalization {
   ~Normalization();
   Normalization(Normalization&&) noexcept;
 
-  /// Warnings to show (the recipe differs from the training recipe, ...).
+  /// Warnings to show (the recipe differs from the training recipe, ...); prepare() may add some
+  /// (--mode zca with fewer images than values per image).
   const std::vector<std::string>& warnings() const { return warnings_; }
   /// The effective recipe (an array input's size and channels).
   const Recipe& recipe() const { return recipe_; }

@@ -118,3 +118,33 @@ def test_zca_refusals(photos, tmp_path):
     p = util.cli("denormalize", os.path.join(out, "images.npy"), "-o", str(tmp_path / "x.npy"),
                  expect=2)
     assert "denormalize does not invert --mode zca yet" in p.stderr
+
+
+def test_zca_fit_equals_stats_and_warns_when_singular(photos, tmp_path):
+    stats = _stats(tmp_path, photos, 8)
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    pa = util.cli("normalize", photos, "--stats", stats, "--mode", "zca", "--no-labels", "-o", a)
+    pb = util.cli("normalize", photos, "--size", 8, "--fit", "--mode", "zca", "--no-labels", "-o",
+                  b)
+    assert (open(os.path.join(a, "images.npy"), "rb").read() ==
+            open(os.path.join(b, "images.npy"), "rb").read())
+    assert (open(os.path.join(a, "whitening.npy"), "rb").read() ==
+            open(os.path.join(b, "whitening.npy"), "rb").read())
+    for p in (pa, pb):
+        assert ("--mode zca: 60 images for D = 192 values per image: the pixel covariance is "
+                "singular (rank at most 59), so --eps (1e-05) decides") in p.stderr
+    c = str(tmp_path / "c")
+    pc = util.cli("normalize", photos, "--size", 4, "--fit", "--mode", "zca", "--no-labels",
+                  "-o", c)
+    assert "singular" not in pc.stderr
+
+
+def test_zca_fit_refuses_a_size_beyond_max_memory(photos, tmp_path):
+    out = str(tmp_path / "out")
+    p = util.cli("normalize", photos, "--size", 64, "--fit", "--mode", "zca", "--threads", 1,
+                 "--max-memory", "100M", "--no-labels", "-o", out, expect=None)
+    assert p.returncode != 0
+    assert "the pixel covariance of images of D = 12288 values needs" in p.stderr, p.stderr
+    assert "more than the memory limit of 100 MiB (--max-memory)" in p.stderr
+    assert "--mode zca-patch" in p.stderr
+    assert not os.path.exists(out)

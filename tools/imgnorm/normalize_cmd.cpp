@@ -124,9 +124,12 @@ int normalize_main(const CLI::App& app, const NormalizeFlags& f) {
   scan.cancel = &g_cancel;
   Normalization n(make_job(app, f), f.input, f.list, scan);
   for (const auto& w : n.warnings()) print_warning(w);
+  const std::size_t shown = n.warnings().size();
   const PipelineOptions fit_options = f.run.options("fit");
   const NormalizeResult r = normalize_to_folder(
       n, f.output, f.force, f.run.options("normalize", true), &fit_options, f.output_shards);
+  for (std::size_t i = shown; i < n.warnings().size(); ++i)
+    print_warning(n.warnings()[i]);  // those of prepare() (the statistics it read or fitted)
   for (const auto& c : r.empty_classes) print_warning(empty_class_warning(c));
   print_result(n, r, f.output, f.output_shards ? 1 : 0);
   if (f.strict && !r.skipped.empty()) {
