@@ -3,6 +3,7 @@
 
 #include "imgnorm/normalize.hpp"
 
+#include <cblas.h>
 #include <fmt/format.h>
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
@@ -774,6 +775,45 @@ std::uint64_t normalize_rows(const Normalizer& norm, const ImageArray& array, vo
 
 // ---- denormalize ----
 
+namespace {
+
+// One zca row back to u8 (input channel order, HWC): y in the output layout, dtype and channel
+// order; x = round(255·(W⁻¹·y + μ)), clamped (NaN → 0).
+void invert_zca(const std::uint8_t* in, Layout layout, DType dtype, bool swap_rb,
+                const std::vector<double>& inverse, const std::vector<double>& mean, int width,
+                int height, int nc, std::uint8_t* out) {
+  const std::size_t w = static_cast<std::size_t>(width), h = static_cast<std::size_t>(height);
+  const std::size_t n = mean.size();
+  std::vector<double> y(n), x(n);
+  for (std::size_t yy = 0; yy < h; ++yy)
+    for (std::size_t xx = 0; xx < w; ++xx)
+      for (int o = 0; o < nc; ++o) {
+        const int ic = nc == 3 && swap_rb ? 2 - o : o;
+        const std::size_t src =
+            layout == Layout::nhwc ? (yy * w + xx) * nc + o : (o * h + yy) * w + xx;
+        double v;
+        if (dtype == DType::float32) {
+          float f;
+          std::memcpy(&f, in + src * 4, 4);
+          v = f;
+        } else {
+          std::uint16_t b;
+          std::memcpy(&b, in + src * 2, 2);
+          v = half_to_float(b);
+        }
+        y[(yy * w + xx) * nc + ic] = v;
+      }
+  const int d = static_cast<int>(n);
+  cblas_dgemv(CblasRowMajor, CblasNoTrans, d, d, 1.0, inverse.data(), d, y.data(), 1, 0.0, x.data(),
+              1);
+  for (std::size_t i = 0; i < n; ++i) {
+    const double v = std::round(255.0 * (x[i] + mean[i]));
+    out[i] = !(v > 0) ? 0 : v >= 255 ? 255 : static_cast<std::uint8_t>(v);
+  }
+}
+
+}  // namespace
+
 Manifest denormalize(const std::string& images, const std::string& manifest_path,
                      const std::string& output, bool force, const std::atomic<bool>* cancel,
                      const std::function<void(std::size_t, std::size_t)>& progress) {
@@ -800,9 +840,33 @@ Manifest denormalize(const std::string& images, const std::string& manifest_path
             std::to_string(m.patch) + "x" + std::to_string(m.patch) +
             " neighbourhood of its input (a convolution, not a per-pixel map); keep the source "
             "images, or use --mode zca-channels, which denormalize inverts");
-  if (m.mode == Mode::zca)
-    invalid(mpath + ": denormalize does not invert --mode zca yet (W and the mean are in " +
-            m.whitening.value_or("whitening.npy") + "; x = W^-1 y + mean)");
+  // zca: x = 255·(W⁻¹·y + μ) with W⁻¹ = U·diag(1/s)·Uᵀ from W = U·diag(s)·Uᵀ (whitening.npy).
+  std::vector<double> zca_mean, zca_inverse;
+  if (m.mode == Mode::zca) {
+    const std::string wpath = folder_of(mpath) + "/" + m.whitening.value_or("whitening.npy");
+    const std::uint64_t d = h * w * static_cast<std::uint64_t>(nc);
+    NpyReader wr(wpath);
+    const auto& ws = wr.header().shape;
+    if (wr.header().dtype != DType::float64 || ws.size() != 2 || ws[0] != d + 1 || ws[1] != d)
+      throw Error(ErrorCode::format, wpath + ": not the (D+1)xD float64 whitening array of " +
+                                         images + " (D = " + std::to_string(d) + ")");
+    std::vector<double> all(static_cast<std::size_t>((d + 1) * d));
+    wr.read_rows(0, d + 1, all.data());
+    zca_mean.assign(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(d));
+    std::vector<double> wm(all.begin() + static_cast<std::ptrdiff_t>(d), all.end());
+    std::vector<double> s, u;
+    symmetric_eigen_lapack(wm, static_cast<int>(d), s, u, 1);
+    const std::size_t n = static_cast<std::size_t>(d);
+    for (std::size_t k = 0; k < n; ++k)
+      if (!(s[k] > 0) || !std::isfinite(s[k]))
+        throw Error(ErrorCode::format, wpath + ": the whitening matrix is not positive definite");
+    zca_inverse.assign(n * n, 0.0);
+    for (std::size_t i = 0; i < n; ++i)
+      for (std::size_t k = 0; k < n; ++k) {
+        const double a = u[i * n + k] / s[k];
+        for (std::size_t j = 0; j < n; ++j) zca_inverse[i * n + j] += a * u[j * n + k];
+      }
+  }
   std::vector<double> mean;
   if (m.mode == Mode::mean_image) {
     if (!m.mean_image)
@@ -827,7 +891,8 @@ Manifest denormalize(const std::string& images, const std::string& manifest_path
       throw Error(ErrorCode::format, images + ": " + std::to_string(sh[0]) + " rows, " + mpath +
                                          " says " + std::to_string(it->rows));
   }
-  if (!m.maps && m.per_image_maps.size() != (m.shards.empty() ? sh[0] : m.rows))
+  if (m.mode != Mode::zca && !m.maps &&
+      m.per_image_maps.size() != (m.shards.empty() ? sh[0] : m.rows))
     throw Error(ErrorCode::format, mpath + ": no maps for " + std::to_string(sh[0]) + " rows");
   if (!m.shape.empty()) m.shape[0] = sh[0];  // this shard's rows (the whole set's otherwise)
 
@@ -837,6 +902,15 @@ Manifest denormalize(const std::string& images, const std::string& manifest_path
   for (std::uint64_t r = 0; r < sh[0]; ++r) {
     check_cancel(cancel);
     reader.read_rows(r, 1, in.data());
+    if (m.mode == Mode::zca) {
+      invert_zca(in.data(), m.layout, m.dtype, swap_rb, zca_inverse, zca_mean, static_cast<int>(w),
+                 static_cast<int>(h), nc, px.data());
+      if (swap_rb)
+        for (std::size_t i = 0; i < px.size(); i += 3) std::swap(px[i], px[i + 2]);
+      writer.write_rows(r, px.data(), 1);
+      if (progress) progress(static_cast<std::size_t>(r + 1), static_cast<std::size_t>(sh[0]));
+      continue;
+    }
     const PixelMap& map = m.maps ? *m.maps : m.per_image_maps[first_row + r];
     try {
       invert(in.data(), m.layout, m.dtype, swap_rb, map, static_cast<int>(w), static_cast<int>(h),

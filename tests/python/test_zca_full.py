@@ -111,13 +111,31 @@ def test_zca_refusals(photos, tmp_path):
                  str(tmp_path / "c"), expect=2)
     assert "eps must be a number >= 0" in p.stderr
     assert not os.path.exists(tmp_path / "c")
-    # denormalize does not invert zca yet, and says so.
+    # denormalize reads whitening.npy: one that does not fit is refused, naming it.
     out = str(tmp_path / "d")
     util.cli("normalize", photos, "--stats", stats, "--mode", "zca", "--no-labels", "-o", out,
              "-q")
+    np.save(os.path.join(out, "whitening.npy"), np.zeros((10, 192)))
     p = util.cli("denormalize", os.path.join(out, "images.npy"), "-o", str(tmp_path / "x.npy"),
-                 expect=2)
-    assert "denormalize does not invert --mode zca yet" in p.stderr
+                 expect=None)
+    assert p.returncode != 0
+    assert "whitening.npy: not the (D+1)xD float64 whitening array of" in p.stderr
+
+
+def test_zca_denormalize_gives_back_the_pixels(photos, tmp_path):
+    x = _pixels(photos, 8, tmp_path)
+    stats = _stats(tmp_path, photos, 8)
+    for extra in ([], ["--layout", "nchw", "--channels", "bgr"]):
+        out = str(tmp_path / ("out%d" % len(extra)))
+        util.cli("normalize", photos, "--stats", stats, "--mode", "zca", "--no-labels", "-o",
+                 out, "-q", *extra)
+        back = str(tmp_path / ("back%d.npy" % len(extra)))
+        util.cli("denormalize", os.path.join(out, "images.npy"), "-o", back, "-q")
+        b = np.load(back)
+        assert b.dtype == np.uint8 and b.shape == (len(x), 8, 8, 3)
+        if extra:
+            b = b[..., ::-1]  # denormalize writes the output's channel order
+        assert np.array_equal(b.reshape(len(x), -1).astype(np.float64), x)
 
 
 def test_zca_fit_equals_stats_and_warns_when_singular(photos, tmp_path):
