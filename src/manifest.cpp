@@ -181,9 +181,13 @@ std::string to_json(const Manifest& mf) {
   }
   // Per input channel: y = t + g * ((x / d - m) / s) as [d, m, s, g, t]; and per output channel
   // the affine y = a*x + b.
-  if (mf.mode == Mode::zca) {
+  if (is_full_image(mf.mode)) {
     // D×D: too large for JSON; the matrix and the mean are in the whitening file.
     m["whitening"] = mf.whitening ? ojson(*mf.whitening) : ojson(nullptr);
+    if (mf.mode == Mode::pca) {
+      m["components"] = mf.components;
+      m["whiten"] = mf.whiten;
+    }
   } else if (mf.mode == Mode::zca_patch) {
     // A convolution: the K×K×C → C filter of the centre rows of W_patch, one output channel (in
     // input channel order) per line, and the patch mean it centres with.
@@ -298,7 +302,15 @@ Manifest manifest_from_json(const std::string& text) {
   if (m.contains("recipe")) mf.recipe = detail::read_recipe_field(m);
   if (m.contains("dataset_mean")) mf.dataset_mean = numbers(m["dataset_mean"], "dataset_mean");
   if (m.contains("dataset_std")) mf.dataset_std = numbers(m["dataset_std"], "dataset_std");
-  if (mf.mode == Mode::zca) {
+  if (is_full_image(mf.mode)) {
+    if (mf.mode == Mode::pca) {
+      const std::uint64_t k = need_u64(m, "components");
+      if (k < 1 || k > (std::uint64_t{1} << 30)) bad("field 'components' must be at least 1");
+      mf.components = static_cast<int>(k);
+      const ojson& wh = need(m, "whiten");
+      if (!wh.is_boolean()) bad("field 'whiten' must be true or false");
+      mf.whiten = wh.get<bool>();
+    }
     const ojson& w = need(m, "whitening");
     if (!w.is_string() || w.get<std::string>().empty() ||
         w.get<std::string>().find('/') != std::string::npos)

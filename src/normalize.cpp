@@ -188,10 +188,16 @@ void Normalization::check_job() {
                  : "has no patch moments, which --mode zca-patch needs") +
             "; compute them with imgnorm stats --patch " + k + " (or use --fit)");
   }
-  if (spec.mode == Mode::zca && stats && !stats->acc.pixel_covariance().enabled())
-    invalid(stats_name +
-            ": has no pixel covariance, which --mode zca needs; compute it with imgnorm stats "
-            "--pixel-covariance -o stats.json (or use --fit)");
+  if (is_full_image(spec.mode) && stats && !stats->acc.pixel_covariance().enabled())
+    invalid(stats_name + ": has no pixel covariance, which --mode " + to_string(spec.mode) +
+            " needs; compute it with imgnorm stats --pixel-covariance -o stats.json (or use "
+            "--fit)");
+  if (spec.components != 0 && spec.mode != Mode::pca)
+    invalid(std::string("--components applies to --mode pca, not ") + to_string(spec.mode));
+  if (!spec.whiten && spec.mode != Mode::pca)
+    invalid(std::string("--no-whiten applies to --mode pca, not ") + to_string(spec.mode));
+  if (spec.mode == Mode::pca && spec.components < 0)
+    invalid("--components " + std::to_string(spec.components) + ": must be at least 1");
   recipe_ = job_.recipe.apply(stats ? stats->recipe : Recipe{});
   if (stats) {
     std::string diff = recipe_differences(recipe_, stats->recipe);
@@ -260,6 +266,10 @@ void Normalization::bind_input() {
     auto p = preset_channel_order(spec.mode);
     format_.channels = nc == 1 ? ChannelOrder::gray : (p ? *p : recipe_.channels);
   } else {
+    if (spec.mode == Mode::pca)
+      invalid(
+          "--channels does not apply to --mode pca: its outputs are the principal components, in "
+          "order of variance");
     if (spec.mode == Mode::pca_channels)
       invalid(
           "--channels does not apply to --mode pca-channels: its outputs are the principal "
@@ -301,11 +311,16 @@ std::vector<std::uint64_t> Normalization::shape(std::uint64_t rows) const {
   const std::uint64_t h = static_cast<std::uint64_t>(recipe_.size.height);
   const std::uint64_t w = static_cast<std::uint64_t>(recipe_.size.width);
   const std::uint64_t c = static_cast<std::uint64_t>(channel_count(recipe_.channels));
+  if (job_.spec.mode == Mode::pca)
+    return {rows,
+            job_.spec.components ? static_cast<std::uint64_t>(job_.spec.components) : h * w * c};
   if (format_.layout == Layout::nhwc) return {rows, h, w, c};
   return {rows, c, h, w};
 }
 
 std::size_t Normalization::row_bytes() const {
+  if (job_.spec.mode == Mode::pca && job_.spec.components != 0)
+    return static_cast<std::size_t>(job_.spec.components) * dtype_size(format_.dtype);
   return static_cast<std::size_t>(recipe_.size.width) * recipe_.size.height *
          channel_count(recipe_.channels) * dtype_size(format_.dtype);
 }
@@ -346,7 +361,7 @@ void Normalization::prepare(
     sj.recipe = recipe_;
     sj.mean_image = spec.mode == Mode::mean_image && job_.mean_image_path.empty();
     if (spec.mode == Mode::zca_patch) sj.patch = spec.patch;
-    sj.pixel_covariance = spec.mode == Mode::zca;
+    sj.pixel_covariance = is_full_image(spec.mode);
     // The channel covariance only for the modes that use it, or for --save-stats (stats.json
     // holds it): on RGB the cross products are about 40% of the accumulation.
     sj.cross_products = spec.mode == Mode::zca_channels || spec.mode == Mode::pca_channels ||
@@ -373,15 +388,16 @@ void Normalization::prepare(
     Summary s = summarize(stats->acc, stats->ddof);
     if (spec.mode == Mode::zca_channels || spec.mode == Mode::pca_channels)
       spec.covariance = s.covariance;
-    if (spec.mode == Mode::zca) {
+    if (is_full_image(spec.mode)) {
       const PixelCovariance& pc = stats->acc.pixel_covariance();
       const std::uint64_t d = static_cast<std::uint64_t>(recipe_.size.width) *
                               static_cast<std::uint64_t>(recipe_.size.height) *
                               static_cast<std::uint64_t>(nc);
       if (!pc.enabled())
         invalid((job_.stats_path.empty() ? std::string("the statistics") : job_.stats_path) +
-                ": has no pixel covariance, which --mode zca needs; compute it with imgnorm "
-                "stats --pixel-covariance -o stats.json (or use --fit)");
+                ": has no pixel covariance, which --mode " + to_string(spec.mode) +
+                " needs; compute it with imgnorm stats --pixel-covariance -o stats.json (or use "
+                "--fit)");
       if (pc.dimension() != d)
         invalid(fmt::format(
             "{}: the pixel covariance is for D = {} values per image, the images are {}x{}x{} "
@@ -390,9 +406,9 @@ void Normalization::prepare(
             pc.dimension(), recipe_.size.width, recipe_.size.height, nc, d));
       if (pc.images() < d)
         warnings_.push_back(fmt::format(
-            "--mode zca: {} images for D = {} values per image: the pixel covariance is singular "
+            "--mode {}: {} images for D = {} values per image: the pixel covariance is singular "
             "(rank at most {}), so --eps ({:g}) decides how its other directions are scaled",
-            pc.images(), d, pc.images() > 0 ? pc.images() - 1 : 0,
+            to_string(spec.mode), pc.images(), d, pc.images() > 0 ? pc.images() - 1 : 0,
             spec.eps ? *spec.eps : kDefaultWhiteningEps));
       PixelMoments pm = pixel_moments(pc, stats->ddof);
       spec.pixel_mean = std::move(pm.mean);
@@ -429,7 +445,7 @@ NormalizeResult Normalization::run(RowSink& sink, const PipelineOptions& options
   // --mode zca: one cblas_dgemv per image on each worker, OpenBLAS single-threaded, so that a
   // row's result never depends on the thread count.
   std::optional<detail::BlasThreads> serial_blas;
-  if (job_.spec.mode == Mode::zca) serial_blas.emplace(1);
+  if (is_full_image(job_.spec.mode)) serial_blas.emplace(1);
   sink.begin(planned_rows(), rb);
 
   if (input_.array) {
@@ -529,9 +545,13 @@ Manifest Normalization::manifest(const NormalizeResult& r) const {
   m.range = spec.range;
   m.eps = spec.eps;
   if (!m.eps && (spec.mode == Mode::zca_channels || spec.mode == Mode::pca_channels ||
-                 spec.mode == Mode::zca_patch || spec.mode == Mode::zca))
+                 spec.mode == Mode::zca_patch || is_full_image(spec.mode)))
     m.eps = kDefaultWhiteningEps;
-  if (spec.mode == Mode::zca) m.whitening = "whitening.npy";
+  if (is_full_image(spec.mode)) m.whitening = "whitening.npy";
+  if (spec.mode == Mode::pca) {
+    m.components = static_cast<int>(norm.whitening().size() / spec.pixel_mean.size());
+    m.whiten = spec.whiten;
+  }
   if (spec.mode == Mode::zca_patch) {
     m.patch = spec.patch;
     m.patch_mean = spec.patch_mean;
@@ -553,7 +573,7 @@ Manifest Normalization::manifest(const NormalizeResult& r) const {
   }
   if (is_per_image(spec.mode)) {
     for (const Affine& a : r.per_image_maps) m.per_image_maps.push_back({a, {}});
-  } else if (spec.mode != Mode::zca_patch && spec.mode != Mode::zca) {
+  } else if (spec.mode != Mode::zca_patch && !is_full_image(spec.mode)) {
     m.maps = norm.pixel_map();
   }
   m.constant_channels = r.constant_channels;
@@ -655,17 +675,17 @@ NormalizeResult normalize_to_folder(Normalization& job, const std::string& dir, 
   }
   // --mode zca: μ and W, (D+1)×D float64 in 0–1 units (Manifest::whitening).
   std::optional<NpyWriter> whitening;
-  if (job.job().spec.mode == Mode::zca) {
+  if (is_full_image(job.job().spec.mode)) {
     const Normalizer& norm = job.normalizer();
     const std::vector<double>& w = norm.whitening();
     const std::vector<double>& mu = norm.spec().pixel_mean;
     const std::uint64_t d = mu.size();
     whitening.emplace(folder.path("whitening.npy"), DType::float64,
-                      std::vector<std::uint64_t>{d + 1, d});
+                      std::vector<std::uint64_t>{w.size() / d + 1, d});
     std::vector<double> row(mu.size());
     for (std::size_t i = 0; i < mu.size(); ++i) row[i] = mu[i] / 255.0;
     whitening->write_rows(0, row.data(), 1);
-    whitening->write_rows(1, w.data(), d);
+    whitening->write_rows(1, w.data(), w.size() / d);
   }
   save_fitted_stats(job, force, options.cancel);  // beside the folder, before its commit
   Manifest m = job.manifest(r);
@@ -732,7 +752,7 @@ std::uint64_t normalize_rows(const Normalizer& norm, const ImageArray& array, vo
   std::exception_ptr error;
   std::mutex error_mutex;
   std::optional<detail::BlasThreads> serial_blas;  // --mode zca: one dgemv per row (see run())
-  if (norm.spec().mode == Mode::zca) serial_blas.emplace(1);
+  if (is_full_image(norm.spec().mode)) serial_blas.emplace(1);
   detail::JobArena arena(effective_threads(threads));
   arena.execute([&] {
     tbb::parallel_for(
@@ -826,6 +846,74 @@ Manifest denormalize(const std::string& images, const std::string& manifest_path
 
   NpyReader reader(images);
   const auto& sh = reader.header().shape;
+  if (m.mode == Mode::pca) {
+    // x = 255·(Σ_k y_k·w_k/|w_k|² + μ): the rows w_k = s_k·u_k of whitening.npy are orthogonal,
+    // so with all D of them this is W⁻¹·y. With fewer, the other components are lost.
+    const std::string wpath = folder_of(mpath) + "/" + m.whitening.value_or("whitening.npy");
+    NpyReader wr(wpath);
+    const auto& ws = wr.header().shape;
+    if (wr.header().dtype != DType::float64 || ws.size() != 2 || ws[0] < 2)
+      throw Error(ErrorCode::format, wpath + ": not the (K+1)xD float64 array of --mode pca");
+    const std::uint64_t k = ws[0] - 1, d = ws[1];
+    const std::uint64_t h = static_cast<std::uint64_t>(m.recipe.size.height);
+    const std::uint64_t w = static_cast<std::uint64_t>(m.recipe.size.width);
+    if (h * w * static_cast<std::uint64_t>(nc) != d)
+      throw Error(ErrorCode::format,
+                  wpath + ": D = " + std::to_string(d) + " does not match " + mpath + "'s recipe");
+    if (k < d)
+      invalid(mpath + ": --mode pca kept " + std::to_string(k) + " of the D = " +
+              std::to_string(d) + " components of each image; the other " + std::to_string(d - k) +
+              " are lost, so the images cannot be rebuilt (denormalize inverts --mode pca with "
+              "all components: --components " +
+              std::to_string(d) + " or none)");
+    if (reader.header().dtype != m.dtype || sh.size() != 2 || sh[1] != k)
+      throw Error(ErrorCode::format, images + ": does not match " + mpath + " (dtype or shape)");
+    if (sh[0] == 0) throw Error(ErrorCode::empty, images + ": the array has no rows");
+    std::vector<double> all(static_cast<std::size_t>((k + 1) * d));
+    wr.read_rows(0, k + 1, all.data());
+    const std::size_t n = static_cast<std::size_t>(d);
+    std::vector<double> inv(n * n);  // column j: w_j/|w_j|², stored row-major D×K (K = D)
+    for (std::size_t j = 0; j < n; ++j) {
+      const double* row = all.data() + (j + 1) * n;
+      double q = 0;
+      for (std::size_t i = 0; i < n; ++i) q += row[i] * row[i];
+      if (!(q > 0) || !std::isfinite(q))
+        throw Error(ErrorCode::format, wpath + ": component " + std::to_string(j) + " is zero");
+      for (std::size_t i = 0; i < n; ++i) inv[i * n + j] = row[i] / q;
+    }
+    // The returned manifest describes the images written back (N×H×W×C), as for the other modes.
+    m.shape = {sh[0], h, w, std::uint64_t(nc)};
+    m.layout = Layout::nhwc;
+    NpyWriter writer(output, DType::uint8, {sh[0], h, w, std::uint64_t(nc)});
+    std::vector<std::uint8_t> in(static_cast<std::size_t>(reader.header().row_bytes()));
+    std::vector<double> y(n), x(n);
+    std::vector<std::uint8_t> px(n);
+    for (std::uint64_t r = 0; r < sh[0]; ++r) {
+      check_cancel(cancel);
+      reader.read_rows(r, 1, in.data());
+      for (std::size_t i = 0; i < n; ++i) {
+        if (m.dtype == DType::float32) {
+          float f;
+          std::memcpy(&f, in.data() + i * 4, 4);
+          y[i] = f;
+        } else {
+          std::uint16_t b;
+          std::memcpy(&b, in.data() + i * 2, 2);
+          y[i] = half_to_float(b);
+        }
+      }
+      cblas_dgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(n), static_cast<int>(n), 1.0,
+                  inv.data(), static_cast<int>(n), y.data(), 1, 0.0, x.data(), 1);
+      for (std::size_t i = 0; i < n; ++i) {
+        const double v = std::round(255.0 * (x[i] + all[i]));
+        px[i] = !(v > 0) ? 0 : v >= 255 ? 255 : static_cast<std::uint8_t>(v);
+      }
+      writer.write_rows(r, px.data(), 1);
+      if (progress) progress(static_cast<std::size_t>(r + 1), static_cast<std::size_t>(sh[0]));
+    }
+    writer.commit();
+    return m;
+  }
   if (reader.header().dtype != m.dtype || sh.size() != 4)
     throw Error(ErrorCode::format, images + ": does not match " + mpath + " (dtype or rank)");
   const std::uint64_t c = m.layout == Layout::nhwc ? sh[3] : sh[1];

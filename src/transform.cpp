@@ -61,6 +61,7 @@ constexpr ModeTraits kModeTable[] = {
     {Mode::pca_channels, "pca-channels", false, Needs::dataset_stats, false, std::nullopt},
     {Mode::zca_patch, "zca-patch", false, Needs::dataset_stats, false, std::nullopt},
     {Mode::zca, "zca", false, Needs::dataset_stats, false, std::nullopt},
+    {Mode::pca, "pca", false, Needs::dataset_stats, false, std::nullopt},
 };
 
 const ModeTraits& traits(Mode m) {
@@ -448,7 +449,11 @@ Normalizer::Normalizer(const TransformSpec& spec, ChannelOrder input, const Outp
             "' (expected float32|float16)");
   if (spec.unit != 1 && spec.unit != 255) invalid("unit must be 1 or 255");
   const bool whitening = mode == Mode::zca_channels || mode == Mode::pca_channels ||
-                         mode == Mode::zca_patch || mode == Mode::zca;
+                         mode == Mode::zca_patch || is_full_image(mode);
+  if (spec.components != 0 && mode != Mode::pca)
+    invalid(std::string("--components applies to --mode pca, not ") + to_string(mode));
+  if (!spec.whiten && mode != Mode::pca)
+    invalid(std::string("--no-whiten applies to --mode pca, not ") + to_string(mode));
   if (spec.patch != 0 && mode != Mode::zca_patch)
     invalid(std::string("--patch applies to --mode zca-patch, not ") + to_string(mode));
   if (spec.eps && !(std::isfinite(*spec.eps) && (*spec.eps > 0 || (whitening && *spec.eps == 0))))
@@ -613,7 +618,9 @@ Normalizer::Normalizer(const TransformSpec& spec, ChannelOrder input, const Outp
       init_patch();
       break;
     case Mode::zca:
+    case Mode::pca:
       init_full();
+      if (mode == Mode::pca) swap_rb_ = false;  // components, not colour channels
       break;
     case Mode::minmax:
     case Mode::per_image:
@@ -659,6 +666,7 @@ std::string culprits(const TransformSpec& spec) {
     case Mode::pca_channels:
     case Mode::zca_patch:
     case Mode::zca:
+    case Mode::pca:
       return "--eps";
     case Mode::imagenet:
     case Mode::caffe:
@@ -699,10 +707,10 @@ void Normalizer::check_finite_outputs() const {
       refuse_non_finite(c, std::string(x_name) + " = " + fmt_double(x), v);
   };
   const Mode mode = spec_.mode;
-  if (mode == Mode::zca) {
+  if (is_full_image(mode)) {
     // y_i = Σ_j W[i][j]·(x_j − μ_j), x in 0–1 units: |y_i| ≤ Σ_j |W[i][j]|·max(μ_j, 1 − μ_j).
     const std::size_t dims = spec_.pixel_mean.size();
-    for (std::size_t i = 0; i < dims; ++i) {
+    for (std::size_t i = 0; i < whitening_.size() / dims; ++i) {
       double bound = 0;
       for (std::size_t j = 0; j < dims; ++j) {
         const double m = spec_.pixel_mean[j] / 255.0;
@@ -840,12 +848,19 @@ void Normalizer::init_full() {
   const std::size_t dims = spec_.pixel_mean.size();
   if (dims == 0 || dims % static_cast<std::size_t>(channels_) != 0 ||
       spec_.pixel_covariance.size() != dims * dims)
-    invalid(
-        "--mode zca needs the per-pixel mean and the D x D pixel covariance of the statistics "
-        "(imgnorm stats --pixel-covariance)");
+    invalid(std::string("--mode ") + to_string(spec_.mode) +
+            " needs the per-pixel mean and the D x D pixel covariance of the statistics "
+            "(imgnorm stats --pixel-covariance)");
   check_finite(spec_.pixel_mean, "pixel mean");
   check_finite(spec_.pixel_covariance, "pixel covariance");
-  if (!spec_.matrix.empty()) invalid("a channel matrix does not apply to mode zca");
+  if (!spec_.matrix.empty())
+    invalid(std::string("a channel matrix does not apply to mode ") + to_string(spec_.mode));
+  const bool pca = spec_.mode == Mode::pca;
+  const std::size_t rows =
+      pca && spec_.components != 0 ? static_cast<std::size_t>(spec_.components) : dims;
+  if (pca && (spec_.components < 0 || rows > dims))
+    invalid("--components " + std::to_string(spec_.components) +
+            ": between 1 and D = " + std::to_string(dims) + " (the values per image)");
   // In 0–1 units: Σ₁ = Σ/255², W₁ = U·diag(1/√(λ₁+ε))·Uᵀ. One LAPACK thread: the same bits on
   // every machine setting.
   const double eps = spec_.eps ? *spec_.eps : kDefaultWhiteningEps;
@@ -853,6 +868,18 @@ void Normalizer::init_full() {
   for (double& v : cov) v /= 255.0 * 255.0;
   std::vector<double> values, vectors;
   symmetric_eigen_lapack(cov, static_cast<int>(dims), values, vectors, 1);
+  if (pca) {
+    // Row k: component k (U's column k), divided by √(λ_k+ε) when whitening.
+    whitening_.assign(rows * dims, 0.0);
+    for (std::size_t k = 0; k < rows; ++k) {
+      if (spec_.whiten && !(values[k] + eps > 0))
+        invalid("the pixel covariance is singular (eigenvalue " + std::to_string(k) + " is " +
+                std::to_string(values[k]) + " in 0-1 units); pass --eps or fewer --components");
+      const double s = spec_.whiten ? 1.0 / std::sqrt(values[k] + eps) : 1.0;
+      for (std::size_t j = 0; j < dims; ++j) whitening_[k * dims + j] = vectors[j * dims + k] * s;
+    }
+    return;
+  }
   std::vector<double> scaled(dims * dims);  // U·diag(1/√(λ+ε))
   for (std::size_t k = 0; k < dims; ++k) {
     if (!(values[k] + eps > 0))
@@ -891,8 +918,18 @@ void Normalizer::apply_full(Get get, int width, int height, void* out) const {
         z[j] = get(yy, xx, c) / 255.0 - spec_.pixel_mean[j] / 255.0;
       }
   const int n = static_cast<int>(dims);
-  cblas_dgemv(CblasRowMajor, CblasNoTrans, n, n, 1.0, whitening_.data(), n, z.data(), 1, 0.0,
+  const int rows = static_cast<int>(whitening_.size() / dims);
+  cblas_dgemv(CblasRowMajor, CblasNoTrans, rows, n, 1.0, whitening_.data(), n, z.data(), 1, 0.0,
               y.data(), 1);
+  if (spec_.mode == Mode::pca) {  // K values, in component order
+    for (std::size_t k = 0; k < static_cast<std::size_t>(rows); ++k) {
+      if (format_.dtype == DType::float32)
+        static_cast<float*>(out)[k] = static_cast<float>(y[k]);
+      else
+        static_cast<std::uint16_t*>(out)[k] = detail::double_to_half(y[k]);
+    }
+    return;
+  }
   for (int yy = 0; yy < height; ++yy)
     for (int xx = 0; xx < width; ++xx)
       for (int o = 0; o < nc; ++o) {
@@ -1014,7 +1051,7 @@ int Normalizer::apply(const ImageView& img, void* out) const {
     invalid("image has " + std::to_string(img.channels) + " channels, expected " +
             std::to_string(channels_));
   if (img.empty()) return 0;
-  if (spec_.mode == Mode::zca) {
+  if (is_full_image(spec_.mode)) {
     apply_full(
         [&](int y, int x, int c) {
           return static_cast<double>(img.row(y)[static_cast<std::size_t>(x) * channels_ + c]);
@@ -1076,7 +1113,7 @@ int Normalizer::apply_values(const double* values, int width, int height, void* 
     lo[c] = std::min(lo[c], x);
     hi[c] = std::max(hi[c], x);
   }
-  if (mode == Mode::zca) {
+  if (is_full_image(mode)) {
     apply_full([&](int y, int x, int c) { return values[(y * w + x) * nc + c]; }, width, height,
                out);
     if (used) *used = fixed_;
@@ -1209,6 +1246,14 @@ std::string Normalizer::formula() const {
       return "y = W (x / 255 - mean / 255) over the H*W*C values of the image; W = U diag(1 / "
              "sqrt(lambda + eps)) U^T of the pixel covariance in 0-1 units (full-image ZCA; W "
              "and mean in whitening.npy)";
+    case Mode::pca:
+      return std::string("y_k = ") +
+             (spec_.whiten ? "u_k^T (x / 255 - mean / 255) / sqrt(lambda_k + eps)"
+                           : "u_k^T (x / 255 - mean / 255)") +
+             ", k = 1.." +
+             std::to_string(whitening_.size() / std::max<std::size_t>(spec_.pixel_mean.size(), 1)) +
+             ": the principal components of the pixel covariance in 0-1 units, by variance "
+             "(full-image PCA; the rows and the mean in whitening.npy)";
   }
   return "";
 }

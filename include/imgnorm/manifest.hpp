@@ -72,6 +72,9 @@ struct Manifest {
   /// (D+1)×D float64 array: row 0 the per-pixel mean, rows 1..D the matrix W, both in 0–1 units
   /// and input channel order (y = W·(x/255 − μ)). `eps` is the ε of W.
   std::optional<std::string> whitening;
+  /// pca: K (the rows of the matrix in the whitening file) and whether they are whitened.
+  int components = 0;
+  bool whiten = true;
   std::uint64_t constant_channels = 0;
   std::vector<std::string> classes;  ///< the training class list: label = index
   bool labels = false;               ///< labels.npy written

@@ -61,7 +61,14 @@ enum class Mode {
   /// U·diag(1/√(λ+ε))·Uᵀ of the D×D pixel covariance (`stats --pixel-covariance`), μ the
   /// per-pixel mean. Output shape unchanged. docs/whitening.md.
   zca,
+  /// Full-image PCA: y = diag(1/√(λ_k+ε))·U_Kᵀ·(x − μ), the first K principal components of the
+  /// D×D pixel covariance (`components`, default all D), whitened unless `whiten` is false. The
+  /// output of an image is K values (shape N×K).
+  pca,
 };
+
+/// The modes of the whole-image pixel covariance: zca and pca.
+inline bool is_full_image(Mode m) noexcept { return m == Mode::zca || m == Mode::pca; }
 
 /// K of zca_patch when TransformSpec::patch is 0.
 inline constexpr int kDefaultPatch = 3;
@@ -131,6 +138,11 @@ struct TransformSpec {
   /// covariance (row-major), 0–255 units, input channel order, as pixel_moments() gives them.
   /// ε is `eps`, as for zca_channels.
   std::vector<double> pixel_mean, pixel_covariance;
+  /// pca: K, the number of components (0: all D); other modes refuse it.
+  int components = 0;
+  /// pca: divide each component by √(λ+ε) (false: `--no-whiten`, U_Kᵀ·(x − μ)); other modes
+  /// refuse false.
+  bool whiten = true;
 };
 
 /// One channel's map, y = t + g · ((x / d − m) / s), evaluated in double in exactly this order.
@@ -251,7 +263,8 @@ class IMGNORM_API Normalizer {
   /// order): output channel c of a pixel is row c applied to its centred patch. Else empty.
   const std::vector<double>& patch_filter() const { return patch_filter_; }
   /// zca: W = U·diag(1/√(λ+ε))·Uᵀ (D×D, row-major, input channel order) in 0–1 units: the output
-  /// is W·(x/255 − μ/255) (the same values as in 0–255 units with ε·255²). Else empty.
+  /// is W·(x/255 − μ/255) (the same values as in 0–255 units with ε·255²). pca: the K×D matrix
+  /// diag(1/√(λ_k+ε))·U_Kᵀ (or U_Kᵀ without whiten), applied the same way. Else empty.
   const std::vector<double>& whitening() const { return whitening_; }
 
  private:

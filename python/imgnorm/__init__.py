@@ -245,8 +245,9 @@ def _job_kwargs(stats, mode, range, unit, mean, std, mean_image, divide_std, eps
 
 def normalize(dataset=None, *, list=None, follow_links=False, stats=None, fit=False,
               save_stats=None, mode="standardize", range=None, unit=None, mean=None, std=None,
-              mean_image=None, divide_std=False, eps=None, patch=None, layout="nhwc",
-              dtype="float32", channels=None, labels=True, size=None, resize=None, interp=None,
+              mean_image=None, divide_std=False, eps=None, patch=None, components=None,
+              whiten=True, layout="nhwc", dtype="float32", channels=None, labels=True, size=None,
+              resize=None, interp=None,
               pad_value=None, exact_decode=None, max_pixels=None, alpha=None, out=None,
               force=False, output_shards=False, threads=0, max_memory=None,
               allow_truncated=False, progress=None):
@@ -265,7 +266,9 @@ def normalize(dataset=None, *, list=None, follow_links=False, stats=None, fit=Fa
     is at most 1 and some is a fraction, without an explicit unit a warning suggests unit=1);
     eps: floor of a zero std; for zca-channels, pca-channels, zca-patch and zca the regularizer added
     to the eigenvalues (0-1 units, default 1e-5); patch: K of zca-patch (odd, default 3; the
-    statistics need stats(patch=K));
+    statistics need stats(patch=K)); components: K of pca (default all D = H·W·C; the rows are
+    N×K), whiten=False: pca without dividing by √(λ+ε) (the CLI's --no-whiten); zca and pca need
+    stats(pixel_covariance=True) (or fit=True);
     layout: nhwc | nchw; dtype: float32 | float16; channels: output order rgb | bgr | gray.
     threads: 0 = all cores; max_memory: memory for the images in flight (as for :func:`stats`).
     follow_links: as for :func:`stats`. resize="none" keeps the images' size (that of the first
@@ -282,6 +285,7 @@ def normalize(dataset=None, *, list=None, follow_links=False, stats=None, fit=Fa
     """
     kw = _job_kwargs(stats, mode, range, unit, mean, std, mean_image, divide_std, eps, layout,
                      dtype, channels, patch=patch)
+    kw.update(components=components, whiten=whiten)
     kw.update(list=_path(list), follow_links=follow_links, fit=fit, save_stats=_path(save_stats),
               labels=labels, size=size, resize=resize, interp=interp, pad_value=pad_value,
               exact_decode=exact_decode, max_pixels=max_pixels, alpha=alpha, out=_path(out),

@@ -463,6 +463,8 @@ NormalizeJob job_from(const py::dict& kw) {
   }
   if (has("eps")) spec.eps = kw["eps"].cast<double>();
   if (has("patch")) spec.patch = kw["patch"].cast<int>();
+  if (has("components")) spec.components = kw["components"].cast<int>();
+  if (has("whiten")) spec.whiten = kw["whiten"].cast<bool>();
   if (has("range")) spec.range = kw["range"].cast<std::pair<double, double>>();
   if (has("mean")) spec.mean = kw["mean"].cast<std::vector<double>>();
   if (has("std")) spec.std = kw["std"].cast<std::vector<double>>();

@@ -166,3 +166,109 @@ def test_zca_fit_refuses_a_size_beyond_max_memory(photos, tmp_path):
     assert "more than the memory limit of 100 MiB (--max-memory)" in p.stderr
     assert "--mode zca-patch" in p.stderr
     assert not os.path.exists(out)
+
+
+def _signs(got, ref):
+    """got with each column's sign flipped to ref's (PCA components are defined up to a sign)."""
+    s = np.sign((got * ref).sum(axis=0))
+    s[s == 0] = 1
+    return got * s
+
+
+def test_pca_matches_sklearn_with_ddof_1_and_eps_0(photos, tmp_path):
+    from sklearn.decomposition import PCA
+
+    x = _pixels(photos, 4, tmp_path)  # D = 48 < 60 images
+    stats = _stats(tmp_path, photos, 4, "--ddof", "1")
+    out = str(tmp_path / "out")
+    util.cli("normalize", photos, "--stats", stats, "--mode", "pca", "--components", 10, "--eps",
+             0, "--no-labels", "-o", out, "-q")
+    y = np.load(os.path.join(out, "images.npy")).astype(np.float64)
+    assert y.shape == (len(x), 10)
+    ref = PCA(n_components=10, whiten=True, svd_solver="full").fit_transform(x / 255.0)
+    assert np.abs(_signs(y, ref) - ref).max() <= 1e-6 * np.abs(ref).max()
+    m = json.load(open(os.path.join(out, "manifest.json")))
+    assert m["mode"] == "pca" and m["components"] == 10 and m["whiten"] is True
+    assert m["shape"] == [len(x), 10]
+    assert np.load(os.path.join(out, "whitening.npy")).shape == (11, 48)
+
+
+def test_pca_numpy_reference_all_components_and_no_whiten(photos, tmp_path):
+    x = _pixels(photos, 8, tmp_path)  # D = 192
+    stats = _stats(tmp_path, photos, 8)
+    mu = x.mean(axis=0) / 255.0
+    lam, u = np.linalg.eigh(np.cov(x / 255.0, rowvar=False, ddof=0))
+    lam, u = lam[::-1], u[:, ::-1]
+    proj = (x / 255.0 - mu) @ u
+    for extra, ref, k in (([], proj / np.sqrt(lam + 1e-5), 192),
+                          (["--no-whiten", "--components", 5], proj[:, :5], 5)):
+        out = str(tmp_path / ("out%d" % k))
+        util.cli("normalize", photos, "--stats", stats, "--mode", "pca", "--no-labels", "-o", out,
+                 "-q", *extra)
+        y = np.load(os.path.join(out, "images.npy")).astype(np.float64)
+        assert y.shape == (len(x), k)
+        # The components of the 59 non-zero eigenvalues (the rest span a null space, any basis).
+        n = min(k, 50)
+        assert np.abs(_signs(y[:, :n], ref[:, :n]) - ref[:, :n]).max() <= \
+            1e-6 * np.abs(ref[:, :n]).max()
+    # The whitened variances: λ/(λ+ε) per component, in order.
+    y = np.load(os.path.join(str(tmp_path / "out192"), "images.npy")).astype(np.float64)
+    assert np.allclose(y.var(axis=0), lam / (lam + 1e-5), atol=1e-5)
+
+
+def test_pca_refusals(photos, tmp_path):
+    stats = _stats(tmp_path, photos, 8)
+    p = util.cli("normalize", photos, "--stats", stats, "--mode", "pca", "--components", 500,
+                 "-o", str(tmp_path / "a"), expect=2)
+    assert "--components 500: between 1 and D = 192 (the values per image)" in p.stderr
+    assert not os.path.exists(tmp_path / "a")
+    p = util.cli("normalize", photos, "--stats", stats, "--mode", "zca", "--components", 5,
+                 "-o", str(tmp_path / "b"), expect=2)
+    assert "--components applies to --mode pca, not zca" in p.stderr
+    p = util.cli("normalize", photos, "--stats", stats, "--mode", "zca", "--no-whiten",
+                 "-o", str(tmp_path / "b"), expect=2)
+    assert "--no-whiten applies to --mode pca, not zca" in p.stderr
+    p = util.cli("normalize", photos, "--stats", stats, "--mode", "pca", "--channels", "bgr",
+                 "-o", str(tmp_path / "b"), expect=2)
+    assert "--channels does not apply to --mode pca" in p.stderr
+    plain = str(tmp_path / "plain.json")
+    util.cli("stats", photos, "--size", 8, "-o", plain, "-q")
+    p = util.cli("normalize", photos, "--stats", plain, "--mode", "pca", "-o",
+                 str(tmp_path / "b"), expect=2)
+    assert "plain.json: has no pixel covariance, which --mode pca needs" in p.stderr
+    assert not os.path.exists(tmp_path / "b")
+
+
+def test_pca_denormalize_all_components_and_refuses_fewer(photos, tmp_path):
+    x = _pixels(photos, 4, tmp_path)
+    stats = _stats(tmp_path, photos, 4)
+    for extra in ([], ["--no-whiten"]):
+        out = str(tmp_path / ("all%d" % len(extra)))
+        util.cli("normalize", photos, "--stats", stats, "--mode", "pca", "--no-labels", "-o",
+                 out, "-q", *extra)
+        back = str(tmp_path / ("back%d.npy" % len(extra)))
+        util.cli("denormalize", os.path.join(out, "images.npy"), "-o", back, "-q")
+        b = np.load(back)
+        assert b.shape == (len(x), 4, 4, 3)
+        assert np.array_equal(b.reshape(len(x), -1).astype(np.float64), x)
+    out = str(tmp_path / "some")
+    util.cli("normalize", photos, "--stats", stats, "--mode", "pca", "--components", 7,
+             "--no-labels", "-o", out, "-q")
+    p = util.cli("denormalize", os.path.join(out, "images.npy"), "-o", str(tmp_path / "x.npy"),
+                 expect=2)
+    assert ("--mode pca kept 7 of the D = 48 components of each image; the other 41 are lost, so "
+            "the images cannot be rebuilt") in p.stderr
+    assert not os.path.exists(tmp_path / "x.npy")
+
+
+def test_python_keywords_give_the_cli_bytes(photos, tmp_path):
+    import imgnorm
+
+    stats = _stats(tmp_path, photos, 4)
+    for kw, flags in ((dict(mode="zca"), ["--mode", "zca"]),
+                      (dict(mode="pca", components=6, whiten=False),
+                       ["--mode", "pca", "--components", 6, "--no-whiten"])):
+        out = str(tmp_path / kw["mode"])
+        util.cli("normalize", photos, "--stats", stats, "--no-labels", "-o", out, "-q", *flags)
+        y = imgnorm.normalize(photos, stats=stats, labels=False, **kw)[0]
+        assert np.array_equal(np.asarray(y), np.load(os.path.join(out, "images.npy")))

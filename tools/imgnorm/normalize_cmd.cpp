@@ -30,6 +30,8 @@ struct NormalizeFlags {
   bool divide_std = false;
   std::optional<double> eps;
   int patch = 0;
+  int components = 0;
+  bool no_whiten = false;
   std::string layout = "nhwc";
   std::string dtype = "float32";
   std::string channels;
@@ -50,6 +52,8 @@ NormalizeJob make_job(const CLI::App& app, const NormalizeFlags& f) {
   job.unit_given = app.count("--unit") > 0;
   spec.eps = f.eps;
   spec.patch = f.patch;
+  spec.components = f.components;
+  spec.whiten = !f.no_whiten;
   spec.mean_image_std = f.divide_std;
   if (!f.range.empty()) {
     auto r = parse_numbers(f.range, "--range");
@@ -161,11 +165,11 @@ Command add_normalize_command(CLI::App& app) {
   sub->add_option("--save-stats", f->save_stats,
                   "With --fit: also write the fitted statistics (stats.json) here, for --stats "
                   "on test data");
-  sub->add_option(
-         "--mode", f->mode,
-         "scale | center | standardize | mean-image | minmax | minmax-dataset | per-image "
-         "| per-image-channel | imagenet | caffe | inception | clip | custom | "
-         "zca-channels | pca-channels | zca-patch | zca (full image: stats --pixel-covariance)")
+  sub->add_option("--mode", f->mode,
+                  "scale | center | standardize | mean-image | minmax | minmax-dataset | per-image "
+                  "| per-image-channel | imagenet | caffe | inception | clip | custom | "
+                  "zca-channels | pca-channels | zca-patch | zca | pca (full image: stats "
+                  "--pixel-covariance)")
       ->capture_default_str();
   sub->add_option("--range", f->range, "Output range lo,hi of scale/minmax/minmax-dataset (0,1)");
   sub->add_option("--unit", f->unit, "Units of the formula: 255 (x in 0-255) or 1 (x/255)")
@@ -178,11 +182,16 @@ Command add_normalize_command(CLI::App& app) {
   sub->add_flag("--divide-std", f->divide_std, "mean-image: also divide by the dataset std");
   sub->add_option(
       "--eps", f->eps,
-      "Divide by max(std, eps) instead of failing on std 0; zca/pca-channels, zca-patch, zca: "
+      "Divide by max(std, eps) instead of failing on std 0; zca/pca-channels, zca-patch, zca, pca: "
       "added to the eigenvalues, 0-1 units (default 1e-5)");
   sub->add_option("--patch", f->patch,
                   "zca-patch: the patch side K (odd, default 3); the statistics need the same "
                   "K (stats --patch K)");
+  sub->add_option("--components", f->components,
+                  "pca: K, the number of principal components per image (default: all D = "
+                  "H*W*C); the output is N x K");
+  sub->add_flag("--no-whiten", f->no_whiten,
+                "pca: project onto the components without dividing by sqrt(lambda + eps)");
   sub->add_option("--layout", f->layout, "nhwc (numpy, TensorFlow) | nchw (PyTorch)")
       ->capture_default_str();
   sub->add_option("--dtype", f->dtype, "float32 | float16")->capture_default_str();
