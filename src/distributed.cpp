@@ -405,6 +405,14 @@ NormalizeResult normalize_to_folder(Communicator& comm, Normalization& job, cons
     throw SharedError(
         ErrorCode::invalid_argument,
         job.input().source + ": an array is normalized by one process; run it without mpirun");
+  // The full-image modes write whitening.npy beside the rows, which the ranks' commit does not
+  // (yet) carry: refused on every rank before any work rather than a manifest naming a missing
+  // file. Their statistics can come from mpirun (`stats --pixel-covariance`).
+  if (is_full_image(job.job().spec.mode))
+    throw SharedError(ErrorCode::invalid_argument,
+                      std::string("--mode ") + to_string(job.job().spec.mode) +
+                          " runs in one process (it writes whitening.npy); run normalize without "
+                          "mpirun, with statistics from `mpirun imgnorm stats --pixel-covariance`");
   const int ranks = comm.size();
   const bool root = comm.rank() == 0;
   auto check_cancel = [&] {

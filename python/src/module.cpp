@@ -701,6 +701,14 @@ void bind_normalizer(py::module_& m) {
       .def(py::init([](const py::dict& kw) {
              auto p = std::make_shared<PyNormalizer>();
              p->job = job_from(kw);
+             // Whitening whole images needs their size and (pca) changes the row shape: arrays
+             // go through imgnorm.normalize, which knows both.
+             if (is_full_image(p->job.spec.mode))
+               throw Error(ErrorCode::invalid_argument,
+                           std::string("mode=\"") + to_string(p->job.spec.mode) +
+                               "\" whitens whole images of the statistics' size: use "
+                               "imgnorm.normalize(x, stats=s, mode=\"" +
+                               to_string(p->job.spec.mode) + "\") for arrays, not Normalizer");
              p->job.labels = false;
              p->threads = int_kw(kw, "threads", 0);
              if (!p->job.stats && !p->job.stats_path.empty())
