@@ -208,8 +208,7 @@ void check_pixel_covariance_memory(std::uint64_t dimension, int accumulators,
                                    std::uint64_t max_memory, bool flag_given) {
   const std::uint64_t one = PixelCovariance::bytes_for(dimension);
   const std::uint64_t k = static_cast<std::uint64_t>(std::max(accumulators, 1));
-  const std::uint64_t need =
-      one > max_memory ? one : (one > ~std::uint64_t{0} / k ? ~std::uint64_t{0} : one * k);
+  const std::uint64_t need = one > ~std::uint64_t{0} / k ? ~std::uint64_t{0} : one * k;
   if (need <= max_memory) return;
   const std::string need_text =
       need == ~std::uint64_t{0} ? std::string("more than 16 EiB") : memory_size_text(need);

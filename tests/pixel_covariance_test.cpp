@@ -5,6 +5,7 @@
 #include <random>
 
 #include "imgnorm/error.hpp"
+#include "imgnorm/pipeline.hpp"
 #include "imgnorm/pixel_covariance.hpp"
 #include "imgnorm/stats.hpp"
 
@@ -96,6 +97,12 @@ TEST(PixelCovariance, MemoryCheckNamesWhatIsNeeded) {
   } catch (const Error& e) {
     const std::string w = e.what();
     EXPECT_NE(w.find("D = 150528"), std::string::npos) << w;
+    // One matrix alone is over the limit: the need is still all three of them.
+    const std::uint64_t one = PixelCovariance::bytes_for(150528);
+    EXPECT_NE(w.find("needs " + memory_size_text(3 * one) + " (3 x a (D+1)x(D+1) moment matrix, " +
+                     memory_size_text(one) + " each)"),
+              std::string::npos)
+        << w;
     EXPECT_NE(w.find("(--max-memory)"), std::string::npos) << w;
     EXPECT_NE(w.find("--mode zca-patch"), std::string::npos) << w;
     EXPECT_EQ(e.code(), ErrorCode::too_large);
