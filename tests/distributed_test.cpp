@@ -14,100 +14,13 @@
 
 #include "imgnorm/npy.hpp"
 #include "test_files.hpp"
+#include "thread_communicator.hpp"
 
 namespace imgnorm {
 namespace {
 
 using testing::TempDir;
-
-// What the K ranks share: one slot each, and a reusable barrier.
-struct Hub {
-  explicit Hub(int n) : ranks(n), slots(n), values(n) {}
-  int ranks;
-  std::vector<std::vector<std::uint8_t>> slots;
-  std::vector<std::uint64_t> values;
-  std::mutex m;
-  std::condition_variable cv;
-  int arrived = 0;
-  std::uint64_t generation = 0;
-  void wait() {
-    std::unique_lock<std::mutex> lock(m);
-    const std::uint64_t g = generation;
-    if (++arrived == ranks) {
-      arrived = 0;
-      ++generation;
-      cv.notify_all();
-    } else {
-      cv.wait(lock, [&] { return generation != g; });
-    }
-  }
-};
-
-class ThreadCommunicator : public Communicator {
- public:
-  ThreadCommunicator(Hub& hub, int rank) : hub_(hub), rank_(rank) {}
-  int rank() const override { return rank_; }
-  int size() const override { return hub_.ranks; }
-  void broadcast(std::vector<std::uint8_t>& bytes, int root) override {
-    if (rank_ == root) hub_.slots[root] = bytes;
-    hub_.wait();
-    if (rank_ != root) bytes = hub_.slots[root];
-    hub_.wait();
-  }
-  std::vector<std::vector<std::uint8_t>> gather(const std::vector<std::uint8_t>& bytes,
-                                                int root) override {
-    hub_.slots[rank_] = bytes;
-    hub_.wait();
-    std::vector<std::vector<std::uint8_t>> all;
-    if (rank_ == root) all = hub_.slots;
-    hub_.wait();
-    return all;
-  }
-  std::uint64_t exclusive_scan(std::uint64_t value) override {
-    hub_.values[rank_] = value;
-    hub_.wait();
-    std::uint64_t s = 0;
-    for (int r = 0; r < rank_; ++r) s += hub_.values[r];
-    hub_.wait();
-    return s;
-  }
-  std::uint64_t sum(std::uint64_t value) override {
-    hub_.values[rank_] = value;
-    hub_.wait();
-    std::uint64_t s = 0;
-    for (std::uint64_t v : hub_.values) s += v;
-    hub_.wait();
-    return s;
-  }
-  void barrier() override { hub_.wait(); }
-  std::unique_ptr<SharedFile> open_shared(const std::string& path) override {
-    return open_shared_posix(path);
-  }
-  [[noreturn]] void abort(int) override { std::abort(); }
-
- private:
-  Hub& hub_;
-  int rank_;
-};
-
-// Runs body(comm) on `ranks` threads; rethrows the first exception (by rank).
-void run_ranks(int ranks, const std::function<void(Communicator&)>& body) {
-  Hub hub(ranks);
-  std::vector<std::exception_ptr> errors(ranks);
-  std::vector<std::thread> threads;
-  for (int r = 0; r < ranks; ++r)
-    threads.emplace_back([&, r] {
-      ThreadCommunicator comm(hub, r);
-      try {
-        body(comm);
-      } catch (...) {
-        errors[r] = std::current_exception();
-      }
-    });
-  for (auto& t : threads) t.join();
-  for (auto& e : errors)
-    if (e) std::rethrow_exception(e);
-}
+using thread_ranks::run_ranks;
 
 // 11 PNGs in 3 classes and 2 broken files (the first of class b, the last of class c).
 void make_dataset(const std::filesystem::path& root) {

@@ -1,6 +1,6 @@
 #pragma once
 // K "ranks" as K threads sharing an in-process Communicator (include/imgnorm/distributed.hpp):
-// the distributed jobs tested without MPI. (tests/distributed_test.cpp has its own copy.)
+// the distributed jobs tested without MPI (distributed_test, output_shards_test).
 
 #include <condition_variable>
 #include <exception>
