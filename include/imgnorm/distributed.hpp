@@ -109,14 +109,15 @@ IMGNORM_API void write_outputs(Communicator& comm, const StatsFile& stats,
 /// normalize_to_folder() over all ranks: `job` (built alike on every rank, from the broadcast
 /// input; no array input: SharedError naming the alternative) is checked and prepared on every
 /// rank; with --fit, the fit pass is compute_stats() over all ranks (so the result, and the
-/// --save-stats file rank 0 writes, equal a single run's). Rank 0 first claims the output folder (OutputFolder: a second run
-/// into it is refused, dead runs' temporaries removed; existing members need `force`) and creates
-/// every temporary. Each rank normalizes its block into one shared temporary images.npy at its
-/// row offset (rows in file order, so the file equals a single-process run's byte for byte) or,
-/// with `output_shards`, into its own shard images-RRRRR.npy (R = its rank; possibly 0 rows).
-/// Once every rank succeeded, rank 0 writes labels.npy (or labels-RRRRR.npy) and manifest.json
-/// and commits the whole set with OutputFolder::commit. Rank 0 returns the whole result; the
-/// other ranks their block's. Errors are SharedError; the temporaries are removed.
+/// --save-stats file rank 0 writes, equal a single run's). Rank 0 first claims the output folder
+/// (OutputFolder: a second run into it is refused, dead runs' temporaries removed; existing members
+/// need `force`) and creates every temporary. Each rank normalizes its block into one shared
+/// temporary images.npy at its row offset (rows in file order, so the file equals a single-process
+/// run's byte for byte) or, with `output_shards`, into its own shard images-RRRRR.npy (R = its
+/// rank; possibly 0 rows). Once every rank succeeded, rank 0 writes labels.npy (or
+/// labels-RRRRR.npy) and manifest.json and commits the whole set with OutputFolder::commit. Rank 0
+/// returns the whole result; the other ranks their block's. Errors are SharedError; the temporaries
+/// are removed.
 IMGNORM_API NormalizeResult normalize_to_folder(Communicator& comm, Normalization& job,
                                                 const std::string& dir, bool force,
                                                 const PipelineOptions& options,
