@@ -275,8 +275,9 @@ TEST(limits, max_memory_throttles_images_in_flight) {
   };
   // 64 KiB is less than any of these images needs: each is loaded alone, none fails.
   EXPECT_EQ(max_in_flight(64 << 10, std::chrono::milliseconds(40)), 1);
-  if (std::thread::hardware_concurrency() > 1)  // oneTBB runs at most one thread per core
+  if (std::thread::hardware_concurrency() > 1) {  // oneTBB runs at most one thread per core
     EXPECT_EQ(max_in_flight(std::uint64_t{1} << 30, std::chrono::seconds(2)), 2);
+  }
 }
 
 TEST(limits, a_huge_image_gives_its_buffers_back) {
