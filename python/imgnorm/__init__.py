@@ -124,7 +124,8 @@ def stats(dataset=None, *, list=None, follow_links=False, size=None, resize="str
     without replacement, seeded by ``seed``); shard: "I/N" or (I, N). ddof: 0 (numpy) or 1.
     mean_image: also keep the per-pixel mean image (``Stats.mean_image``). patch: K (odd, 1-9) to
     also record the exact moments of every KxK patch (stats.json ``sums.patch``), which
-    ``mode="zca-patch", patch=K`` needs. pixel_covariance: also keep the exact moments of whole
+    ``mode="zca-patch", patch=K`` needs (``Stats.patch_mean``, ``Stats.patch_covariance``).
+    pixel_covariance: also keep the exact moments of whole
     images (``Stats.pixel_covariance``, (D+1)x(D+1), D = H*W*C; ``Stats.save`` writes them beside
     stats.json; refused when they do not fit ``max_memory``). threads: 0 = all cores.
     max_memory: memory for the images in flight, bytes or a size such as "2G" or "512M" (default:
@@ -202,6 +203,15 @@ _STATS_DOCS = {
     "mean_image": "(H, W, C) float64 per-pixel mean image when stats(mean_image=True), else None.",
     "pixel_covariance": "(D+1, D+1) float64 exact moments of whole images, sum of [1, x][1, x]^T (D = H*W*C), "
                         "when stats(pixel_covariance=True), else None.",
+    "patch": "K of stats(patch=K) (`imgnorm stats --patch K`), else None.",
+    "patch_count": "Number of KxK patches counted (positions where the patch lies wholly inside its "
+                   "image) when stats(patch=K), else None.",
+    "patch_mean": "(K, K, C) float64 mean of the KxK patches, 0-255 units, indexed [dy, dx, c] as "
+                  "img[y:y+K, x:x+K, :] (its reshape(-1) is the order of patch_covariance) when "
+                  "stats(patch=K), else None.",
+    "patch_covariance": "(D, D) float64 covariance of the KxK patches, D = K*K*C in patch_mean's "
+                        "flattened order, 0-255 units, the same ddof as std (what "
+                        "mode='zca-patch' whitens with), when stats(patch=K), else None.",
     "mean_ci": "(C, 2) 95% confidence interval of each mean for a sample, else None.",
     "std_ci": "(C, 2) 95% confidence interval of each std for a sample, else None.",
     "images": "Images used.",

@@ -43,6 +43,10 @@ class Stats:
     histogram: npt.NDArray[np.uint64]
     mean_image: Optional[npt.NDArray[np.float64]]
     pixel_covariance: Optional[npt.NDArray[np.float64]]
+    patch: Optional[int]
+    patch_count: Optional[int]
+    patch_mean: Optional[npt.NDArray[np.float64]]
+    patch_covariance: Optional[npt.NDArray[np.float64]]
     mean_ci: Optional[npt.NDArray[np.float64]]
     std_ci: Optional[npt.NDArray[np.float64]]
     images: int

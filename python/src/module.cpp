@@ -318,6 +318,31 @@ void bind_stats_values(py::class_<PyStats, std::shared_ptr<PyStats>>& c) {
     const auto n = static_cast<py::ssize_t>(pc.dimension() + 1);
     return owning_array(std::move(bytes), py::dtype::of<double>(), {n, n});
   });
+  // The K×K patch moments (stats --patch K), finalized by the library as --mode zca-patch uses
+  // them: the mean as (K, K, C), the covariance D×D over its flattened order, the stats' ddof.
+  c.def_property_readonly("patch", [](const PyStats& s) -> py::object {
+    if (s.file->acc.patch_size() == 0) return py::none();
+    return py::int_(s.file->acc.patch_size());
+  });
+  c.def_property_readonly("patch_count", [](const PyStats& s) -> py::object {
+    if (s.file->acc.patch_size() == 0) return py::none();
+    return py::int_(s.file->acc.patch_count());
+  });
+  c.def_property_readonly("patch_mean", [](const PyStats& s) -> py::object {
+    if (s.file->acc.patch_size() == 0) return py::none();
+    const PatchSummary p = summarize_patches(s.file->acc, 0);  // the mean has no ddof
+    py::array_t<double> out({py::ssize_t(p.size), py::ssize_t(p.size), py::ssize_t(p.channels)});
+    std::copy(p.mean.begin(), p.mean.end(), out.mutable_data());
+    return out;
+  });
+  c.def_property_readonly("patch_covariance", [](const PyStats& s) -> py::object {
+    if (s.file->acc.patch_size() == 0) return py::none();
+    const PatchSummary p = summarize_patches(s.file->acc, s.file->ddof);
+    const auto d = static_cast<py::ssize_t>(p.mean.size());
+    py::array_t<double> out({d, d});
+    std::copy(p.covariance.begin(), p.covariance.end(), out.mutable_data());
+    return out;
+  });
   c.def_property_readonly("mean_ci", [](const PyStats& s) { return interval_array(s, true); });
   c.def_property_readonly("std_ci", [](const PyStats& s) { return interval_array(s, false); });
 }
