@@ -21,13 +21,13 @@
 #include <mutex>
 #include <optional>
 
-#include "blas_threads.hpp"
 #include "imgnorm/error.hpp"
 #include "imgnorm/output.hpp"
 #include "imgnorm/pixel_covariance.hpp"
 #include "imgnorm/stats_job.hpp"
 #include "job_arena.hpp"
 #include "normalize_access.hpp"
+#include "whitening_kernel.hpp"
 
 namespace imgnorm {
 
@@ -442,13 +442,39 @@ NormalizeResult Normalization::run(RowSink& sink, const PipelineOptions& options
   const bool per_image = is_per_image(job_.spec.mode);
   const std::size_t rb = row_bytes();
   NormalizeResult res;
-  // --mode zca: one cblas_dgemv per image on each worker, OpenBLAS single-threaded, so that a
-  // row's result never depends on the thread count.
-  std::optional<detail::BlasThreads> serial_blas;
-  if (is_full_image(job_.spec.mode)) serial_blas.emplace(1);
   sink.begin(planned_rows(), rb);
 
-  if (input_.array) {
+  if (input_.array && is_full_image(job_.spec.mode)) {
+    // zca, pca: rows in batches for the whitening kernel, run over the job's threads; each row's
+    // bits are those of Normalizer::apply (src/whitening_kernel.hpp).
+    const ImageArray& a = *input_.array;
+    detail::FullImageBatch batch(
+        norm, detail::FullImageBatch::capacity_for(norm, effective_max_memory(options) / 4,
+                                                   static_cast<std::size_t>(a.rows())));
+    auto flush = [&] {
+      batch.flush([&](std::size_t, const void* row) {
+        sink.write_row(res.rows, row);
+        ++res.rows;
+      });
+    };
+    detail::JobArena arena(effective_threads(options.threads));
+    arena.execute([&] {
+      a.for_each_row(
+          [&](std::uint64_t r, const ArrayRow& row) {
+            try {
+              if (row.values)
+                batch.add_values(row.values, a.width(), a.height());
+              else
+                batch.add(row.u8);
+            } catch (const Error& e) {
+              throw Error(e.code(), a.name() + ": row " + std::to_string(r) + ": " + e.what());
+            }
+            if (batch.full()) flush();
+          },
+          options.cancel);
+      if (!(options.cancel && options.cancel->load())) flush();
+    });
+  } else if (input_.array) {
     const ImageArray& a = *input_.array;
     std::vector<std::uint8_t> buf(rb);
     a.for_each_row(
@@ -486,6 +512,7 @@ NormalizeResult Normalization::run(RowSink& sink, const PipelineOptions& options
 NormalizeResult Normalization::run_entries(const std::vector<Entry>& entries, RowSink& sink,
                                            const PipelineOptions& options) const {
   if (!normalizer_) invalid("Normalization::run: call prepare() first");
+  if (is_full_image(job_.spec.mode)) return run_entries_full(entries, sink, options);
   const Normalizer& norm = *normalizer_;
   const bool per_image = is_per_image(job_.spec.mode);
   const std::size_t rb = row_bytes();
@@ -525,6 +552,74 @@ NormalizeResult Normalization::run_entries(const std::vector<Entry>& entries, Ro
           ++res.rows;
         });
   }
+  for (std::size_t c = 0; c < used.size(); ++c)
+    if (used[c] == 0) res.empty_classes.push_back(input_.dataset.classes[c]);
+  return res;
+}
+
+// zca, pca: the workers write each image's D u8 values into its slot; the serial in-order stage
+// centres them into a batch of the whitening kernel and, when it is full (and at the end), runs
+// the kernel over the job's threads (the pipeline's arena) and writes the rows in order. The
+// batch's Z and Y count against --max-memory beside the slots.
+NormalizeResult Normalization::run_entries_full(const std::vector<Entry>& entries, RowSink& sink,
+                                                const PipelineOptions& options) const {
+  const Normalizer& norm = *normalizer_;
+  NormalizeResult res;
+  std::vector<std::uint64_t> used(input_.dataset.classes.size(), 0);
+  const std::uint64_t limit = effective_max_memory(options);
+  detail::FullImageBatch batch(
+      norm, detail::FullImageBatch::capacity_for(norm, limit / 4, entries.size()));
+  const std::uint64_t batch_bytes =
+      static_cast<std::uint64_t>(batch.capacity()) * detail::FullImageBatch::bytes_per_image(norm);
+  PipelineOptions pipeline = options;
+  pipeline.max_memory = limit > batch_bytes ? limit - batch_bytes : 1;
+  const std::size_t dims = norm.spec().pixel_mean.size();
+  pipeline.slot_bytes = dims;  // the image's u8 values until the serial stage takes them
+  const int slots = pipeline_slots(pipeline, entries.size());
+  std::vector<std::uint8_t> slot_data(static_cast<std::size_t>(slots) * dims);
+  std::vector<Size> slot_size(static_cast<std::size_t>(slots));
+  const int nc = norm.channels();
+  auto flush = [&] {
+    batch.flush([&](std::size_t, const void* row) {
+      sink.write_row(res.rows, row);
+      ++res.rows;
+    });
+  };
+  run_pipeline(
+      entries, recipe_, pipeline,
+      [&](const LoadedImage& li) {
+        const ImageView& img = li.image;
+        const std::size_t row = static_cast<std::size_t>(img.width) * nc;
+        if (img.channels != nc || row * static_cast<std::size_t>(img.height) != dims) {
+          std::vector<double> z(dims);
+          detail::FullImageAccess::centre(norm, img, z.data());  // throws the reason
+        }
+        std::uint8_t* dst = slot_data.data() + static_cast<std::size_t>(li.slot) * dims;
+        for (int y = 0; y < img.height; ++y)
+          std::memcpy(dst + static_cast<std::size_t>(y) * row, img.row(y), row);
+        slot_size[li.slot] = {img.width, img.height};
+      },
+      [&](std::size_t index, int slot, const Error* error) {
+        const Entry& e = entries[index];
+        if (error) {
+          res.skipped.push_back({e.path, error->code(), error->what()});
+          if (options.on_skip) options.on_skip(e.path, *error);
+          return;
+        }
+        const Size sz = slot_size[slot];
+        ImageView v;
+        v.data = slot_data.data() + static_cast<std::size_t>(slot) * dims;
+        v.width = sz.width;
+        v.height = sz.height;
+        v.channels = nc;
+        v.stride = static_cast<std::size_t>(sz.width) * nc;
+        batch.add(v);
+        res.files.push_back(e.path);
+        ++used[static_cast<std::size_t>(e.label)];
+        if (labels_) res.labels.push_back(label_of_class_[e.label]);
+        if (batch.full()) flush();
+      });
+  flush();
   for (std::size_t c = 0; c < used.size(); ++c)
     if (used[c] == 0) res.empty_classes.push_back(input_.dataset.classes[c]);
   return res;
@@ -736,12 +831,60 @@ Normalizer make_normalizer(const NormalizeJob& job, Size size, std::vector<std::
   return n.normalizer();
 }
 
+namespace {
+
+// normalize_rows for zca and pca: the rows in batches of the whitening kernel, centred on the
+// calling thread, the kernel over `threads`; each row's bits are those of Normalizer::apply.
+std::uint64_t normalize_rows_full(const Normalizer& norm, const ImageArray& array, void* out,
+                                  int threads, const std::atomic<bool>* cancel) {
+  const std::size_t rb =
+      detail::FullImageAccess::kernel(norm).rows() * dtype_size(norm.format().dtype);
+  auto* dst = static_cast<std::uint8_t*>(out);
+  detail::FullImageBatch batch(norm, static_cast<std::size_t>(std::min<std::uint64_t>(
+                                         detail::FullImageBatch::kDefaultCapacity, array.rows())));
+  std::uint64_t first = 0;  // the row of the batch's first image
+  auto flush = [&] {
+    batch.flush(
+        [&](std::size_t i, const void* row) { std::memcpy(dst + (first + i) * rb, row, rb); });
+  };
+  detail::JobArena arena(effective_threads(threads));
+  arena.execute([&] {
+    std::vector<std::uint8_t> raw;
+    std::vector<double> values;
+    for (std::uint64_t r = 0; r < array.rows(); ++r) {
+      if (cancel && cancel->load()) return;
+      try {
+        const ArrayRow row = array.row(r, raw, values);
+        if (row.values)
+          batch.add_values(row.values, array.width(), array.height());
+        else
+          batch.add(row.u8);
+      } catch (const Error& e) {
+        throw Error(e.code(), array.name() + ": row " + std::to_string(r) + ": " + e.what());
+      }
+      if (batch.full()) {
+        flush();
+        first = r + 1;
+      }
+    }
+    flush();
+  });
+  if (cancel && cancel->load()) throw Error(ErrorCode::interrupted, "interrupted");
+  return 0;
+}
+
+}  // namespace
+
 std::uint64_t normalize_rows(const Normalizer& norm, const ImageArray& array, void* out,
                              int threads, std::vector<Affine>* per_image_maps,
                              const std::atomic<bool>* cancel) {
   if (array.channels() != norm.channels())
     invalid(array.name() + ": " + std::to_string(array.channels()) + " channels, the " +
             "normalizer expects " + std::to_string(norm.channels()));
+  if (is_full_image(norm.spec().mode)) {
+    if (per_image_maps) per_image_maps->clear();
+    return normalize_rows_full(norm, array, out, threads, cancel);
+  }
   const std::size_t rb = static_cast<std::size_t>(array.width()) * array.height() *
                          array.channels() * dtype_size(norm.format().dtype);
   const bool per_image = is_per_image(norm.spec().mode);
@@ -751,8 +894,6 @@ std::uint64_t normalize_rows(const Normalizer& norm, const ImageArray& array, vo
   std::atomic<bool> failed{false};
   std::exception_ptr error;
   std::mutex error_mutex;
-  std::optional<detail::BlasThreads> serial_blas;  // --mode zca: one dgemv per row (see run())
-  if (is_full_image(norm.spec().mode)) serial_blas.emplace(1);
   detail::JobArena arena(effective_threads(threads));
   arena.execute([&] {
     tbb::parallel_for(

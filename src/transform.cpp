@@ -17,6 +17,7 @@
 #include "imgnorm/error.hpp"
 #include "imgnorm/pixel_covariance.hpp"
 #include "imgnorm/stats.hpp"
+#include "whitening_kernel.hpp"
 
 // Bit-exact agreement between the table, the mean-image path and the reference relies on each
 // evaluating ChannelMap's formula with the same double operations: no FMA contraction (off by
@@ -878,6 +879,7 @@ void Normalizer::init_full() {
       const double s = spec_.whiten ? 1.0 / std::sqrt(values[k] + eps) : 1.0;
       for (std::size_t j = 0; j < dims; ++j) whitening_[k * dims + j] = vectors[j * dims + k] * s;
     }
+    kernel_ = std::make_shared<const detail::WhiteningKernel>(whitening_.data(), rows, dims);
     return;
   }
   std::vector<double> scaled(dims * dims);  // U·diag(1/√(λ+ε))
@@ -895,34 +897,36 @@ void Normalizer::init_full() {
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1.0, scaled.data(), n,
                 vectors.data(), n, 0.0, whitening_.data(), n);
   }
+  kernel_ = std::make_shared<const detail::WhiteningKernel>(whitening_.data(), dims, dims);
 }
 
-// Full-image ZCA: z = x/255 − μ/255 (D values, HWC, input order), y = W·z with one cblas_dgemv
-// per image, then stored in the output layout, channel order and dtype. Callers run the images
-// with OpenBLAS single-threaded (detail::BlasThreads(1) around the run), so each image's result
-// is one fixed sequence of operations whatever the thread count and batching.
+// Full-image ZCA and PCA: z = x/255 − μ/255 (D values, HWC, input order), y = W·z by the
+// whitening kernel (src/whitening_kernel.hpp: one fixed fma sequence per output, the same bits
+// alone or in any batch), then stored in the output layout, channel order and dtype.
 template <typename Get>
-void Normalizer::apply_full(Get get, int width, int height, void* out) const {
+void Normalizer::centre_full(Get get, int width, int height, double* z) const {
   const int nc = channels_;
   const std::size_t dims = spec_.pixel_mean.size();
   const std::size_t w = static_cast<std::size_t>(width), h = static_cast<std::size_t>(height);
   if (w * h * static_cast<std::size_t>(nc) != dims)
     invalid("image is " + std::to_string(width) + "x" + std::to_string(height) + "x" +
             std::to_string(nc) + " = " + std::to_string(w * h * nc) +
-            " values, but the whitening matrix of --mode zca is for " + std::to_string(dims));
-  std::vector<double> z(dims), y(dims);
+            " values, but the whitening matrix of --mode " + to_string(spec_.mode) + " is for " +
+            std::to_string(dims));
   for (int yy = 0; yy < height; ++yy)
     for (int xx = 0; xx < width; ++xx)
       for (int c = 0; c < nc; ++c) {
         const std::size_t j = (static_cast<std::size_t>(yy) * w + xx) * nc + c;
         z[j] = get(yy, xx, c) / 255.0 - spec_.pixel_mean[j] / 255.0;
       }
-  const int n = static_cast<int>(dims);
-  const int rows = static_cast<int>(whitening_.size() / dims);
-  cblas_dgemv(CblasRowMajor, CblasNoTrans, rows, n, 1.0, whitening_.data(), n, z.data(), 1, 0.0,
-              y.data(), 1);
+}
+
+void Normalizer::store_full(const double* y, int width, int height, void* out) const {
+  const int nc = channels_;
+  const std::size_t w = static_cast<std::size_t>(width), h = static_cast<std::size_t>(height);
   if (spec_.mode == Mode::pca) {  // K values, in component order
-    for (std::size_t k = 0; k < static_cast<std::size_t>(rows); ++k) {
+    const std::size_t rows = kernel_->rows();
+    for (std::size_t k = 0; k < rows; ++k) {
       if (format_.dtype == DType::float32)
         static_cast<float*>(out)[k] = static_cast<float>(y[k]);
       else
@@ -942,6 +946,52 @@ void Normalizer::apply_full(Get get, int width, int height, void* out) const {
           static_cast<std::uint16_t*>(out)[oi] = detail::double_to_half(v);
       }
 }
+
+// One image: a batch of one on the calling thread (the batched paths give the same bits).
+template <typename Get>
+void Normalizer::apply_full(Get get, int width, int height, void* out) const {
+  std::vector<double> z(kernel_->dims()), y(kernel_->stride());
+  centre_full(get, width, height, z.data());
+  kernel_->run(z.data(), 1, y.data());
+  store_full(y.data(), width, height, out);
+}
+
+namespace detail {
+
+const WhiteningKernel& FullImageAccess::kernel(const Normalizer& n) {
+  if (!n.kernel_)
+    invalid(std::string("mode ") + to_string(n.spec_.mode) + " has no whitening matrix");
+  return *n.kernel_;
+}
+
+void FullImageAccess::centre(const Normalizer& n, const ImageView& img, double* z) {
+  if (img.channels != n.channels_)
+    invalid("image has " + std::to_string(img.channels) + " channels, expected " +
+            std::to_string(n.channels_));
+  n.centre_full(
+      [&](int y, int x, int c) {
+        return static_cast<double>(img.row(y)[static_cast<std::size_t>(x) * n.channels_ + c]);
+      },
+      img.width, img.height, z);
+}
+
+void FullImageAccess::centre_values(const Normalizer& n, const double* values, int width,
+                                    int height, double* z) {
+  const std::size_t w = static_cast<std::size_t>(width);
+  const int nc = n.channels_;
+  for (std::size_t i = 0; i < w * static_cast<std::size_t>(height) * nc; ++i)
+    if (!std::isfinite(values[i]))
+      invalid("input value " + std::to_string(values[i]) + " is not finite");
+  n.centre_full([&](int y, int x, int c) { return values[(y * w + x) * nc + c]; }, width, height,
+                z);
+}
+
+void FullImageAccess::store(const Normalizer& n, const double* y, int width, int height,
+                            void* out) {
+  n.store_full(y, width, height, out);
+}
+
+}  // namespace detail
 
 // The K×K×C → C convolution of zca_patch: get(y, x, c) is the input value (0–255). Each output is
 // Σ_j F[c][j]·(x_j − μ_j) over the patch dimensions j = (dy, dx, c') inside the image, in that

@@ -211,6 +211,9 @@ class IMGNORM_API Normalization {
   // Streams `entries` (a block of the dataset's) to `sink`; no rows is not an error here.
   NormalizeResult run_entries(const std::vector<Entry>& entries, RowSink& sink,
                               const PipelineOptions& options) const;
+  // run_entries for zca and pca: the images in batches of the whitening kernel.
+  NormalizeResult run_entries_full(const std::vector<Entry>& entries, RowSink& sink,
+                                   const PipelineOptions& options) const;
 };
 
 /// The output folder of `imgnorm normalize`: DIR/images.npy, DIR/labels.npy, DIR/manifest.json,

@@ -206,6 +206,11 @@ IMGNORM_API void invert(const void* in, Layout layout, DType dtype, bool swap_rb
                         const Affine& affine, int width, int height, std::uint8_t* out,
                         const double* mean_image = nullptr);
 
+namespace detail {
+class WhiteningKernel;
+struct FullImageAccess;
+}  // namespace detail
+
 /// A prepared normalization for one run: validated spec, dataset-level tables, the mean image.
 /// Thread-safe: apply() is const.
 class IMGNORM_API Normalizer {
@@ -278,9 +283,15 @@ class IMGNORM_API Normalizer {
   std::vector<double> mean_scaled_;
   std::vector<double> matrix_;  // the channel-mixing matrix: spec.matrix, or the whitening one
   std::vector<double> patch_filter_;  // zca_patch
-  std::vector<double> whitening_;     // zca: W in 0–1 units (D×D)
+  std::vector<double> whitening_;     // zca: W in 0–1 units (D×D); pca: K×D
+  // zca, pca: W packed for the batched kernel (src/whitening_kernel.hpp), shared by copies.
+  std::shared_ptr<const detail::WhiteningKernel> kernel_;
+  friend struct detail::FullImageAccess;
 
   void init_full();
+  template <typename Get>
+  void centre_full(Get get, int width, int height, double* z) const;
+  void store_full(const double* y, int width, int height, void* out) const;
   template <typename Get>
   void apply_full(Get get, int width, int height, void* out) const;
 
