@@ -950,9 +950,12 @@ void Normalizer::store_full(const double* y, int width, int height, void* out) c
 // One image: a batch of one on the calling thread (the batched paths give the same bits).
 template <typename Get>
 void Normalizer::apply_full(Get get, int width, int height, void* out) const {
-  std::vector<double> z(kernel_->dims()), y(kernel_->stride());
+  const std::size_t dims = kernel_->dims();
+  std::vector<double> z(dims), zp(detail::WhiteningKernel::packed_size(1, dims)),
+      y(kernel_->stride());
   centre_full(get, width, height, z.data());
-  kernel_->run(z.data(), 1, y.data());
+  detail::WhiteningKernel::pack_row(z.data(), 0, dims, zp.data());
+  kernel_->run(zp.data(), 1, y.data());
   store_full(y.data(), width, height, out);
 }
 

@@ -21,7 +21,7 @@ using namespace imgnorm::testing;
 
 namespace {
 
-constexpr int kW = 8, kH = 6, kImages = 150;  // D = 144; 150 images: batches of 64 and a tail
+constexpr int kW = 8, kH = 6, kImages = 150;  // D = 144; 150 images: a batch of 128 and a tail
 
 struct Folder {
   TempDir dir;
@@ -114,7 +114,7 @@ TEST(whitening_apply, folder_rows_are_the_same_bytes_for_every_thread_count_and_
 }
 
 TEST(whitening_apply, arrays_and_normalize_rows_equal_apply_for_every_thread_count) {
-  const int n = 70;  // a batch of 64 and a ragged tail
+  const int n = 140;  // a batch of 128 and a ragged tail
   std::vector<std::uint8_t> px = test_pixels(kW, kH * n, 3, 41);
   std::vector<double> values(px.begin(), px.end());
   for (const auto& [mode, k] : {std::pair{Mode::zca, 0}, std::pair{Mode::pca, 7}}) {

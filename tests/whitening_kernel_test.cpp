@@ -3,13 +3,13 @@
 // image's outputs do not depend on the batch it is in nor on the threads.
 
 #include <gtest/gtest.h>
-#include <tbb/task_arena.h>
 
 #include <cmath>
 #include <cstring>
 #include <random>
 #include <vector>
 
+#include "job_arena.hpp"
 #include "whitening_kernel.hpp"
 
 using imgnorm::detail::whitening_reference;
@@ -26,6 +26,17 @@ std::vector<double> random_values(std::size_t n, std::mt19937_64& rng) {
   return v;
 }
 
+std::vector<double> packed(const std::vector<double>& z, std::size_t batch, std::size_t dims) {
+  std::vector<double> zp(WhiteningKernel::packed_size(batch, dims));
+  WhiteningKernel::pack_rows(z.data(), batch, dims, zp.data());
+  return zp;
+}
+
+std::vector<double> rows_of(const std::vector<double>& z, std::size_t first, std::size_t n,
+                            std::size_t dims) {
+  return std::vector<double>(z.begin() + first * dims, z.begin() + (first + n) * dims);
+}
+
 bool same_bits(double a, double b) { return std::memcmp(&a, &b, sizeof a) == 0; }
 
 // Y of the kernel against the reference, for the first `rows` outputs of each batch row.
@@ -33,7 +44,7 @@ void expect_reference(const WhiteningKernel& k, const std::vector<double>& w,
                       const std::vector<double>& z, std::size_t batch, bool portable,
                       const char* what) {
   std::vector<double> y(batch * k.stride(), std::nan("")), ref(batch * k.rows());
-  k.run(z.data(), batch, y.data(), portable);
+  k.run(packed(z, batch, k.dims()).data(), batch, y.data(), portable);
   whitening_reference(w.data(), k.rows(), k.dims(), z.data(), batch, ref.data(), k.rows());
   for (std::size_t b = 0; b < batch; ++b)
     for (std::size_t i = 0; i < k.rows(); ++i)
@@ -71,17 +82,19 @@ TEST(WhiteningKernel, AnImagesOutputsDoNotDependOnItsBatchNorOnThreads) {
   const std::vector<double> z = random_values(n * dims, rng);
   const WhiteningKernel k(w.data(), rows, dims);
   std::vector<double> alone(n * k.stride());
-  for (std::size_t b = 0; b < n; ++b) k.run(z.data() + b * dims, 1, alone.data() + b * k.stride());
+  for (std::size_t b = 0; b < n; ++b)
+    k.run(packed(rows_of(z, b, 1, dims), 1, dims).data(), 1, alone.data() + b * k.stride());
   // Batches of every size from every start, serial and over 1–3 threads.
   for (std::size_t start = 0; start < n; start += 5)
     for (std::size_t size = 1; start + size <= n; size += 3)
       for (int threads : {0, 1, 2, 3}) {
         std::vector<double> y(size * k.stride());
+        const std::vector<double> zp = packed(rows_of(z, start, size, dims), size, dims);
         if (threads == 0)
-          k.run(z.data() + start * dims, size, y.data());
+          k.run(zp.data(), size, y.data());
         else
-          tbb::task_arena(threads).execute(
-              [&] { k.run_parallel(z.data() + start * dims, size, y.data()); });
+          imgnorm::detail::JobArena(threads).execute(
+              [&] { k.run_parallel(zp.data(), size, y.data()); });
         for (std::size_t b = 0; b < size; ++b)
           for (std::size_t i = 0; i < rows; ++i)
             ASSERT_TRUE(same_bits(y[b * k.stride() + i], alone[(start + b) * k.stride() + i]))
@@ -100,7 +113,7 @@ TEST(WhiteningKernel, MatchesTheExactProductWithinRounding) {
   for (double& x : z) x = v(rng);
   const WhiteningKernel k(w.data(), rows, dims);
   std::vector<double> y(batch * k.stride());
-  k.run(z.data(), batch, y.data());
+  k.run(packed(z, batch, dims).data(), batch, y.data());
   for (std::size_t b = 0; b < batch; ++b)
     for (std::size_t i = 0; i < rows; ++i) {
       long long exact = 0;
