@@ -120,7 +120,7 @@ int main(int argc, char** argv) {
   std::printf(
       "{\"images\": %zu, \"dimension\": %zu, \"threads\": %d, \"runs\": %d, "
       "\"covariance_s\": %.4f, \"eigen_s\": %.4f, \"fit_s\": %.4f, \"cli_fit_s\": %.4f, "
-      "\"apply_s\": %.4f, \"vectorized\": %s, \"largest_eigenvalue\": %.6g}\n",
+      "\"apply_s\": %.4f, \"vectorized\": %s, \"largest_eigenvalue\": %.17g}\n",
       n, d, threads, runs, median(t_cov), median(t_eigen), median(t_cov) + median(t_eigen),
       median(t_cov) + median(t_cli), median(t_apply),
       imgnorm::detail::WhiteningKernel::vectorized() ? "true" : "false", values[0]);
