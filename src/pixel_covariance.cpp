@@ -186,11 +186,21 @@ namespace {
                   " info " + std::to_string(info) + ")");
 }
 
-// LAPACK's workspace sizes (a query: nothing is allocated, the matrix is not read).
+// LAPACK's workspace sizes: its own query (nothing is allocated, the matrix is not read) where the
+// sizes fit LAPACK's 32-bit integers; beyond, LAPACK's documented minimum in 64 bits (dsyevd:
+// 1 + 6n + 2n² and 3 + 5n; dsyevr: 26n and 10n, with room for dsytrd's block size), which
+// symmetric_eigen_top then refuses (too_large) instead of passing LAPACK a wrapped size.
 struct EigenWork {
   std::uint64_t work = 0, iwork = 0;
 };
+constexpr std::uint64_t kLapackIntMax =
+    static_cast<std::uint64_t>(std::numeric_limits<lapack_int>::max());
 EigenWork eigen_work(int n, int k, EigenSolver solver) {
+  const std::uint64_t N = static_cast<std::uint64_t>(n);
+  const EigenWork bound = solver == EigenSolver::dsyevd
+                              ? EigenWork{1 + 6 * N + 2 * N * N, 3 + 5 * N}
+                              : EigenWork{70 * N, 10 * N};
+  if (bound.work > kLapackIntMax) return bound;
   double work = 0, dummy = 0;
   lapack_int iwork = 0, m = 0, isuppz = 0;
   lapack_int info = 0;
@@ -201,6 +211,7 @@ EigenWork eigen_work(int n, int k, EigenSolver solver) {
     info = LAPACKE_dsyevr_work(LAPACK_COL_MAJOR, 'V', 'I', 'L', n, &dummy, n, 0.0, 0.0, n - k + 1,
                                n, 0.0, &m, &dummy, &dummy, n, &isuppz, &work, -1, &iwork, -1);
   if (info != 0) eigen_failed(solver == EigenSolver::dsyevd ? "dsyevd" : "dsyevr", info);
+  if (!(work >= 1 && work <= static_cast<double>(kLapackIntMax)) || iwork < 1) return bound;
   return {static_cast<std::uint64_t>(work), static_cast<std::uint64_t>(iwork)};
 }
 
@@ -240,6 +251,11 @@ void symmetric_eigen_top(std::vector<double>& a, int n, int k, std::vector<doubl
   {
     detail::BlasThreads guard(threads);
     const EigenWork size = eigen_work(n, k, solver);
+    if (size.work > kLapackIntMax || size.iwork > kLapackIntMax)
+      throw Error(ErrorCode::too_large,
+                  "the eigen-decomposition of a " + std::to_string(n) + " x " + std::to_string(n) +
+                      " matrix needs a LAPACK workspace of " + std::to_string(size.work) +
+                      " values, beyond LAPACK's 32-bit sizes (2^31 - 1); give a smaller --size");
     std::vector<double> work(size.work);
     std::vector<lapack_int> iwork(size.iwork);
     if (solver == EigenSolver::dsyevd) {

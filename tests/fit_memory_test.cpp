@@ -110,6 +110,11 @@ TEST(FitMemory, CountsTheMatricesOfTheFit) {
   EXPECT_GT(pca10, 8 * n1 * n1 + 8 * d * d + 8 * d * 10);
   EXPECT_LT(pca10, 8 * n1 * n1 + 8 * d * d + 8 * d * 10 + 400 * d);
   EXPECT_EQ(full_fit_bytes(std::uint64_t{1} << 40, 0), ~std::uint64_t{0});
+  // Past LAPACK's 32-bit workspace sizes (2D² > 2^31) the figure is still the formula's, in 64
+  // bits (LAPACK's own query would wrap), here at D = 50000:
+  const std::uint64_t b = 50000, b1 = b + 1;
+  EXPECT_EQ(full_fit_bytes(b, 0), 8 * b1 * b1 + 8 * b * b + 8 * (1 + 6 * b + 2 * b * b) +
+                                      sizeof(int) * (3 + 5 * b) + 8 * b + 8 * b);
 }
 
 TEST(FitMemory, RefusesNamingTheFigure) {
