@@ -49,6 +49,9 @@ def peak(*args):
     return os.waitstatus_to_exitcode(status), usage.ru_maxrss * 1024
 
 
+with open(CLI, "rb") as f:
+    sanitized = b"__asan_init" in f.read()  # ASan's shadow memory and quarantine: no RSS figures
+
 need = figure("--stats", stats)
 # --fit: the same figure, before the fit's pass (whose accumulators, 72 MiB here, are checked first).
 p = run("normalize", data, "--fit", "--size", SIZE, "--threads", "1", "--mode", "zca", "--max-memory",
@@ -82,6 +85,9 @@ for mode, want, extra in (("zca", need, []), ("pca", pca10, ["--components", "10
                     "--force", "--threads", "1")
     check(rc == 0, "the --mode scale run")
     fit = used - base
+    if sanitized:
+        print(f"note: sanitized CLI, the peak of {mode} ({fit} bytes) not compared")
+        continue
     check(abs(fit - want) <= 0.05 * want,
           f"{mode}: measured {fit} bytes above the process's baseline, the figure {want}")
     print(f"{mode}: figure {want}, measured {fit} ({(fit - want) / want:+.1%})")
