@@ -28,6 +28,7 @@
 #include "job_arena.hpp"
 #include "normalize_access.hpp"
 #include "whitening_kernel.hpp"
+#include "stats_file_internal.hpp"
 
 namespace imgnorm {
 
@@ -171,7 +172,10 @@ void Normalization::check_job() {
         "--fit");
 
   // The recipe: the training stats' unless overridden (with a warning), else the defaults'.
-  if (!job_.stats && !job_.stats_path.empty()) job_.stats = read_stats_file(job_.stats_path);
+  // zca/pca: the pixel-covariance sidecar is loaded by prepare(), after its memory check.
+  if (!job_.stats && !job_.stats_path.empty())
+    job_.stats = is_full_image(spec.mode) ? detail::read_stats_json(job_.stats_path)
+                                          : read_stats_file(job_.stats_path);
   const std::optional<StatsFile>& stats = job_.stats;
   const std::string stats_name = job_.stats_path.empty() ? "the statistics" : job_.stats_path;
   if (needs_dataset_stats(spec) && !stats && !job_.fit)
@@ -188,7 +192,8 @@ void Normalization::check_job() {
                  : "has no patch moments, which --mode zca-patch needs") +
             "; compute them with imgnorm stats --patch " + k + " (or use --fit)");
   }
-  if (is_full_image(spec.mode) && stats && !stats->acc.pixel_covariance().enabled())
+  if (is_full_image(spec.mode) && stats && !stats->pixel_covariance &&
+      !stats->acc.pixel_covariance().enabled())
     invalid(stats_name + ": has no pixel covariance, which --mode " + to_string(spec.mode) +
             " needs; compute it with imgnorm stats --pixel-covariance -o stats.json (or use "
             "--fit)");
@@ -350,6 +355,31 @@ void Normalization::prepare(
       (recipe_.size.width < spec.patch || recipe_.size.height < spec.patch))
     invalid(fmt::format("--patch {}: the patch is larger than the {}x{} images", spec.patch,
                         recipe_.size.width, recipe_.size.height));
+  // zca/pca: the fit's D×D matrices against --max-memory before anything of them is allocated
+  // (the sidecar of --stats included; --fit's accumulators are checked by its own pass).
+  if (is_full_image(spec.mode)) {
+    const std::uint64_t d = static_cast<std::uint64_t>(recipe_.size.width) *
+                            static_cast<std::uint64_t>(recipe_.size.height) *
+                            static_cast<std::uint64_t>(nc);
+    if (job_.stats && job_.stats->pixel_covariance && job_.stats->pixel_covariance->dimension != d)
+      invalid(fmt::format(
+          "{}: the pixel covariance is for D = {} values per image, the images are {}x{}x{} "
+          "= {}; normalize at the size of the statistics (--size) or recompute them",
+          job_.stats_path.empty() ? std::string("the statistics") : job_.stats_path,
+          job_.stats->pixel_covariance->dimension, recipe_.size.width, recipe_.size.height, nc, d));
+    const std::uint64_t components =
+        spec.mode == Mode::zca
+            ? 0
+            : (spec.components > 0 ? std::min<std::uint64_t>(spec.components, d) : d);
+    // --fit: its accumulators first (the check of its own pass, made here so that the larger
+    // of the two phases is not reached by the other), then the fit of W.
+    if (job_.fit)
+      check_pixel_covariance_memory(d, input_.array ? 1 : effective_threads(options.threads) + 1,
+                                    effective_max_memory(options), options.max_memory > 0);
+    check_full_fit_memory(d, components, to_string(spec.mode), effective_max_memory(options),
+                          options.max_memory > 0);
+    if (job_.stats) detail::load_pixel_covariance_sidecar(*job_.stats, job_.stats_path);
+  }
   // --fit: the statistics of this input, first pass. A map that needs none of them is checked
   // first (a transform that cannot be written is refused before any work).
   if (job_.fit && !needs_dataset_stats(spec) && spec.mode != Mode::mean_image &&
@@ -432,7 +462,8 @@ void Normalization::prepare(
     spec.mean_image = mean_image(stats->acc);
     spec.mean_image_size = stats->acc.mean_image_size();
   }
-  normalizer_ = std::make_unique<Normalizer>(spec, recipe_.channels, format_);
+  // Moved: the D×D pixel covariance of zca/pca is consumed by the Normalizer, not copied.
+  normalizer_ = std::make_unique<Normalizer>(std::move(spec), recipe_.channels, format_);
   normalizer_->check_image_size(recipe_.size);
 }
 

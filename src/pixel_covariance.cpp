@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 
 #include "blas_threads.hpp"
 #include "imgnorm/error.hpp"
@@ -28,8 +29,7 @@ PixelCovariance::PixelCovariance(std::size_t dimension) : dim_(dimension) {
     throw Error(ErrorCode::invalid_argument, "pixel covariance of images with no values");
   const std::size_t n = dimension + 1;
   sums_.assign(n * n, 0.0);
-  block_.assign(static_cast<std::size_t>(kPixelCovarianceBlock) * n, 0.0f);
-  product_.assign(n * n, 0.0f);
+  // The block buffers come with the first add(): loaded or merged moments never need them.
 }
 
 std::uint64_t PixelCovariance::bytes_for(std::uint64_t dimension) {
@@ -51,6 +51,10 @@ void PixelCovariance::add(const ImageView& image) {
                                           std::to_string(kMaxPixelCovarianceImages) +
                                           " images (the sums would pass 2^53)");
   const std::size_t n = dim_ + 1;
+  if (block_.empty()) {
+    block_.assign(static_cast<std::size_t>(kPixelCovarianceBlock) * n, 0.0f);
+    product_.assign(n * n, 0.0f);
+  }
   float* row = block_.data() + static_cast<std::size_t>(pending_) * n;
   row[0] = 1.0f;
   const std::size_t w = static_cast<std::size_t>(image.width) * image.channels;
@@ -106,11 +110,18 @@ std::vector<double> PixelCovariance::moments() const {
 }
 
 PixelCovariance PixelCovariance::from_moments(std::size_t dimension, const std::vector<double>& m) {
+  const std::size_t n = dimension + 1;
+  if (dimension == 0 || m.size() != n * n)
+    throw Error(ErrorCode::format, "not a pixel covariance: wrong size");
+  return from_moments(dimension, m.data());
+}
+
+PixelCovariance PixelCovariance::from_moments(std::size_t dimension, const double* m) {
   auto bad = [](const std::string& what) {
     throw Error(ErrorCode::format, "not a pixel covariance: " + what);
   };
   const std::size_t n = dimension + 1;
-  if (dimension == 0 || m.size() != n * n) bad("wrong size");
+  if (dimension == 0) bad("wrong size");
   const double count = m[0];
   if (!(count >= 0) || count != std::floor(count) ||
       count > static_cast<double>(kMaxPixelCovarianceImages))
@@ -142,7 +153,7 @@ PixelMoments pixel_moments(const PixelCovariance& pc, int ddof) {
                 "the pixel covariance needs more than " + std::to_string(ddof) + " image" +
                     (ddof == 1 ? "" : "s") + " (ddof " + std::to_string(ddof) + "), it has " +
                     std::to_string(count));
-  const std::vector<double> m = pc.moments();
+  const std::vector<double>& m = pc.upper_moments();  // no copy of the (D+1)² matrix
   const std::size_t d = pc.dimension(), n = d + 1;
   PixelMoments out;
   out.dimension = d;
@@ -167,33 +178,150 @@ PixelMoments pixel_moments(const PixelCovariance& pc, int ddof) {
   return out;
 }
 
+namespace {
+
+[[noreturn]] void eigen_failed(const char* routine, lapack_int info) {
+  throw Error(ErrorCode::invalid_argument,
+              std::string("the eigen-decomposition did not converge (LAPACK ") + routine +
+                  " info " + std::to_string(info) + ")");
+}
+
+// LAPACK's workspace sizes: its own query (nothing is allocated, the matrix is not read) where the
+// sizes fit LAPACK's 32-bit integers; beyond, LAPACK's documented minimum in 64 bits (dsyevd:
+// 1 + 6n + 2n² and 3 + 5n; dsyevr: 26n and 10n, with room for dsytrd's block size), which
+// symmetric_eigen_top then refuses (too_large) instead of passing LAPACK a wrapped size.
+struct EigenWork {
+  std::uint64_t work = 0, iwork = 0;
+};
+constexpr std::uint64_t kLapackIntMax =
+    static_cast<std::uint64_t>(std::numeric_limits<lapack_int>::max());
+EigenWork eigen_work(int n, int k, EigenSolver solver) {
+  const std::uint64_t N = static_cast<std::uint64_t>(n);
+  const EigenWork bound = solver == EigenSolver::dsyevd
+                              ? EigenWork{1 + 6 * N + 2 * N * N, 3 + 5 * N}
+                              : EigenWork{70 * N, 10 * N};
+  if (bound.work > kLapackIntMax) return bound;
+  double work = 0, dummy = 0;
+  lapack_int iwork = 0, m = 0, isuppz = 0;
+  lapack_int info = 0;
+  if (solver == EigenSolver::dsyevd)
+    info = LAPACKE_dsyevd_work(LAPACK_COL_MAJOR, 'V', 'L', n, &dummy, n, &dummy, &work, -1, &iwork,
+                               -1);
+  else
+    info = LAPACKE_dsyevr_work(LAPACK_COL_MAJOR, 'V', 'I', 'L', n, &dummy, n, 0.0, 0.0, n - k + 1,
+                               n, 0.0, &m, &dummy, &dummy, n, &isuppz, &work, -1, &iwork, -1);
+  if (info != 0) eigen_failed(solver == EigenSolver::dsyevd ? "dsyevd" : "dsyevr", info);
+  if (!(work >= 1 && work <= static_cast<double>(kLapackIntMax)) || iwork < 1) return bound;
+  return {static_cast<std::uint64_t>(work), static_cast<std::uint64_t>(iwork)};
+}
+
+}  // namespace
+
+EigenSolver eigen_solver_for(int n, int k) {
+  return k > 0 && static_cast<std::int64_t>(k) * kEigenTopFraction <= n ? EigenSolver::dsyevr
+                                                                        : EigenSolver::dsyevd;
+}
+
+std::uint64_t symmetric_eigen_top_bytes(int n, int k, EigenSolver solver) {
+  const std::uint64_t N = static_cast<std::uint64_t>(n), K = static_cast<std::uint64_t>(k);
+  if (solver == EigenSolver::automatic) solver = eigen_solver_for(n, k);
+  const EigenWork w = eigen_work(n, k, solver);
+  // The matrix (its storage becomes the eigenvectors for dsyevd), the eigenvalues, LAPACK's
+  // workspace; dsyevr writes the K eigenvectors to a separate N×K array (and K support pairs).
+  std::uint64_t bytes = N * N * sizeof(double) + N * sizeof(double) + w.work * sizeof(double) +
+                        w.iwork * sizeof(lapack_int);
+  if (solver == EigenSolver::dsyevr) bytes += N * K * sizeof(double) + 2 * K * sizeof(lapack_int);
+  return bytes;
+}
+
+void symmetric_eigen_top(std::vector<double>& a, int n, int k, std::vector<double>& values,
+                         std::vector<double>& vectors, int threads, EigenSolver solver) {
+  if (n <= 0 || a.size() != static_cast<std::size_t>(n) * n)
+    throw Error(ErrorCode::invalid_argument, "symmetric_eigen_top: not an n x n matrix");
+  if (k == 0) k = n;
+  if (k < 0 || k > n)
+    throw Error(ErrorCode::invalid_argument, "symmetric_eigen_top: k must be 1 to n");
+  if (solver == EigenSolver::automatic) solver = eigen_solver_for(n, k);
+  const std::size_t N = static_cast<std::size_t>(n), K = static_cast<std::size_t>(k);
+  // The matrix is symmetric with both triangles stored, so its row-major storage is also its
+  // column-major one: LAPACK runs on it directly (LAPACKE's row-major path would transpose it into
+  // a second N×N copy). Eigenvectors come back as columns, i.e. rows of the row-major storage, in
+  // ascending order.
+  std::vector<double> w(N), v;
+  {
+    detail::BlasThreads guard(threads);
+    const EigenWork size = eigen_work(n, k, solver);
+    if (size.work > kLapackIntMax || size.iwork > kLapackIntMax)
+      throw Error(ErrorCode::too_large,
+                  "the eigen-decomposition of a " + std::to_string(n) + " x " + std::to_string(n) +
+                      " matrix needs a LAPACK workspace of " + std::to_string(size.work) +
+                      " values, beyond LAPACK's 32-bit sizes (2^31 - 1); give a smaller --size");
+    std::vector<double> work(size.work);
+    std::vector<lapack_int> iwork(size.iwork);
+    if (solver == EigenSolver::dsyevd) {
+      const lapack_int info =
+          LAPACKE_dsyevd_work(LAPACK_COL_MAJOR, 'V', 'L', n, a.data(), n, w.data(), work.data(),
+                              static_cast<lapack_int>(work.size()), iwork.data(),
+                              static_cast<lapack_int>(iwork.size()));
+      if (info != 0) eigen_failed("dsyevd", info);
+      // The top K: the last K rows, moved to the front in descending order.
+      for (std::size_t r = 0; r < K && r < N - 1 - r; ++r) {
+        std::swap_ranges(a.begin() + static_cast<std::ptrdiff_t>(r * N),
+                         a.begin() + static_cast<std::ptrdiff_t>((r + 1) * N),
+                         a.begin() + static_cast<std::ptrdiff_t>((N - 1 - r) * N));
+        std::swap(w[r], w[N - 1 - r]);
+      }
+      a.resize(K * N);
+      if (K < N) a.shrink_to_fit();
+      v = std::move(a);
+    } else {
+      v.assign(K * N, 0.0);
+      std::vector<lapack_int> isuppz(2 * K);
+      lapack_int found = 0;
+      const lapack_int info = LAPACKE_dsyevr_work(
+          LAPACK_COL_MAJOR, 'V', 'I', 'L', n, a.data(), n, 0.0, 0.0, n - k + 1, n, 0.0, &found,
+          w.data(), v.data(), n, isuppz.data(), work.data(), static_cast<lapack_int>(work.size()),
+          iwork.data(), static_cast<lapack_int>(iwork.size()));
+      if (info != 0) eigen_failed("dsyevr", info);
+      if (found != k)
+        throw Error(ErrorCode::invalid_argument,
+                    "the eigen-decomposition found " + std::to_string(found) + " of " +
+                        std::to_string(k) + " eigenvalues (LAPACK dsyevr)");
+      std::vector<double>().swap(a);  // consumed
+      // Ascending: reverse the K rows (and values) into descending order.
+      for (std::size_t r = 0; r < K / 2; ++r) {
+        std::swap_ranges(v.begin() + static_cast<std::ptrdiff_t>(r * N),
+                         v.begin() + static_cast<std::ptrdiff_t>((r + 1) * N),
+                         v.begin() + static_cast<std::ptrdiff_t>((K - 1 - r) * N));
+        std::swap(w[r], w[K - 1 - r]);
+      }
+    }
+  }
+  a.clear();
+  // Each eigenvector's largest-magnitude component made positive (the first of equal ones).
+  for (std::size_t r = 0; r < K; ++r) {
+    double* row = v.data() + r * N;
+    std::size_t big = 0;
+    for (std::size_t i = 1; i < N; ++i)
+      if (std::fabs(row[i]) > std::fabs(row[big])) big = i;
+    if (row[big] < 0)
+      for (std::size_t i = 0; i < N; ++i) row[i] = -row[i];
+  }
+  w.resize(K);
+  values = std::move(w);
+  vectors = std::move(v);
+}
+
 void symmetric_eigen_lapack(const std::vector<double>& a, int n, std::vector<double>& values,
                             std::vector<double>& vectors, int threads) {
   if (n <= 0 || a.size() != static_cast<std::size_t>(n) * n)
     throw Error(ErrorCode::invalid_argument, "symmetric_eigen_lapack: not an n x n matrix");
   const std::size_t N = static_cast<std::size_t>(n);
-  std::vector<double> v(a), w(N);
-  {
-    detail::BlasThreads guard(threads);
-    const lapack_int info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', n, v.data(), n, w.data());
-    if (info != 0)
-      throw Error(ErrorCode::invalid_argument,
-                  "the eigen-decomposition did not converge (LAPACK dsyevd info " +
-                      std::to_string(info) + ")");
-  }
-  // LAPACK: ascending, columns. Reversed to descending; each column's largest-magnitude
-  // component made positive (the first of equal ones).
-  values.assign(N, 0.0);
-  vectors.assign(N * N, 0.0);
-  for (std::size_t k = 0; k < N; ++k) {
-    const std::size_t src = N - 1 - k;
-    values[k] = w[src];
-    std::size_t big = 0;
-    for (std::size_t i = 1; i < N; ++i)
-      if (std::fabs(v[i * N + src]) > std::fabs(v[big * N + src])) big = i;
-    const double sign = v[big * N + src] < 0 ? -1.0 : 1.0;
-    for (std::size_t i = 0; i < N; ++i) vectors[i * N + k] = sign * v[i * N + src];
-  }
+  std::vector<double> m(a), rows;
+  symmetric_eigen_top(m, n, n, values, rows, threads, EigenSolver::dsyevd);
+  vectors.assign(N * N, 0.0);  // columns
+  for (std::size_t k = 0; k < N; ++k)
+    for (std::size_t i = 0; i < N; ++i) vectors[i * N + k] = rows[k * N + i];
 }
 
 std::string pixel_covariance_path(const std::string& stats_json) {
@@ -221,6 +349,52 @@ void check_pixel_covariance_memory(std::uint64_t dimension, int accumulators,
           (flag_given ? " (--max-memory)" : " (--max-memory; the default is half of the memory)") +
           "; whiten small patches (--mode zca-patch) or the colour channels "
           "(--mode zca-channels) instead, or give a smaller --size or fewer --threads");
+}
+
+}  // namespace imgnorm
+
+namespace imgnorm {
+
+std::uint64_t full_fit_bytes(std::uint64_t dimension, std::uint64_t components) {
+  constexpr std::uint64_t kMax = ~std::uint64_t{0};
+  if (dimension == 0) return 0;
+  if (dimension > static_cast<std::uint64_t>(std::numeric_limits<lapack_int>::max() - 1) ||
+      dimension > (std::uint64_t{1} << 28))
+    return kMax;
+  const std::uint64_t d = dimension, n1 = d + 1;
+  const int n = static_cast<int>(d);
+  const int k = components == 0 ? n : static_cast<int>(std::min(components, d));
+  const std::uint64_t moments = n1 * n1 * sizeof(double);
+  // (a) pixel_moments: the covariance, the mean and the column sums.
+  const std::uint64_t covariance = d * d * sizeof(double) + 2 * d * sizeof(double);
+  // (b) the eigen-decomposition, which consumes the covariance; the pixel mean is held throughout.
+  const std::uint64_t eigen = symmetric_eigen_top_bytes(n, k) + d * sizeof(double);
+  // (c) zca: W = B·Bᵀ from the scaled eigenvectors B, both D×D, and the eigenvalues.
+  const std::uint64_t w = components == 0 ? 2 * d * d * sizeof(double) + 2 * d * sizeof(double) : 0;
+  return moments + std::max({covariance, eigen, w});
+}
+
+void check_full_fit_memory(std::uint64_t dimension, std::uint64_t components,
+                           const std::string& mode_name, std::uint64_t max_memory,
+                           bool flag_given) {
+  const std::uint64_t need = full_fit_bytes(dimension, components);
+  if (need <= max_memory) return;
+  const std::string need_text =
+      need == ~std::uint64_t{0} ? std::string("more than 16 EiB")
+                                : memory_size_text(need) + " (" + std::to_string(need) + " bytes: ";
+  const std::string d = std::to_string(dimension);
+  throw Error(
+      ErrorCode::too_large,
+      "--mode " + mode_name + ": fitting the whitening of images of D = " + d + " values needs " +
+          need_text + (need == ~std::uint64_t{0} ? " (" : "") +
+          "the (D+1)x(D+1) moments, the D x D covariance, its eigen-decomposition" +
+          (components == 0 ? " and the D x D matrix W" : "") + "), more than the memory limit of " +
+          memory_size_text(max_memory) +
+          (flag_given ? " (--max-memory)" : " (--max-memory; the default is half of the memory)") +
+          "; whiten small patches (--mode zca-patch) or the colour channels (--mode zca-channels) "
+          "instead" +
+          (components == 0 ? std::string() : ", keep fewer --components") +
+          ", or give a smaller --size");
 }
 
 }  // namespace imgnorm

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -19,6 +20,7 @@
 #include "imgnorm/stats.hpp"
 #include "json_internal.hpp"
 #include "sha256.hpp"
+#include "stats_file_internal.hpp"
 #include "stats_ref.hpp"
 
 namespace imgnorm {
@@ -797,26 +799,44 @@ void load_pixel_covariance(StatsFile& st, const std::string& path) {
   };
   std::string bytes;
   {
-    std::ifstream in(side, std::ios::binary);
+    std::ifstream in(side, std::ios::binary | std::ios::ate);
     if (!in) bad_side("missing or unreadable");
-    bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    const std::streamoff size = in.tellg();
+    if (size < 0) bad_side("unreadable");
+    bytes.resize(
+        static_cast<std::size_t>(size));  // one buffer of the file's size, not a growing one
+    in.seekg(0);
+    if (!in.read(bytes.data(), size)) bad_side("unreadable");
   }
   detail::Sha256 h;
   h.update(bytes);
   if (h.hex_digest() != f.sha256)
     bad_side("its SHA-256 differs from the one recorded: altered, or from another run");
-  const NpyArray a = read_npy(side);
+  // The moments are parsed from the bytes just hashed: one copy of the (D+1)² matrix besides the
+  // loaded one (the fit's memory check counts on it, full_fit_bytes).
   const std::uint64_t n = f.dimension + 1;
-  if (a.header.dtype != DType::float64 || a.header.shape != std::vector<std::uint64_t>{n, n})
-    bad_side("not a float64 (D+1)x(D+1) moment matrix with D = " + std::to_string(f.dimension));
-  const double* d = a.as<double>();
-  PixelCovariance pc;
+  NpyHeader header;
   try {
-    pc = PixelCovariance::from_moments(static_cast<std::size_t>(f.dimension),
-                                       std::vector<double>(d, d + a.header.count));
+    header = parse_npy_header(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size());
   } catch (const Error& e) {
     bad_side(e.what());
   }
+  if (header.dtype != DType::float64 || header.shape != std::vector<std::uint64_t>{n, n})
+    bad_side("not a float64 (D+1)x(D+1) moment matrix with D = " + std::to_string(f.dimension));
+  if (bytes.size() != header.data_offset + header.data_bytes)
+    bad_side("truncated, or followed by other bytes");
+  // Moved to the (aligned) start of the buffer, in native byte order.
+  std::memmove(bytes.data(), bytes.data() + header.data_offset, header.data_bytes);
+  if (header.big_endian)
+    for (std::size_t i = 0; i < header.data_bytes; i += 8) std::reverse(&bytes[i], &bytes[i] + 8);
+  const auto* d = reinterpret_cast<const double*>(bytes.data());
+  PixelCovariance pc;
+  try {
+    pc = PixelCovariance::from_moments(static_cast<std::size_t>(f.dimension), d);
+  } catch (const Error& e) {
+    bad_side(e.what());
+  }
+  std::string().swap(bytes);
   if (pc.images() != st.acc.images())
     bad_side("it counts " + std::to_string(pc.images()) + " images, the statistics " +
              std::to_string(st.acc.images()));
@@ -825,14 +845,25 @@ void load_pixel_covariance(StatsFile& st, const std::string& path) {
 
 }  // namespace
 
-StatsFile read_stats_file(const std::string& path) {
-  StatsFile st;
+namespace detail {
+
+StatsFile read_stats_json(const std::string& path) {
   try {
-    st = stats_from_json(read_text_file(path, kMaxTextFileBytes, "stats file"));
+    return stats_from_json(read_text_file(path, kMaxTextFileBytes, "stats file"));
   } catch (const Error& e) {
     throw with_path(e, path);
   }
-  if (st.pixel_covariance) load_pixel_covariance(st, path);
+}
+
+void load_pixel_covariance_sidecar(StatsFile& st, const std::string& path) {
+  if (st.pixel_covariance && !st.acc.pixel_covariance().enabled()) load_pixel_covariance(st, path);
+}
+
+}  // namespace detail
+
+StatsFile read_stats_file(const std::string& path) {
+  StatsFile st = detail::read_stats_json(path);
+  detail::load_pixel_covariance_sidecar(st, path);
   return st;
 }
 

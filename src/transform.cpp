@@ -438,8 +438,9 @@ void apply_mean_image(const ImageView& src, const Affine& affine, const double* 
 
 }  // namespace detail
 
-Normalizer::Normalizer(const TransformSpec& spec, ChannelOrder input, const OutputFormat& format)
-    : spec_(spec), input_(input), format_(format), channels_(channel_count(input)) {
+Normalizer::Normalizer(TransformSpec spec_in, ChannelOrder input, const OutputFormat& format)
+    : spec_(std::move(spec_in)), input_(input), format_(format), channels_(channel_count(input)) {
+  const TransformSpec& spec = spec_;
   const Mode mode = spec.mode;
   const int nc = channels_;
   if (format.channels == ChannelOrder::gray && nc == 3)
@@ -863,40 +864,47 @@ void Normalizer::init_full() {
     invalid("--components " + std::to_string(spec_.components) +
             ": between 1 and D = " + std::to_string(dims) + " (the values per image)");
   // In 0–1 units: Σ₁ = Σ/255², W₁ = U·diag(1/√(λ₁+ε))·Uᵀ. One LAPACK thread: the same bits on
-  // every machine setting.
+  // every machine setting. The covariance is decomposed in its own storage and gone afterwards
+  // (full_fit_bytes counts this sequence: docs/design.md, "Memory and eigen-solver of the
+  // full-image fit").
   const double eps = spec_.eps ? *spec_.eps : kDefaultWhiteningEps;
-  std::vector<double> cov(spec_.pixel_covariance);
+  std::vector<double> cov = std::move(spec_.pixel_covariance);
+  spec_.pixel_covariance = {};
   for (double& v : cov) v /= 255.0 * 255.0;
-  std::vector<double> values, vectors;
-  symmetric_eigen_lapack(cov, static_cast<int>(dims), values, vectors, 1);
+  std::vector<double> values, vectors;  // vectors: rows = eigenvectors, descending
+  symmetric_eigen_top(cov, static_cast<int>(dims), static_cast<int>(rows), values, vectors, 1);
+  for (std::size_t k = 0; k < rows; ++k)
+    if ((!pca || spec_.whiten) && !(values[k] + eps > 0))
+      invalid("the pixel covariance is singular (eigenvalue " + std::to_string(k) + " is " +
+              std::to_string(values[k]) + " in 0-1 units); pass --eps" +
+              (pca ? " or fewer --components" : ""));
   if (pca) {
-    // Row k: component k (U's column k), divided by √(λ_k+ε) when whitening.
-    whitening_.assign(rows * dims, 0.0);
-    for (std::size_t k = 0; k < rows; ++k) {
-      if (spec_.whiten && !(values[k] + eps > 0))
-        invalid("the pixel covariance is singular (eigenvalue " + std::to_string(k) + " is " +
-                std::to_string(values[k]) + " in 0-1 units); pass --eps or fewer --components");
-      const double s = spec_.whiten ? 1.0 / std::sqrt(values[k] + eps) : 1.0;
-      for (std::size_t j = 0; j < dims; ++j) whitening_[k * dims + j] = vectors[j * dims + k] * s;
-    }
+    // Row k: component k, divided by √(λ_k+ε) when whitening; in place.
+    if (spec_.whiten)
+      for (std::size_t k = 0; k < rows; ++k) {
+        const double s = 1.0 / std::sqrt(values[k] + eps);
+        for (std::size_t j = 0; j < dims; ++j) vectors[k * dims + j] *= s;
+      }
+    whitening_ = std::move(vectors);
     kernel_ = std::make_shared<const detail::WhiteningKernel>(whitening_.data(), rows, dims);
     return;
   }
-  std::vector<double> scaled(dims * dims);  // U·diag(1/√(λ+ε))
+  // W = Bᵀ·B with B's row k = u_kᵀ·(λ_k+ε)^(−¼) (scaled in place): one dsyrk, the upper triangle
+  // mirrored, so W is exactly symmetric; U's storage is the only D×D matrix besides W.
   for (std::size_t k = 0; k < dims; ++k) {
-    if (!(values[k] + eps > 0))
-      invalid("the pixel covariance is singular (eigenvalue " + std::to_string(k) + " is " +
-              std::to_string(values[k]) + " in 0-1 units); pass --eps");
-    const double s = 1.0 / std::sqrt(values[k] + eps);
-    for (std::size_t i = 0; i < dims; ++i) scaled[i * dims + k] = vectors[i * dims + k] * s;
+    const double s = 1.0 / std::sqrt(std::sqrt(values[k] + eps));
+    for (std::size_t j = 0; j < dims; ++j) vectors[k * dims + j] *= s;
   }
   whitening_.assign(dims * dims, 0.0);
   const int n = static_cast<int>(dims);
   {
     detail::BlasThreads serial(1);
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1.0, scaled.data(), n,
-                vectors.data(), n, 0.0, whitening_.data(), n);
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, n, n, 1.0, vectors.data(), n, 0.0,
+                whitening_.data(), n);
   }
+  std::vector<double>().swap(vectors);
+  for (std::size_t i = 0; i < dims; ++i)
+    for (std::size_t j = 0; j < i; ++j) whitening_[i * dims + j] = whitening_[j * dims + i];
   kernel_ = std::make_shared<const detail::WhiteningKernel>(whitening_.data(), dims, dims);
 }
 

@@ -201,8 +201,8 @@ FullImageBatch::FullImageBatch(const Normalizer& n, std::size_t capacity)
       kernel_(&FullImageAccess::kernel(n)),
       capacity_(std::max<std::size_t>(capacity, 1)),
       z_(WhiteningKernel::packed_size(capacity_, kernel_->dims())),
-      row_z_(kernel_->dims()),
       y_(capacity_ * kernel_->stride()),
+      row_z_(kernel_->dims()),
       sizes_(capacity_),
       row_(kernel_->rows() * dtype_size(n.format().dtype)) {}
 

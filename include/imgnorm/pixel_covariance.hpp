@@ -37,7 +37,7 @@ inline constexpr std::uint64_t kMaxPixelCovarianceImages = (std::uint64_t{1} << 
 class IMGNORM_API PixelCovariance {
  public:
   PixelCovariance() = default;
-  /// Allocates the matrix ((D+1)² doubles) and the block buffers.
+  /// Allocates the matrix ((D+1)² doubles); the block buffers follow with the first add().
   explicit PixelCovariance(std::size_t dimension);
 
   /// Bytes one accumulator holds for dimension D: the double matrix, the float32 block result and
@@ -58,10 +58,17 @@ class IMGNORM_API PixelCovariance {
 
   /// The moment matrix M, (D+1)×(D+1) row-major, both triangles filled; exact integers.
   std::vector<double> moments() const;
+  /// M's storage without a copy: (D+1)×(D+1) row-major, only the upper triangle (i <= j) valid.
+  const std::vector<double>& upper_moments() const {
+    flush();
+    return sums_;
+  }
   /// Replaces the sums by `m` (as moments() returns it). Error(format) when it is not a moment
   /// matrix of whole images: not symmetric, not whole non-negative numbers, M[0][0] not the count,
   /// a sum beyond 255·n, a second moment beyond 255²·n.
   static PixelCovariance from_moments(std::size_t dimension, const std::vector<double>& m);
+  /// The same from (D+1)² values at `m` (a loaded .npy's data, without a copy into a vector).
+  static PixelCovariance from_moments(std::size_t dimension, const double* m);
 
   /// Equal sums (pending blocks included).
   bool operator==(const PixelCovariance& other) const;
@@ -97,6 +104,45 @@ IMGNORM_API PixelMoments pixel_moments(const PixelCovariance& pc, int ddof);
 IMGNORM_API void symmetric_eigen_lapack(const std::vector<double>& a, int n,
                                         std::vector<double>& values, std::vector<double>& vectors,
                                         int threads = 0);
+
+/// The LAPACK routine of symmetric_eigen_top.
+enum class EigenSolver {
+  automatic,  ///< eigen_solver_for(n, k)
+  dsyevd,     ///< divide and conquer: all n eigenpairs (the top k kept)
+  dsyevr,     ///< MRRR / bisection with RANGE='I': only the top k are computed
+};
+/// dsyevr is used when k · kEigenTopFraction <= n (measured, docs/whitening.md).
+inline constexpr int kEigenTopFraction = 8;
+/// The routine `automatic` picks for the top k of n eigenpairs.
+IMGNORM_API EigenSolver eigen_solver_for(int n, int k);
+
+/// The top `k` eigenpairs (k = 0: all n) of the symmetric n×n matrix `a` (row-major; its upper
+/// triangle is read), which is consumed: LAPACK works in its storage, and with dsyevd that
+/// storage becomes `vectors`, so no second n×n matrix is made. `values`: k eigenvalues,
+/// descending. `vectors`: k×n row-major, row i the eigenvector of values[i], its largest-magnitude
+/// component positive (the first of equal ones). `threads` BLAS threads (0: OpenBLAS's default).
+IMGNORM_API void symmetric_eigen_top(std::vector<double>& a, int n, int k,
+                                     std::vector<double>& values, std::vector<double>& vectors,
+                                     int threads = 0, EigenSolver solver = EigenSolver::automatic);
+/// The bytes symmetric_eigen_top holds at its peak for the top k of n: the matrix, LAPACK's
+/// workspace (as LAPACK's own query gives it: dsyevd needs 1 + 6n + 2n² doubles), the
+/// eigenvalues and, for dsyevr, the n×k eigenvectors.
+IMGNORM_API std::uint64_t symmetric_eigen_top_bytes(int n, int k,
+                                                    EigenSolver solver = EigenSolver::automatic);
+
+/// The peak bytes of fitting `--mode zca` (`components` = 0) or `--mode pca --components K`
+/// (`components` = K) to images of D values, from the moment matrix on: the (D+1)² moments held,
+/// plus the largest of (a) the D×D covariance made from them, (b) the eigen-decomposition
+/// (symmetric_eigen_top_bytes; the covariance is consumed by it), (c) for zca, the eigenvectors and
+/// W, both D×D. Saturates at 2^64 − 1 for a D beyond 2^31 − 1.
+IMGNORM_API std::uint64_t full_fit_bytes(std::uint64_t dimension, std::uint64_t components);
+/// Refuses, before anything is allocated, a zca/pca fit whose full_fit_bytes exceed `max_memory`
+/// (Error too_large: what it needs, the limit, and --mode zca-patch / zca-channels, --components
+/// or a smaller --size). `mode_name` is "zca" or "pca"; `flag_given` as for
+/// check_pixel_covariance_memory.
+IMGNORM_API void check_full_fit_memory(std::uint64_t dimension, std::uint64_t components,
+                                       const std::string& mode_name, std::uint64_t max_memory,
+                                       bool flag_given);
 
 /// The sidecar of stats.json that holds the moment matrix: "<stem>.pixel-covariance.npy" beside
 /// `stats_json` ("out/stats.json" → "out/stats.pixel-covariance.npy").

@@ -136,7 +136,8 @@ struct TransformSpec {
   std::vector<double> patch_mean, patch_covariance;
   /// zca: the per-pixel mean μ (D = H·W·C values, index (h·W + w)·C + c) and the D×D pixel
   /// covariance (row-major), 0–255 units, input channel order, as pixel_moments() gives them.
-  /// ε is `eps`, as for zca_channels.
+  /// ε is `eps`, as for zca_channels. The Normalizer consumes pixel_covariance (see its
+  /// constructor).
   std::vector<double> pixel_mean, pixel_covariance;
   /// pca: K, the number of components (0: all D); other modes refuse it.
   int components = 0;
@@ -224,7 +225,10 @@ class IMGNORM_API Normalizer {
   /// input, the value and the flags to check, e.g. "--mode custom would write non-finite values:
   /// channel R maps x = 255 to 255000, beyond float16's largest finite value 65504 (...); check
   /// --mean/--std and --unit, or use --dtype float32".
-  Normalizer(const TransformSpec& spec, ChannelOrder input, const OutputFormat& format);
+  ///
+  /// zca/pca: the D×D `pixel_covariance` is consumed to build the whitening matrix (pass the spec
+  /// with std::move to avoid a copy): afterwards spec().pixel_covariance is empty.
+  Normalizer(TransformSpec spec, ChannelOrder input, const OutputFormat& format);
 
   /// The per-image standardizations (per_image, per_image_channel) reach |y| = √(n − 1) for an
   /// image of n values with one value apart from the others: throws Error(invalid_argument) as the

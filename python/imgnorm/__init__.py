@@ -280,7 +280,8 @@ def normalize(dataset=None, *, list=None, follow_links=False, stats=None, fit=Fa
     N×K), whiten=False: pca without dividing by √(λ+ε) (the CLI's --no-whiten); zca and pca need
     stats(pixel_covariance=True) (or fit=True);
     layout: nhwc | nchw; dtype: float32 | float16; channels: output order rgb | bgr | gray.
-    threads: 0 = all cores; max_memory: memory for the images in flight (as for :func:`stats`).
+    threads: 0 = all cores; max_memory: memory for the images in flight (as for :func:`stats`),
+    and the limit of the zca/pca fit (its D×D matrices), refused beyond it naming the bytes needed.
     follow_links: as for :func:`stats`. resize="none" keeps the images' size (that of the first
     image; every image must have it).
 

@@ -87,11 +87,13 @@ void RunFlags::add_to(CLI::App& app) {
   app.add_flag("--progress", progress, "Progress bar on stderr even when it is not a terminal");
   app.add_flag("--allow-truncated", allow_truncated,
                "Decode truncated JPEGs as far as they go (grey fill) instead of skipping them");
-  app.add_option("--max-memory", max_memory,
-                 "Memory for the images in flight, e.g. 2G, 512M: more images wait instead of "
-                 "failing (default: half of the physical memory or of the container's limit, "
-                 "here " +
-                     memory_size_text(default_max_memory()) + ")");
+  app.add_option(
+      "--max-memory", max_memory,
+      "Memory for the images in flight, e.g. 2G, 512M: more images wait instead of "
+      "failing; also the limit of the pixel covariance and of the zca/pca fit, "
+      "refused beyond it (default: half of the physical memory or of the container's limit, "
+      "here " +
+          memory_size_text(default_max_memory()) + ")");
 }
 
 PipelineOptions RunFlags::options(const char* label, bool report_skips) const {
