@@ -198,9 +198,9 @@ void Normalization::check_job() {
   const std::optional<StatsFile>& stats = job_.stats;
   const std::string stats_name = job_.stats_path.empty() ? "the statistics" : job_.stats_path;
   if (job_.ddof && stats)
-    invalid("--ddof applies to --fit only: " + stats_name + " carries its own ddof (" +
-            std::to_string(stats->ddof) +
-            "); compute statistics with another ddof with imgnorm stats --ddof N");
+    invalid(stats_name + ": the statistics' own ddof (" + std::to_string(stats->ddof) +
+            ") applies; --ddof is for --fit only (for another ddof, recompute them with imgnorm "
+            "stats --ddof N)");
   if (needs_dataset_stats(spec) && !stats && !job_.fit)
     invalid(std::string("--mode ") + to_string(spec.mode) +
             " needs the dataset statistics: --stats FILE (from imgnorm stats" +

@@ -164,9 +164,15 @@ TEST(fit_ddof, refusals_name_the_reason) {
   with_stats.stats_path = dir.str("ref0.json");
   with_stats.ddof = 0;  // even the value the file has: the file decides
   EXPECT_EQ(message_of([&] { Normalization(with_stats, data); }),
-            "--ddof applies to --fit only: " + dir.str("ref0.json") +
-                " carries its own ddof (0); compute statistics with another ddof with imgnorm "
-                "stats --ddof N");
+            dir.str("ref0.json") +
+                ": the statistics' own ddof (0) applies; --ddof is for --fit only (for another "
+                "ddof, recompute them with imgnorm stats --ddof N)");
+  // A Stats object (Python's stats=) instead of a file.
+  with_stats.stats = read_stats_file(dir.str("ref0.json"));
+  with_stats.stats_path.clear();
+  EXPECT_EQ(message_of([&] { Normalization(with_stats, data); }),
+            "the statistics: the statistics' own ddof (0) applies; --ddof is for --fit only (for "
+            "another ddof, recompute them with imgnorm stats --ddof N)");
   with_stats.ddof.reset();
   EXPECT_NO_THROW(Normalization(with_stats, data));
 

@@ -106,8 +106,8 @@ def test_refusals(tmp_path):
         p = cli("normalize", FLOWERS, "--size", 8, "--fit", "--ddof", bad, "-o", out, expect=2)
         assert f"--ddof {bad}: must be 0 (population, numpy's default) or 1 (sample)" in p.stderr
     p = cli("normalize", FLOWERS, "--stats", ref, "--ddof", 1, "-o", out, expect=2)
-    assert (f"--ddof applies to --fit only: {ref} carries its own ddof (1); compute statistics "
-            "with another ddof with imgnorm stats --ddof N") in p.stderr
+    assert (f"{ref}: the statistics' own ddof (1) applies; --ddof is for --fit only (for another "
+            "ddof, recompute them with imgnorm stats --ddof N)") in p.stderr
     p = cli("normalize", FLOWERS, "--mode", "scale", "--ddof", 1, "-o", out, expect=2)
     assert "--ddof needs --fit (it sets the ddof of the statistics --fit computes)" in p.stderr
     # One image: no sample covariance of whole images.
@@ -120,7 +120,7 @@ def test_refusals(tmp_path):
             "the input has 1") in p.stderr
     assert not os.path.exists(out)
     # Python: the same messages, as ArgumentError.
-    with pytest.raises(imgnorm.ArgumentError, match="carries its own ddof"):
+    with pytest.raises(imgnorm.ArgumentError, match=r"own ddof \(1\) applies; --ddof is for"):
         imgnorm.normalize(FLOWERS, stats=ref, ddof=0)
     with pytest.raises(imgnorm.ArgumentError, match=r"--ddof -1: must be 0"):
         imgnorm.Loader(FLOWERS, fit=True, ddof=-1, size=8)
