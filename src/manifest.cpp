@@ -160,6 +160,7 @@ std::string to_json(const Manifest& mf) {
   m["source"] = mf.source;
   m["stats"] = mf.stats ? ojson(*mf.stats) : ojson(nullptr);
   m["fit"] = mf.fit;
+  m["ddof"] = mf.ddof ? ojson(*mf.ddof) : ojson(nullptr);
   m["mode"] = to_string(mf.mode);
   m["formula"] = mf.formula;
   m["unit"] = mf.unit;
@@ -266,6 +267,11 @@ Manifest manifest_from_json(const std::string& text) {
   if (m.contains("source") && m["source"].is_string()) mf.source = m["source"].get<std::string>();
   if (m.contains("stats") && m["stats"].is_string()) mf.stats = m["stats"].get<std::string>();
   if (m.contains("fit") && m["fit"].is_boolean()) mf.fit = m["fit"].get<bool>();
+  if (m.contains("ddof") && !m["ddof"].is_null()) {
+    const std::uint64_t ddof = need_u64(m, "ddof");
+    if (ddof > 1) bad("field 'ddof' must be 0 or 1");
+    mf.ddof = static_cast<int>(ddof);
+  }
   mf.mode = field("mode", [&] { return parse_mode(need_string(m, "mode")); });
   if (m.contains("formula") && m["formula"].is_string())
     mf.formula = m["formula"].get<std::string>();

@@ -69,6 +69,24 @@ void check_not_inside(const std::string& output, const std::string& input) {
             " (it would be scanned as a class folder next time); write it elsewhere");
 }
 
+// --fit --ddof N: every statistic the mode uses divides by n − N; an input with n <= N of them is
+// refused here, naming the input, before summarize() and its kin refuse it without a name.
+void check_fit_ddof(const StatsFile& fitted, const TransformSpec& spec, const std::string& source) {
+  const std::uint64_t ddof = static_cast<std::uint64_t>(fitted.ddof);
+  if (ddof == 0) return;
+  auto refuse = [&](const std::string& what, const char* unit, std::uint64_t n) {
+    invalid(fmt::format("{}: --fit --ddof {}: {} needs at least {} {}, the input has {}", source,
+                        ddof, what, ddof + 1, unit, n));
+  };
+  const Accumulator& acc = fitted.acc;
+  if (is_full_image(spec.mode) && acc.pixel_covariance().images() <= ddof)
+    refuse(std::string("the pixel covariance of --mode ") + to_string(spec.mode), "images",
+           acc.pixel_covariance().images());
+  if (spec.mode == Mode::zca_patch && acc.patch_count() <= ddof)
+    refuse("the patch covariance of --mode zca-patch", "patches", acc.patch_count());
+  if (acc.pixels() <= ddof) refuse("the channel std", "pixels", acc.pixels());
+}
+
 }  // namespace
 
 // ---- sinks ----
@@ -150,6 +168,11 @@ void Normalization::check_job() {
   if (has_stats && job_.fit) invalid("give --stats FILE or --fit, not both");
   if (!job_.save_stats.empty() && !job_.fit)
     invalid("--save-stats needs --fit (it writes the statistics --fit computes)");
+  if (job_.ddof && *job_.ddof != 0 && *job_.ddof != 1)
+    invalid("--ddof " + std::to_string(*job_.ddof) +
+            ": must be 0 (population, numpy's default) or 1 (sample)");
+  if (job_.ddof && !job_.fit && !has_stats)
+    invalid("--ddof needs --fit (it sets the ddof of the statistics --fit computes)");
   if (spec.mean_image_std && spec.mode != Mode::mean_image)
     invalid("--divide-std applies to --mode mean-image only");
   if (spec.mode == Mode::custom) {
@@ -178,6 +201,10 @@ void Normalization::check_job() {
                                           : read_stats_file(job_.stats_path);
   const std::optional<StatsFile>& stats = job_.stats;
   const std::string stats_name = job_.stats_path.empty() ? "the statistics" : job_.stats_path;
+  if (job_.ddof && stats)
+    invalid(stats_name + ": the statistics' own ddof (" + std::to_string(stats->ddof) +
+            ") applies; --ddof is for --fit only (for another ddof, recompute them with imgnorm "
+            "stats --ddof N)");
   if (needs_dataset_stats(spec) && !stats && !job_.fit)
     invalid(std::string("--mode ") + to_string(spec.mode) +
             " needs the dataset statistics: --stats FILE (from imgnorm stats" +
@@ -389,6 +416,7 @@ void Normalization::prepare(
   if (job_.fit) {
     StatsJob sj;
     sj.recipe = recipe_;
+    sj.ddof = job_.ddof.value_or(0);
     sj.mean_image = spec.mode == Mode::mean_image && job_.mean_image_path.empty();
     if (spec.mode == Mode::zca_patch) sj.patch = spec.patch;
     sj.pixel_covariance = is_full_image(spec.mode);
@@ -406,6 +434,7 @@ void Normalization::prepare(
       fitted = compute_stats(input_.dataset, sj, fit_options, version());
     if (fitted->acc.images() == 0)
       throw Error(ErrorCode::empty, input_.source + ": no image could be used for --fit");
+    check_fit_ddof(*fitted, spec, input_.source);
   }
   fitted_ = std::move(fitted);
   const StatsFile* stats = fitted_ ? &*fitted_ : (job_.stats ? &*job_.stats : nullptr);
@@ -665,6 +694,10 @@ Manifest Normalization::manifest(const NormalizeResult& r) const {
   if (!job_.stats_path.empty()) m.stats = job_.stats_path;
   if (job_.fit && !job_.save_stats.empty()) m.stats = job_.save_stats;
   m.fit = job_.fit;
+  if (fitted_)
+    m.ddof = fitted_->ddof;
+  else if (job_.stats)
+    m.ddof = job_.stats->ddof;
   m.mode = spec.mode;
   m.formula = norm.formula();
   m.unit = spec.unit;

@@ -133,7 +133,9 @@ TEST(PixelCovariance, LapackEigenAgreesWithJacobi) {
   ASSERT_EQ(v2.size(), static_cast<std::size_t>(n));
   for (int k = 0; k < n; ++k) {
     EXPECT_NEAR(v2[k], v1[k], 1e-10 * v1[0]) << k;
-    if (k > 0) EXPECT_GE(v2[k - 1], v2[k]);
+    if (k > 0) {
+      EXPECT_GE(v2[k - 1], v2[k]);
+    }
   }
   for (int i = 0; i < n * n; ++i) EXPECT_NEAR(e2[i], e1[i], 1e-8) << i;
 }

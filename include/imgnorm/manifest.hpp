@@ -45,6 +45,9 @@ struct Manifest {
   std::string source;                ///< dataset folder, list file or .npy given
   std::optional<std::string> stats;  ///< the stats.json used, as given
   bool fit = false;                  ///< statistics computed from this input
+  /// The ddof of the statistics the map was built from (`--fit --ddof N`, or the --stats file's);
+  /// unset (null) when the job used no statistics.
+  std::optional<int> ddof;
   Mode mode = Mode::standardize;
   std::string formula;  ///< human-readable, Normalizer::formula()
   int unit = 255;

@@ -116,6 +116,12 @@ struct NormalizeJob {
   /// checks it with its other outputs and writes it before images.npy; after a run into another
   /// sink, save_fitted_stats() writes it. Refused without fit.
   std::string save_stats;
+  /// With fit: the delta degrees of freedom of the fitted statistics (`--ddof`), 0 (population,
+  /// numpy's default) or 1 (sample: sklearn's PCA, torch.std): every statistic the mode uses (the
+  /// channel std, the channel, patch or pixel covariance) divides by N − ddof, and `save_stats`
+  /// gets the stats.json `imgnorm stats --ddof N` writes. Unset: 0. Refused without fit (a
+  /// stats.json carries its own ddof) and for other values.
+  std::optional<int> ddof;
   /// Recipe fields given explicitly; the others are the statistics' (or the defaults without
   /// statistics). A difference from the training recipe gives a warning.
   RecipeOverrides recipe;

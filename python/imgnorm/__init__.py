@@ -254,7 +254,7 @@ def _job_kwargs(stats, mode, range, unit, mean, std, mean_image, divide_std, eps
 
 
 def normalize(dataset=None, *, list=None, follow_links=False, stats=None, fit=False,
-              save_stats=None, mode="standardize", range=None, unit=None, mean=None, std=None,
+              save_stats=None, ddof=None, mode="standardize", range=None, unit=None, mean=None, std=None,
               mean_image=None, divide_std=False, eps=None, patch=None, components=None,
               whiten=True, layout="nhwc", dtype="float32", channels=None, labels=True, size=None,
               resize=None, interp=None,
@@ -268,7 +268,9 @@ def normalize(dataset=None, *, list=None, follow_links=False, stats=None, fit=Fa
     training statistics; their recipe is used unless size=, resize=, alpha=, ... override it, with
     a warning); or fit=True to compute them from this input first, and save_stats=PATH to write
     those fitted statistics as a stats.json (the CLI's --save-stats; load it with
-    :meth:`Stats.load` or pass it as ``stats=`` for test data). mode: standardize | scale | center
+    :meth:`Stats.load` or pass it as ``stats=`` for test data); ddof: with fit=True, 0 (population,
+    numpy's default, when None) or 1 (sample: sklearn's PCA, torch.std) for the fitted std and
+    covariances, as ``stats(ddof=...)`` (refused with ``stats=``, which carry their own). mode: standardize | scale | center
     | mean-image | minmax | minmax-dataset | per-image | per-image-channel | imagenet | caffe |
     inception | clip | custom | zca-channels | pca-channels | zca-patch | zca (the older spelling
     "preset:imagenet" also works). range=(lo, hi) for scale/minmax;
@@ -298,7 +300,7 @@ def normalize(dataset=None, *, list=None, follow_links=False, stats=None, fit=Fa
                      dtype, channels, patch=patch)
     kw.update(components=components, whiten=whiten)
     kw.update(list=_path(list), follow_links=follow_links, fit=fit, save_stats=_path(save_stats),
-              labels=labels, size=size, resize=resize, interp=interp, pad_value=pad_value,
+              ddof=ddof, labels=labels, size=size, resize=resize, interp=interp, pad_value=pad_value,
               exact_decode=exact_decode, max_pixels=max_pixels, alpha=alpha, out=_path(out),
               force=force, output_shards=output_shards, threads=threads, max_memory=max_memory,
               allow_truncated=allow_truncated)
@@ -379,9 +381,10 @@ class Loader:
     ``Loader(dataset, stats=s, mode="standardize", batch_size=64, shuffle=True, seed=0,
     layout="nhwc", dtype="float32", drop_last=False, threads=0, prefetch=2)`` takes the arguments
     of :func:`normalize` (the dataset is a folder or ``list=FILE``; ``fit=True`` computes the
-    statistics from it first, ``save_stats=PATH`` writes them as a stats.json, an existing file
-    only with ``force=True``; ``max_memory`` bounds the images in flight, in the fit pass and in
-    every epoch, as for :func:`normalize`; the batches come on top) plus:
+    statistics from it first, with ``ddof=`` as for :func:`normalize`, ``save_stats=PATH`` writes
+    them as a stats.json, an existing file only with ``force=True``; ``max_memory`` bounds the
+    images in flight, in the fit pass and in every epoch, as for :func:`normalize`; the batches
+    come on top) plus:
 
     batch_size; shuffle (a new permutation each epoch, a function of (seed, epoch) only; without
     it the manifest order); set_epoch(e) before each epoch; drop_last (drop the last, smaller
@@ -401,7 +404,7 @@ class Loader:
     """
 
     def __init__(self, dataset=None, *, list=None, follow_links=False, stats=None, fit=False,
-                 save_stats=None, force=False, mode="standardize", range=None, unit=None,
+                 save_stats=None, ddof=None, force=False, mode="standardize", range=None, unit=None,
                  mean=None, std=None, mean_image=None, divide_std=False, eps=None, patch=None,
                  layout="nhwc", dtype="float32", channels=None, labels=True,
                  size=None, resize=None, interp=None, pad_value=None, exact_decode=None,
@@ -414,7 +417,7 @@ class Loader:
         kw = _job_kwargs(stats, mode, range, unit, mean, std, mean_image, divide_std, eps, layout,
                          "float32" if raw else dtype, channels, patch=patch)
         kw.update(list=_path(list), follow_links=follow_links, fit=fit,
-                  save_stats=_path(save_stats), force=force, max_memory=max_memory, labels=labels,
+                  save_stats=_path(save_stats), ddof=ddof, force=force, max_memory=max_memory, labels=labels,
                   size=size, resize=resize,
                   interp=interp, pad_value=pad_value, exact_decode=exact_decode,
                   max_pixels=max_pixels, alpha=alpha, threads=threads,

@@ -80,7 +80,7 @@ def merge(parts: Iterable[Stats]) -> Stats: ...
 
 def normalize(dataset: Union[None, PathLike, np.ndarray] = ..., *, list: Optional[PathLike] = ...,
               follow_links: bool = ..., stats: Union[None, Stats, PathLike] = ..., fit: bool = ...,
-              save_stats: Optional[PathLike] = ..., mode: str = ...,
+              save_stats: Optional[PathLike] = ..., ddof: Optional[int] = ..., mode: str = ...,
               range: Optional[Tuple[float, float]] = ..., unit: Optional[int] = ...,
               mean: Optional[Sequence[float]] = ..., std: Optional[Sequence[float]] = ...,
               mean_image: Optional[PathLike] = ..., divide_std: bool = ...,
@@ -121,7 +121,7 @@ class Loader:
     def __init__(self, dataset: Optional[PathLike] = ..., *, list: Optional[PathLike] = ...,
                  follow_links: bool = ..., stats: Union[None, Stats, PathLike] = ...,
                  fit: bool = ..., save_stats: Optional[PathLike] = ...,
-                 force: bool = ..., mode: str = ...,
+                 ddof: Optional[int] = ..., force: bool = ..., mode: str = ...,
                  range: Optional[Tuple[float, float]] = ..., unit: Optional[int] = ...,
                  mean: Optional[Sequence[float]] = ..., std: Optional[Sequence[float]] = ...,
                  mean_image: Optional[PathLike] = ..., divide_std: bool = ...,

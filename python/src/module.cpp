@@ -504,6 +504,7 @@ NormalizeJob job_from(const py::dict& kw) {
   }
   if (has("fit")) job.fit = kw["fit"].cast<bool>();
   if (has("save_stats")) job.save_stats = fs_path(kw["save_stats"]);
+  if (has("ddof")) job.ddof = kw["ddof"].cast<int>();
   job.recipe = overrides_from(kw);
   job.recipe.channels.reset();  // normalize's `channels` is the output order
   if (has("channels")) job.channels = parse_channel_order(kw["channels"].cast<std::string>());

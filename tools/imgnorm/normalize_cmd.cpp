@@ -22,6 +22,7 @@ struct NormalizeFlags {
   std::string stats;
   bool fit = false;
   std::string save_stats;
+  std::optional<int> ddof;
   std::string mode = "standardize";
   std::string range;
   int unit = 255;
@@ -65,6 +66,7 @@ NormalizeJob make_job(const CLI::App& app, const NormalizeFlags& f) {
   job.stats_path = f.stats;
   job.fit = f.fit;
   job.save_stats = f.save_stats;
+  job.ddof = f.ddof;
   job.recipe = f.recipe.overrides(app);
   if (!f.channels.empty()) job.channels = parse_channel_order(f.channels);
   job.layout = parse_layout(f.layout);
@@ -165,6 +167,10 @@ Command add_normalize_command(CLI::App& app) {
   sub->add_option("--save-stats", f->save_stats,
                   "With --fit: also write the fitted statistics (stats.json) here, for --stats "
                   "on test data");
+  sub->add_option("--ddof", f->ddof,
+                  "With --fit: delta degrees of freedom of the fitted std and covariances, 0 "
+                  "(numpy, default) or 1 (sample: sklearn PCA, torch.std); a --stats file "
+                  "carries its own");
   sub->add_option("--mode", f->mode,
                   "scale | center | standardize | mean-image | minmax | minmax-dataset | per-image "
                   "| per-image-channel | imagenet | caffe | inception | clip | custom | "
