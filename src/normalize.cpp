@@ -329,7 +329,9 @@ void Normalization::prepare(const PipelineOptions& options) { prepare(options, n
 
 void Normalization::prepare(
     const PipelineOptions& options,
-    const std::function<StatsFile(const StatsJob&, const PipelineOptions&)>& fit) {
+    const std::function<StatsFile(const StatsJob&, const PipelineOptions&)>& fit,
+    const std::function<std::vector<double>(const std::function<std::vector<double>()>&)>&
+        whitening) {
   // --resize none: the first image's size, so that every row has the same shape.
   if (!input_.array) recipe_ = with_image_size(input_.dataset.entries, recipe_, options);
   if (recipe_.size.width == 0)
@@ -431,6 +433,13 @@ void Normalization::prepare(
   if (spec.mode == Mode::mean_image && job_.mean_image_path.empty()) {
     spec.mean_image = mean_image(stats->acc);
     spec.mean_image_size = stats->acc.mean_image_size();
+  }
+  if (whitening && is_full_image(spec.mode)) {
+    // The matrix from the caller (under mpirun: rank 0's decomposition, broadcast); the
+    // covariance is then not needed.
+    spec.whitening =
+        whitening([&] { return Normalizer(spec, recipe_.channels, format_).whitening(); });
+    spec.pixel_covariance = {};
   }
   normalizer_ = std::make_unique<Normalizer>(spec, recipe_.channels, format_);
   normalizer_->check_image_size(recipe_.size);
@@ -625,6 +634,23 @@ std::vector<std::string> NormalizationAccess::set_names(const std::string& dir, 
   return names;
 }
 
+std::unique_ptr<NpyWriter> NormalizationAccess::whitening_file(const Normalization& job,
+                                                               const OutputFolder& folder) {
+  // --mode zca/pca: μ and W, (K+1)×D float64 in 0–1 units (Manifest::whitening).
+  if (!is_full_image(job.job().spec.mode)) return nullptr;
+  const Normalizer& norm = job.normalizer();
+  const std::vector<double>& w = norm.whitening();
+  const std::vector<double>& mu = norm.spec().pixel_mean;
+  const std::uint64_t d = mu.size();
+  auto file = std::make_unique<NpyWriter>(folder.path("whitening.npy"), DType::float64,
+                                          std::vector<std::uint64_t>{w.size() / d + 1, d});
+  std::vector<double> row(mu.size());
+  for (std::size_t i = 0; i < mu.size(); ++i) row[i] = mu[i] / 255.0;
+  file->write_rows(0, row.data(), 1);
+  file->write_rows(1, w.data(), w.size() / d);
+  return file;
+}
+
 }  // namespace detail
 
 NormalizeResult normalize_to_folder(Normalization& job, const std::string& dir, bool force,
@@ -673,20 +699,7 @@ NormalizeResult normalize_to_folder(Normalization& job, const std::string& dir, 
     labels.emplace(folder.path(labels_name), DType::int64, std::vector<std::uint64_t>{r.rows});
     if (r.rows > 0) labels->write_rows(0, r.labels.data(), r.rows);
   }
-  // --mode zca: μ and W, (D+1)×D float64 in 0–1 units (Manifest::whitening).
-  std::optional<NpyWriter> whitening;
-  if (is_full_image(job.job().spec.mode)) {
-    const Normalizer& norm = job.normalizer();
-    const std::vector<double>& w = norm.whitening();
-    const std::vector<double>& mu = norm.spec().pixel_mean;
-    const std::uint64_t d = mu.size();
-    whitening.emplace(folder.path("whitening.npy"), DType::float64,
-                      std::vector<std::uint64_t>{w.size() / d + 1, d});
-    std::vector<double> row(mu.size());
-    for (std::size_t i = 0; i < mu.size(); ++i) row[i] = mu[i] / 255.0;
-    whitening->write_rows(0, row.data(), 1);
-    whitening->write_rows(1, w.data(), w.size() / d);
-  }
+  const std::unique_ptr<NpyWriter> whitening = NormalizationAccess::whitening_file(job, folder);
   save_fitted_stats(job, force, options.cancel);  // beside the folder, before its commit
   Manifest m = job.manifest(r);
   if (output_shards) m.shards.push_back({images_name, job.labels() ? labels_name : "", r.rows});

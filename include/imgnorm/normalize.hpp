@@ -200,9 +200,15 @@ class IMGNORM_API Normalization {
   std::optional<StatsFile> fitted_;
 
   /// prepare() whose --fit pass is `fit` (the statistics of this input for the given StatsJob;
-  /// the distributed job computes them over all ranks); null: computed here.
-  void prepare(const PipelineOptions& options,
-               const std::function<StatsFile(const StatsJob&, const PipelineOptions&)>& fit);
+  /// the distributed job computes them over all ranks); null: computed here. For zca and pca,
+  /// `whitening` (when set) gives the whitening matrix: it is called with the function that
+  /// computes it here (the eigen-decomposition) and returns the matrix to use (the distributed
+  /// job: rank 0's, broadcast to every rank).
+  void prepare(
+      const PipelineOptions& options,
+      const std::function<StatsFile(const StatsJob&, const PipelineOptions&)>& fit,
+      const std::function<std::vector<double>(const std::function<std::vector<double>()>& compute)>&
+          whitening = {});
 
   friend struct detail::NormalizationAccess;
   void check_job();
