@@ -736,6 +736,21 @@ Normalizer make_normalizer(const NormalizeJob& job, Size size, std::vector<std::
   if (!j.stats && !j.stats_path.empty()) j.stats = read_stats_file(j.stats_path);
   const bool gray =
       j.stats ? j.stats->recipe.channels == ChannelOrder::gray : j.channels == ChannelOrder::gray;
+  // zca, pca: images of the statistics' size only (the covariance is of their D values).
+  if (is_full_image(j.spec.mode) && j.stats && j.stats->acc.pixel_covariance().enabled()) {
+    const Size s = j.stats->recipe.size;
+    const int nc = gray ? 1 : 3;
+    const std::uint64_t d = static_cast<std::uint64_t>(size.width) *
+                            static_cast<std::uint64_t>(size.height) *
+                            static_cast<std::uint64_t>(nc);
+    if (!(s == size) || d != j.stats->acc.pixel_covariance().dimension())
+      invalid(fmt::format(
+          "{}: the pixel covariance is of {}x{}x{} images (D = {}), not {}x{}x{} (D = {}): {} "
+          "whitens images of the statistics' size only",
+          j.stats_path.empty() ? std::string("the statistics") : j.stats_path, s.width, s.height,
+          nc, j.stats->acc.pixel_covariance().dimension(), size.width, size.height, nc, d,
+          to_string(j.spec.mode)));
+  }
   // The job is checked and prepared exactly as for an array input; prepare() without fit reads
   // no pixel, so one row of a 1-byte stand-in is enough.
   static const std::uint8_t kNothing = 0;
@@ -749,14 +764,26 @@ Normalizer make_normalizer(const NormalizeJob& job, Size size, std::vector<std::
   return n.normalizer();
 }
 
+std::vector<std::uint64_t> row_shape(const Normalizer& norm, Size size) {
+  const TransformSpec& spec = norm.spec();
+  if (spec.mode == Mode::pca)
+    return {norm.whitening().size() / std::max<std::size_t>(spec.pixel_mean.size(), 1)};
+  const std::uint64_t h = static_cast<std::uint64_t>(size.height);
+  const std::uint64_t w = static_cast<std::uint64_t>(size.width);
+  const std::uint64_t c = static_cast<std::uint64_t>(norm.channels());
+  if (norm.format().layout == Layout::nhwc) return {h, w, c};
+  return {c, h, w};
+}
+
 std::uint64_t normalize_rows(const Normalizer& norm, const ImageArray& array, void* out,
                              int threads, std::vector<Affine>* per_image_maps,
                              const std::atomic<bool>* cancel) {
   if (array.channels() != norm.channels())
     invalid(array.name() + ": " + std::to_string(array.channels()) + " channels, the " +
             "normalizer expects " + std::to_string(norm.channels()));
-  const std::size_t rb = static_cast<std::size_t>(array.width()) * array.height() *
-                         array.channels() * dtype_size(norm.format().dtype);
+  std::size_t rb = dtype_size(norm.format().dtype);
+  for (std::uint64_t v : row_shape(norm, {array.width(), array.height()}))
+    rb *= static_cast<std::size_t>(v);
   const bool per_image = is_per_image(norm.spec().mode);
   std::vector<Affine> maps(per_image ? static_cast<std::size_t>(array.rows()) : 0);
   std::vector<int> constant(static_cast<std::size_t>(array.rows()), 0);

@@ -250,6 +250,10 @@ IMGNORM_API void save_fitted_stats(const Normalization& job, bool force,
 IMGNORM_API Normalizer make_normalizer(const NormalizeJob& job, Size size,
                                        std::vector<std::string>* warnings = nullptr);
 
+/// The shape of one output row of `norm` for images of `size`: H,W,C (nhwc) or C,H,W (nchw); for
+/// pca the K components.
+IMGNORM_API std::vector<std::uint64_t> row_shape(const Normalizer& norm, Size size);
+
 /// Normalizes every row of `array` into `out` (array.rows() × the rows' bytes, in the Normalizer's
 /// layout and dtype), rows in parallel on `threads` threads (0: all cores); the same values as a
 /// normalize job over the array, whatever the thread count. Returns the number of constant
