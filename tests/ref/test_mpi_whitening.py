@@ -85,7 +85,10 @@ for name, flags in cases.items():
     check(sorted(os.listdir(single)) == sorted(SET), f"{name}: the single run's set: {os.listdir(single)}")
     for np_ in (2, 3):
         d = out(f"{name}-{np_}")
-        mpirun(np_, "normalize", data, *flags, "-o", d, "-q")
+        p = mpirun(np_, "normalize", data, *flags, "-o", d, "-q")
+        # 30 images for D = 192: the singular-covariance warning of the preparation, once (rank 0).
+        check(p.stderr.count(f"warning: --mode {name}: 30 images for D = 192 values per image: the pixel "
+                             "covariance is singular") == 1, f"{name} -np {np_}: the warning once: {p.stderr}")
         check(sorted(os.listdir(d)) == sorted(SET), f"{name} -np {np_}: the whole set, no temporary: {os.listdir(d)}")
         for f in SET:
             check(read(os.path.join(d, f)) == read(os.path.join(single, f)),
