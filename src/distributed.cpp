@@ -405,14 +405,6 @@ NormalizeResult normalize_to_folder(Communicator& comm, Normalization& job, cons
     throw SharedError(
         ErrorCode::invalid_argument,
         job.input().source + ": an array is normalized by one process; run it without mpirun");
-  // The full-image modes write whitening.npy beside the rows, which the ranks' commit does not
-  // (yet) carry: refused on every rank before any work rather than a manifest naming a missing
-  // file. Their statistics can come from mpirun (`stats --pixel-covariance`).
-  if (is_full_image(job.job().spec.mode))
-    throw SharedError(ErrorCode::invalid_argument,
-                      std::string("--mode ") + to_string(job.job().spec.mode) +
-                          " runs in one process (it writes whitening.npy); run normalize without "
-                          "mpirun, with statistics from `mpirun imgnorm stats --pixel-covariance`");
   const int ranks = comm.size();
   const bool root = comm.rank() == 0;
   auto check_cancel = [&] {
@@ -432,11 +424,24 @@ NormalizeResult normalize_to_folder(Communicator& comm, Normalization& job, cons
       if (!job.job().save_stats.empty()) check_outputs({job.job().save_stats, "", force});
     }
   });
+  // prepare() makes collective calls of its own: the --fit pass and, for zca/pca, the whitening
+  // matrix. What it checks before them is partly this rank's alone (--resize none reads the
+  // first image here; a --mean-image file; ...), and a rank that failed there would leave the
+  // others waiting in the first collective call. So each of these steps starts with an agreement
+  // (collective()), and a rank whose prepare() threw an error of its own before the last step
+  // joins the next agreement with it: every rank then fails with that rank's message (below).
+  const int steps = (job.job().fit ? 1 : 0) + (is_full_image(job.job().spec.mode) ? 1 : 0);
+  int passed = 0;
+  auto agree = [&] {
+    collective(comm, [] {});
+    ++passed;
+  };
   // --fit: the statistics of the input over all ranks (compute_stats: each rank its block, the
   // exact sums merged on rank 0), then rank 0's merged sums to every rank, which all need them to
   // build the Normalizer. Every rank reaches the fit with the same input, so its collective calls
   // line up; what fails in it fails alike (SharedError).
   auto fit = [&](const StatsJob& sj, const PipelineOptions& o) {
+    agree();
     Selection whole;
     whole.dataset = job.input().dataset;
     whole.source = job.input().source;
@@ -451,8 +456,40 @@ NormalizeResult normalize_to_folder(Communicator& comm, Normalization& job, cons
       throw std::logic_error("distributed: truncated accumulator");
     return st;
   };
+  // zca/pca: the whitening matrix is rank 0's (its eigen-decomposition), broadcast as it is (K×D
+  // doubles), so every rank applies the same bits: a decomposition on each rank could differ in
+  // the last bits between nodes (OpenBLAS/LAPACK pick their kernels per CPU).
+  auto whitening = [&](const std::function<std::vector<double>()>& compute) {
+    agree();
+    std::vector<double> w;
+    collective(comm, [&] {
+      if (root) w = compute();
+    });
+    std::vector<std::uint8_t> bytes;
+    if (root) {
+      bytes.resize(w.size() * sizeof(double));
+      if (!w.empty()) std::memcpy(bytes.data(), w.data(), bytes.size());
+    }
+    comm.broadcast(bytes, 0);
+    if (!root) {
+      if (bytes.size() % sizeof(double) != 0)
+        throw std::logic_error("distributed: truncated whitening matrix");
+      w.resize(bytes.size() / sizeof(double));
+      if (!w.empty()) std::memcpy(w.data(), bytes.data(), bytes.size());
+    }
+    return w;
+  };
   collective(comm, [&] {
-    if (!job.prepared()) NormalizationAccess::prepare(job, options, fit);
+    if (job.prepared()) return;
+    try {
+      NormalizationAccess::prepare(job, options, fit, whitening);
+    } catch (const SharedError&) {
+      throw;  // every rank has it
+    } catch (const Error& e) {
+      // This rank's own: the others are in (or will reach) the next agreement; join it.
+      if (passed < steps) collective(comm, [&] { throw Error(e.code(), e.what()); });
+      throw;
+    }
   });
 
   // Rank 0 creates every temporary and owns them all (one process removes them when the run
@@ -601,11 +638,15 @@ NormalizeResult normalize_to_folder(Communicator& comm, Normalization& job, cons
         at += n;
       }
     }
+    // zca/pca: whitening.npy (μ and rank 0's matrix, which every rank applied).
+    const std::unique_ptr<NpyWriter> whitening_file =
+        NormalizationAccess::whitening_file(job, *folder);
     save_fitted_stats(job, force, options.cancel);  // beside the folder, before its commit
     AtomicFile manifest(folder->path("manifest.json"));
     const std::string text = to_json(man);
     manifest.write(text.data(), text.size());
     for (auto& l : labels) files.push_back(&l->file());
+    if (whitening_file) files.push_back(&whitening_file->file());
     if (output_shards)
       for (auto& f : images) files.push_back(&f->file());
     files.push_back(&manifest);

@@ -361,7 +361,9 @@ void Normalization::prepare(const PipelineOptions& options) { prepare(options, n
 
 void Normalization::prepare(
     const PipelineOptions& options,
-    const std::function<StatsFile(const StatsJob&, const PipelineOptions&)>& fit) {
+    const std::function<StatsFile(const StatsJob&, const PipelineOptions&)>& fit,
+    const std::function<std::vector<double>(const std::function<std::vector<double>()>&)>&
+        whitening) {
   // --resize none: the first image's size, so that every row has the same shape.
   if (!input_.array) recipe_ = with_image_size(input_.dataset.entries, recipe_, options);
   if (recipe_.size.width == 0)
@@ -490,6 +492,17 @@ void Normalization::prepare(
   if (spec.mode == Mode::mean_image && job_.mean_image_path.empty()) {
     spec.mean_image = mean_image(stats->acc);
     spec.mean_image_size = stats->acc.mean_image_size();
+  }
+  if (whitening && is_full_image(spec.mode)) {
+    // The matrix from the caller (under mpirun: rank 0's decomposition, broadcast). The
+    // covariance is moved into the decomposing Normalizer (not copied) and not needed after.
+    std::vector<double> covariance = std::move(spec.pixel_covariance);
+    spec.pixel_covariance = {};
+    spec.whitening = whitening([&] {
+      TransformSpec fit = spec;
+      fit.pixel_covariance = std::move(covariance);
+      return Normalizer(std::move(fit), recipe_.channels, format_).whitening();
+    });
   }
   // Moved: the D×D pixel covariance of zca/pca is consumed by the Normalizer, not copied.
   normalizer_ = std::make_unique<Normalizer>(std::move(spec), recipe_.channels, format_);
@@ -784,6 +797,23 @@ std::vector<std::string> NormalizationAccess::set_names(const std::string& dir, 
   return names;
 }
 
+std::unique_ptr<NpyWriter> NormalizationAccess::whitening_file(const Normalization& job,
+                                                               const OutputFolder& folder) {
+  // --mode zca/pca: μ and W, (K+1)×D float64 in 0–1 units (Manifest::whitening).
+  if (!is_full_image(job.job().spec.mode)) return nullptr;
+  const Normalizer& norm = job.normalizer();
+  const std::vector<double>& w = norm.whitening();
+  const std::vector<double>& mu = norm.spec().pixel_mean;
+  const std::uint64_t d = mu.size();
+  auto file = std::make_unique<NpyWriter>(folder.path("whitening.npy"), DType::float64,
+                                          std::vector<std::uint64_t>{w.size() / d + 1, d});
+  std::vector<double> row(mu.size());
+  for (std::size_t i = 0; i < mu.size(); ++i) row[i] = mu[i] / 255.0;
+  file->write_rows(0, row.data(), 1);
+  file->write_rows(1, w.data(), w.size() / d);
+  return file;
+}
+
 }  // namespace detail
 
 NormalizeResult normalize_to_folder(Normalization& job, const std::string& dir, bool force,
@@ -832,20 +862,7 @@ NormalizeResult normalize_to_folder(Normalization& job, const std::string& dir, 
     labels.emplace(folder.path(labels_name), DType::int64, std::vector<std::uint64_t>{r.rows});
     if (r.rows > 0) labels->write_rows(0, r.labels.data(), r.rows);
   }
-  // --mode zca: μ and W, (D+1)×D float64 in 0–1 units (Manifest::whitening).
-  std::optional<NpyWriter> whitening;
-  if (is_full_image(job.job().spec.mode)) {
-    const Normalizer& norm = job.normalizer();
-    const std::vector<double>& w = norm.whitening();
-    const std::vector<double>& mu = norm.spec().pixel_mean;
-    const std::uint64_t d = mu.size();
-    whitening.emplace(folder.path("whitening.npy"), DType::float64,
-                      std::vector<std::uint64_t>{w.size() / d + 1, d});
-    std::vector<double> row(mu.size());
-    for (std::size_t i = 0; i < mu.size(); ++i) row[i] = mu[i] / 255.0;
-    whitening->write_rows(0, row.data(), 1);
-    whitening->write_rows(1, w.data(), w.size() / d);
-  }
+  const std::unique_ptr<NpyWriter> whitening = NormalizationAccess::whitening_file(job, folder);
   save_fitted_stats(job, force, options.cancel);  // beside the folder, before its commit
   Manifest m = job.manifest(r);
   if (output_shards) m.shards.push_back({images_name, job.labels() ? labels_name : "", r.rows});
@@ -882,6 +899,21 @@ Normalizer make_normalizer(const NormalizeJob& job, Size size, std::vector<std::
   if (!j.stats && !j.stats_path.empty()) j.stats = read_stats_file(j.stats_path);
   const bool gray =
       j.stats ? j.stats->recipe.channels == ChannelOrder::gray : j.channels == ChannelOrder::gray;
+  // zca, pca: images of the statistics' size only (the covariance is of their D values).
+  if (is_full_image(j.spec.mode) && j.stats && j.stats->acc.pixel_covariance().enabled()) {
+    const Size s = j.stats->recipe.size;
+    const int nc = gray ? 1 : 3;
+    const std::uint64_t d = static_cast<std::uint64_t>(size.width) *
+                            static_cast<std::uint64_t>(size.height) *
+                            static_cast<std::uint64_t>(nc);
+    if (!(s == size) || d != j.stats->acc.pixel_covariance().dimension())
+      invalid(fmt::format(
+          "{}: the pixel covariance is of {}x{}x{} images (D = {}), not {}x{}x{} (D = {}): {} "
+          "whitens images of the statistics' size only",
+          j.stats_path.empty() ? std::string("the statistics") : j.stats_path, s.width, s.height,
+          nc, j.stats->acc.pixel_covariance().dimension(), size.width, size.height, nc, d,
+          to_string(j.spec.mode)));
+  }
   // The job is checked and prepared exactly as for an array input; prepare() without fit reads
   // no pixel, so one row of a 1-byte stand-in is enough.
   static const std::uint8_t kNothing = 0;
@@ -939,6 +971,18 @@ std::uint64_t normalize_rows_full(const Normalizer& norm, const ImageArray& arra
 
 }  // namespace
 
+
+std::vector<std::uint64_t> row_shape(const Normalizer& norm, Size size) {
+  const TransformSpec& spec = norm.spec();
+  if (spec.mode == Mode::pca)
+    return {norm.whitening().size() / std::max<std::size_t>(spec.pixel_mean.size(), 1)};
+  const std::uint64_t h = static_cast<std::uint64_t>(size.height);
+  const std::uint64_t w = static_cast<std::uint64_t>(size.width);
+  const std::uint64_t c = static_cast<std::uint64_t>(norm.channels());
+  if (norm.format().layout == Layout::nhwc) return {h, w, c};
+  return {c, h, w};
+}
+
 std::uint64_t normalize_rows(const Normalizer& norm, const ImageArray& array, void* out,
                              int threads, std::vector<Affine>* per_image_maps,
                              const std::atomic<bool>* cancel) {
@@ -949,8 +993,9 @@ std::uint64_t normalize_rows(const Normalizer& norm, const ImageArray& array, vo
     if (per_image_maps) per_image_maps->clear();
     return normalize_rows_full(norm, array, out, threads, cancel);
   }
-  const std::size_t rb = static_cast<std::size_t>(array.width()) * array.height() *
-                         array.channels() * dtype_size(norm.format().dtype);
+  std::size_t rb = dtype_size(norm.format().dtype);
+  for (std::uint64_t v : row_shape(norm, {array.width(), array.height()}))
+    rb *= static_cast<std::size_t>(v);
   const bool per_image = is_per_image(norm.spec().mode);
   std::vector<Affine> maps(per_image ? static_cast<std::size_t>(array.rows()) : 0);
   std::vector<int> constant(static_cast<std::size_t>(array.rows()), 0);

@@ -458,6 +458,9 @@ Normalizer::Normalizer(TransformSpec spec_in, ChannelOrder input, const OutputFo
     invalid(std::string("--no-whiten applies to --mode pca, not ") + to_string(mode));
   if (spec.patch != 0 && mode != Mode::zca_patch)
     invalid(std::string("--patch applies to --mode zca-patch, not ") + to_string(mode));
+  if (!spec.whitening.empty() && !is_full_image(mode))
+    invalid(std::string("a whitening matrix applies to --mode zca and pca, not ") +
+            to_string(mode));
   if (spec.eps && !(std::isfinite(*spec.eps) && (*spec.eps > 0 || (whitening && *spec.eps == 0))))
     invalid(whitening ? "eps must be a number >= 0" : "eps must be a positive number");
   const bool has_range = traits(mode).has_range;
@@ -621,7 +624,10 @@ Normalizer::Normalizer(TransformSpec spec_in, ChannelOrder input, const OutputFo
       break;
     case Mode::zca:
     case Mode::pca:
-      init_full();
+      if (spec_.whitening.empty())
+        init_full();
+      else
+        init_full_given();
       if (mode == Mode::pca) swap_rb_ = false;  // components, not colour channels
       break;
     case Mode::minmax:
@@ -844,6 +850,27 @@ void Normalizer::init_patch() {
         w += vectors[(centre + c) * dims + i] / std::sqrt(values[i] + eps) * vectors[j * dims + i];
       patch_filter_[c * dims + j] = w;
     }
+}
+
+// zca, pca with TransformSpec::whitening: the matrix of another process (its rows checked
+// against μ and --components), no decomposition.
+void Normalizer::init_full_given() {
+  const std::size_t dims = spec_.pixel_mean.size();
+  const std::size_t rows = spec_.mode == Mode::pca && spec_.components != 0
+                               ? static_cast<std::size_t>(spec_.components)
+                               : dims;
+  if (dims == 0 || dims % static_cast<std::size_t>(channels_) != 0 ||
+      spec_.whitening.size() != rows * dims)
+    invalid(std::string("--mode ") + to_string(spec_.mode) + ": a given whitening matrix of " +
+            std::to_string(spec_.whitening.size()) + " values, not the " + std::to_string(rows) +
+            " x D = " + std::to_string(dims) + " the per-pixel mean and --components give");
+  check_finite(spec_.pixel_mean, "pixel mean");
+  check_finite(spec_.whitening, "whitening matrix");
+  if (!spec_.matrix.empty())
+    invalid(std::string("a channel matrix does not apply to mode ") + to_string(spec_.mode));
+  whitening_ = std::move(spec_.whitening);
+  spec_.whitening.clear();
+  kernel_ = std::make_shared<const detail::WhiteningKernel>(whitening_.data(), rows, dims);
 }
 
 void Normalizer::init_full() {

@@ -114,7 +114,10 @@ IMGNORM_API void write_outputs(Communicator& comm, const StatsFile& stats,
 /// need `force`) and creates every temporary. Each rank normalizes its block into one shared
 /// temporary images.npy at its row offset (rows in file order, so the file equals a single-process
 /// run's byte for byte) or, with `output_shards`, into its own shard images-RRRRR.npy (R = its
-/// rank; possibly 0 rows). Once every rank succeeded, rank 0 writes labels.npy (or
+/// rank; possibly 0 rows). zca/pca: rank 0 computes the whitening matrix and broadcasts it (every
+/// rank applies the same bits; it writes whitening.npy into the set). A check that fails on one
+/// rank before a collective step of the preparation (the fit, the matrix) fails every rank with
+/// that rank's message. Once every rank succeeded, rank 0 writes labels.npy (or
 /// labels-RRRRR.npy) and manifest.json and commits the whole set with OutputFolder::commit. Rank 0
 /// returns the whole result; the other ranks their block's. Errors are SharedError; the temporaries
 /// are removed.

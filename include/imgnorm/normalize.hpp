@@ -206,9 +206,15 @@ class IMGNORM_API Normalization {
   std::optional<StatsFile> fitted_;
 
   /// prepare() whose --fit pass is `fit` (the statistics of this input for the given StatsJob;
-  /// the distributed job computes them over all ranks); null: computed here.
-  void prepare(const PipelineOptions& options,
-               const std::function<StatsFile(const StatsJob&, const PipelineOptions&)>& fit);
+  /// the distributed job computes them over all ranks); null: computed here. For zca and pca,
+  /// `whitening` (when set) gives the whitening matrix: it is called with the function that
+  /// computes it here (the eigen-decomposition) and returns the matrix to use (the distributed
+  /// job: rank 0's, broadcast to every rank).
+  void prepare(
+      const PipelineOptions& options,
+      const std::function<StatsFile(const StatsJob&, const PipelineOptions&)>& fit,
+      const std::function<std::vector<double>(const std::function<std::vector<double>()>& compute)>&
+          whitening = {});
 
   friend struct detail::NormalizationAccess;
   void check_job();
@@ -252,6 +258,10 @@ IMGNORM_API void save_fitted_stats(const Normalization& job, bool force,
 /// `warnings` (if given) receives the job's warnings (Normalization::warnings()).
 IMGNORM_API Normalizer make_normalizer(const NormalizeJob& job, Size size,
                                        std::vector<std::string>* warnings = nullptr);
+
+/// The shape of one output row of `norm` for images of `size`: H,W,C (nhwc) or C,H,W (nchw); for
+/// pca the K components.
+IMGNORM_API std::vector<std::uint64_t> row_shape(const Normalizer& norm, Size size);
 
 /// Normalizes every row of `array` into `out` (array.rows() × the rows' bytes, in the Normalizer's
 /// layout and dtype), rows in parallel on `threads` threads (0: all cores); the same values as a

@@ -276,6 +276,13 @@ IMGNORM_API std::string to_json(const StatsFile& stats);
 /// format name, newer version, missing fields, inconsistent sums, NaN or negative std).
 IMGNORM_API StatsFile stats_from_json(const std::string& text);
 
+/// The statistics as one block of bytes, for a copy in another process (Python's pickle): the
+/// stats.json text and, when the statistics have them, the whole-image moments that stats.json
+/// keeps in a sidecar (acc.pixel_covariance(), exact). stats_from_bytes() gives them back;
+/// Error(format) for bytes that are not such a block.
+IMGNORM_API std::vector<std::uint8_t> to_bytes(const StatsFile& stats);
+IMGNORM_API StatsFile stats_from_bytes(const std::vector<std::uint8_t>& bytes);
+
 /// Reads a stats.json file; errors name the file. A "pixel_covariance" sidecar is read from the
 /// same folder and checked (Error(format) when it is missing, its SHA-256 differs from the
 /// recorded one, or its shape or sums do not fit the statistics).

@@ -144,6 +144,12 @@ struct TransformSpec {
   /// pca: divide each component by √(λ+ε) (false: `--no-whiten`, U_Kᵀ·(x − μ)); other modes
   /// refuse false.
   bool whiten = true;
+  /// zca, pca: the whitening matrix already computed, as Normalizer::whitening() gives it (D×D,
+  /// or K×D for pca with `components` K; 0–1 units), e.g. by another process of the run
+  /// (`mpirun`: rank 0's, broadcast). When set, `pixel_covariance` is not needed (nor
+  /// decomposed): `pixel_mean` and this matrix define the map. The Normalizer moves it into
+  /// whitening() (spec().whitening is then empty). Other modes refuse it.
+  std::vector<double> whitening;
 };
 
 /// One channel's map, y = t + g · ((x / d − m) / s), evaluated in double in exactly this order.
@@ -293,6 +299,7 @@ class IMGNORM_API Normalizer {
   friend struct detail::FullImageAccess;
 
   void init_full();
+  void init_full_given();
   template <typename Get>
   void centre_full(Get get, int width, int height, double* z) const;
   void store_full(const double* y, int width, int height, void* out) const;

@@ -330,17 +330,24 @@ class Normalizer:
     ``(N,H,W,C)``, one image ``(H,W,C)`` or one gray image ``(H,W)``, in the statistics' channel
     order, returns a new float32/float16 array (``(N,H,W,C)`` or ``(N,C,H,W)``). Batches are
     normalized on ``threads`` threads (0 = all cores) with the GIL released. Picklable.
+
+    mode="zca" and "pca" (with ``components=K`` and ``whiten=``, as for :func:`normalize`) need
+    statistics with the pixel covariance (``stats(pixel_covariance=True)``) and take images of
+    their size only (D = H·W·C values; another size is refused, naming both). pca returns
+    ``(N,K)`` (``(K,)`` for one image). The whitening matrix is computed once, at construction.
     """
 
     def __init__(self, stats=None, mode="standardize", *, range=None, unit=None, mean=None,
                  std=None, mean_image=None, divide_std=False, eps=None, patch=None,
-                 layout="nhwc", dtype="float32", channels=None, matrix=None, threads=0):
+                 components=None, whiten=True, layout="nhwc", dtype="float32", channels=None,
+                 matrix=None, threads=0):
         self._args = dict(stats=stats, mode=mode, range=range, unit=unit, mean=mean, std=std,
                           mean_image=mean_image, divide_std=divide_std, eps=eps, patch=patch,
-                          layout=layout, dtype=dtype, channels=channels, matrix=matrix,
-                          threads=threads)
+                          components=components, whiten=whiten, layout=layout, dtype=dtype,
+                          channels=channels, matrix=matrix, threads=threads)
         kw = _job_kwargs(stats, mode, range, unit, mean, std, mean_image, divide_std, eps, layout,
                          dtype, channels, matrix, patch=patch)
+        kw.update(components=components, whiten=whiten)
         kw["threads"] = threads
         self._core = _core.Normalizer(kw)
 

@@ -101,7 +101,8 @@ class Normalizer:
                  range: Optional[Tuple[float, float]] = ..., unit: Optional[int] = ...,
                  mean: Optional[Sequence[float]] = ..., std: Optional[Sequence[float]] = ...,
                  mean_image: Optional[PathLike] = ..., divide_std: bool = ...,
-                 eps: Optional[float] = ..., patch: Optional[int] = ..., layout: str = ...,
+                 eps: Optional[float] = ..., patch: Optional[int] = ...,
+                 components: Optional[int] = ..., whiten: bool = ..., layout: str = ...,
                  dtype: str = ...,
                  channels: Optional[str] = ..., matrix: Optional[Sequence[Sequence[float]]] = ...,
                  threads: int = ...) -> None: ...

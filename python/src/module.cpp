@@ -424,8 +424,21 @@ void bind_stats(py::module_& m) {
             write_outputs(*s.file, o);
           },
           py::arg("path"), py::arg("force") = false)
-      .def(py::pickle([](const PyStats& s) { return to_json(*s.file); },
-                      [](const std::string& text) { return PyStats(stats_from_json(text)); }));
+      // stats.json's text; with whole-image moments (kept beside stats.json in a sidecar) the
+      // bytes of to_bytes(), which carry them too.
+      .def(py::pickle(
+          [](const PyStats& s) -> py::object {
+            if (!s.file->acc.pixel_covariance().enabled()) return py::str(to_json(*s.file));
+            const std::vector<std::uint8_t> b = to_bytes(*s.file);
+            return py::bytes(reinterpret_cast<const char*>(b.data()), b.size());
+          },
+          [](const py::object& state) {
+            if (py::isinstance<py::bytes>(state)) {
+              const std::string b = state.cast<std::string>();
+              return PyStats(stats_from_bytes(std::vector<std::uint8_t>(b.begin(), b.end())));
+            }
+            return PyStats(stats_from_json(state.cast<std::string>()));
+          }));
   bind_stats_values(c);
   bind_stats_counts(c);
 }
@@ -706,11 +719,10 @@ py::array normalizer_call(PyNormalizer& self, const py::array& input) {
     throw Error(ErrorCode::invalid_argument, "expected (N,H,W,C), (H,W,C) or (H,W) images");
   const ImageArray view = array_view(batch, "array");
   const auto norm = self.for_size(view.width(), view.height());
-  const py::ssize_t n = static_cast<py::ssize_t>(view.rows()), h = view.height(), w = view.width(),
-                    c = view.channels();
-  std::vector<py::ssize_t> shape = norm->format().layout == Layout::nhwc
-                                       ? std::vector<py::ssize_t>{n, h, w, c}
-                                       : std::vector<py::ssize_t>{n, c, h, w};
+  const py::ssize_t n = static_cast<py::ssize_t>(view.rows());
+  std::vector<py::ssize_t> shape{n};
+  for (std::uint64_t v : row_shape(*norm, {view.width(), view.height()}))
+    shape.push_back(static_cast<py::ssize_t>(v));
   // numpy allocates (uninitialized, large pages where it can); the library writes every byte.
   py::array out(numpy_dtype(norm->format().dtype), shape);
   void* dst = out.mutable_data();
@@ -727,14 +739,6 @@ void bind_normalizer(py::module_& m) {
       .def(py::init([](const py::dict& kw) {
              auto p = std::make_shared<PyNormalizer>();
              p->job = job_from(kw);
-             // Whitening whole images needs their size and (pca) changes the row shape: arrays
-             // go through imgnorm.normalize, which knows both.
-             if (is_full_image(p->job.spec.mode))
-               throw Error(ErrorCode::invalid_argument,
-                           std::string("mode=\"") + to_string(p->job.spec.mode) +
-                               "\" whitens whole images of the statistics' size: use "
-                               "imgnorm.normalize(x, stats=s, mode=\"" +
-                               to_string(p->job.spec.mode) + "\") for arrays, not Normalizer");
              p->job.labels = false;
              p->threads = int_kw(kw, "threads", 0);
              if (!p->job.stats && !p->job.stats_path.empty())
@@ -743,6 +747,9 @@ void bind_normalizer(py::module_& m) {
                                         : (p->job.channels == ChannelOrder::gray ? 1 : 3);
              if (p->job.spec.mode == Mode::mean_image && !p->job.mean_image_path.empty())
                read_mean_image(p->job.mean_image_path, p->channels, p->size);
+             // zca, pca: the one size they take, the statistics' (D = H·W·C of the covariance).
+             if (is_full_image(p->job.spec.mode) && p->job.stats)
+               p->size = p->job.stats->recipe.size;
              if (p->job.spec.mode == Mode::zca_patch) {  // the smallest image it takes
                const int k = p->job.spec.patch ? std::max(p->job.spec.patch, 1) : kDefaultPatch;
                p->size = {k, k};

@@ -276,14 +276,3 @@ def test_python_keywords_give_the_cli_bytes(photos, tmp_path):
         y = imgnorm.normalize(photos, stats=stats, labels=False, **kw)[0]
         assert np.array_equal(np.asarray(y), np.load(os.path.join(out, "images.npy")))
 
-
-def test_normalizer_refuses_the_full_image_modes_naming_normalize():
-    s = imgnorm.stats(FLOWERS, size=4, pixel_covariance=True)
-    x = np.random.default_rng(0).integers(0, 256, (3, 4, 4, 3), dtype=np.uint8)
-    for mode in ("zca", "pca"):
-        with pytest.raises(imgnorm.ArgumentError,
-                           match=rf'mode="{mode}" whitens whole images .* imgnorm.normalize\(x, stats=s, '
-                                 rf'mode="{mode}"\) for arrays, not Normalizer'):
-            imgnorm.Normalizer(s, mode=mode)
-        y, _ = imgnorm.normalize(x, stats=s, mode=mode)  # the way the message points at
-        assert y.shape == ((3, 4, 4, 3) if mode == "zca" else (3, 48))

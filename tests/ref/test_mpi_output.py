@@ -157,12 +157,7 @@ p = mpirun(2, "normalize", out("x.npy"), "--stats", stats, "-o", out("from-array
 check(p.stderr.count("imgnorm:") == 1 and "an array is normalized by one process; run it without mpirun" in p.stderr,
       p.stderr)
 check(not os.path.exists(out("from-array")), "an array under mpirun: nothing written")
-# The full-image modes write whitening.npy, which the ranks' commit does not carry: refused alike.
-for mode in ("zca", "pca"):
-    p = mpirun(2, "normalize", data, "--size", "4", "--fit", "--mode", mode, "-o", out(f"full-{mode}"), expect=2)
-    check(p.stderr.count("imgnorm:") == 1 and f"--mode {mode} runs in one process (it writes whitening.npy)" in p.stderr,
-          p.stderr)
-    check(not os.path.exists(out(f"full-{mode}")), f"--mode {mode} under mpirun: nothing written")
+# (--mode zca|pca under mpirun: tests/ref/test_mpi_whitening.py.)
 
 # --- the commit goes through the claimed folder ---
 # An old set, then a long MPI run replacing it (--force): a list naming the photographs 40 times.

@@ -105,9 +105,14 @@ int normalize_ranks(Communicator& comm, const CLI::App& app, const NormalizeFlag
   const bool root = comm.rank() == 0;
   if (root)
     for (const auto& w : n->warnings()) print_warning(w);
+  const std::size_t shown = n->warnings().size();
   const NormalizeResult r = normalize_to_folder(comm, *n, f.output, f.force,
                                                 f.run.options("normalize", true), f.output_shards);
-  if (root) print_result(*n, r, f.output, f.output_shards ? comm.size() : 0);
+  if (root) {
+    for (std::size_t i = shown; i < n->warnings().size(); ++i)
+      print_warning(n->warnings()[i]);  // those of prepare(), as without mpirun
+    print_result(*n, r, f.output, f.output_shards ? comm.size() : 0);
+  }
   const std::uint64_t skipped = comm.sum(root ? r.skipped.size() : 0);
   if (f.strict && skipped > 0) {
     if (root) print_error(std::to_string(skipped) + " files were skipped (--strict)");
