@@ -114,6 +114,8 @@ def main():
         rows.append((f"covariance / numpy's literal u8 `X.T @ X` (integer matmul, no BLAS, 1 thread, wraps "
                      f"modulo 256; {ref['u8_subset_s']:.1f} s on {ref['u8_subset']} images, x{n / ref['u8_subset']:g})",
                      ours["covariance_s"], scaled))
+        rows.append((f"fit as the CLI does it / numpy's literal u8 `X.T @ X` (scaled, above) + eigh on {t} threads: "
+                     f"the peer issue 13 names", ours["cli_fit_s"], scaled + ref["eigen_s"]))
     rows.append((f"apply zca to the {n} images: batched kernel, {t} threads / float64 `(X/255 - mu) @ W.T`, "
                  f"{t} BLAS threads", ours["apply_s"], ref["apply_s"]))
     for what, a, b in rows:

@@ -264,6 +264,10 @@ void symmetric_eigen_top(std::vector<double>& a, int n, int k, std::vector<doubl
                               static_cast<lapack_int>(work.size()), iwork.data(),
                               static_cast<lapack_int>(iwork.size()));
       if (info != 0) eigen_failed("dsyevd", info);
+      // The workspace goes before the K×N copy below is made (full_fit_bytes counts one or the
+      // other, never both).
+      std::vector<double>().swap(work);
+      std::vector<lapack_int>().swap(iwork);
       // The top K: the last K rows, moved to the front in descending order.
       for (std::size_t r = 0; r < K && r < N - 1 - r; ++r) {
         std::swap_ranges(a.begin() + static_cast<std::ptrdiff_t>(r * N),
@@ -377,6 +381,23 @@ std::uint64_t full_fit_bytes(std::uint64_t dimension, std::uint64_t components) 
 void check_full_fit_memory(std::uint64_t dimension, std::uint64_t components,
                            const std::string& mode_name, std::uint64_t max_memory,
                            bool flag_given) {
+  // LAPACK's 32-bit sizes first: no memory limit makes such a decomposition possible (dsyevd's
+  // workspace of 1 + 6D + 2D² doubles passes 2^31 - 1 at D = 32767).
+  if (dimension > 0 && dimension < (std::uint64_t{1} << 28)) {
+    const int n = static_cast<int>(dimension);
+    const int k = components == 0 ? n : static_cast<int>(std::min(components, dimension));
+    const EigenWork size = eigen_work(n, k, eigen_solver_for(n, k));
+    if (size.work > kLapackIntMax || size.iwork > kLapackIntMax)
+      throw Error(ErrorCode::too_large,
+                  "--mode " + mode_name +
+                      ": the eigen-decomposition of images of D = " + std::to_string(dimension) +
+                      " values needs a LAPACK workspace of " + std::to_string(size.work) +
+                      " values, beyond LAPACK's 32-bit sizes (2^31 - 1; D <= 32766 for all "
+                      "components); whiten small patches (--mode zca-patch) or the colour channels "
+                      "(--mode zca-channels) instead" +
+                      (components == 0 ? std::string() : ", keep fewer --components") +
+                      ", or give a smaller --size");
+  }
   const std::uint64_t need = full_fit_bytes(dimension, components);
   if (need <= max_memory) return;
   const std::string need_text =

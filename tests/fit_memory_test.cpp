@@ -148,5 +148,28 @@ TEST(FitMemory, RefusesNamingTheFigure) {
   }
 }
 
+// D = 33075 (105×105 RGB): dsyevd's workspace (1 + 6D + 2D² doubles) is beyond LAPACK's 32-bit
+// sizes. Refused by the up-front check whatever the memory limit, not after the fit's pass.
+TEST(FitMemory, RefusesBeyondLapacksSizesBeforeTheFit) {
+  constexpr std::uint64_t kNoLimit = ~std::uint64_t{0};
+  EXPECT_NO_THROW(check_full_fit_memory(32766, 0, "zca", kNoLimit, true));
+  try {
+    check_full_fit_memory(33075, 0, "zca", kNoLimit, true);
+    FAIL() << "not refused";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::too_large);
+    const std::string m = e.what();
+    EXPECT_NE(
+        m.find("--mode zca: the eigen-decomposition of images of D = 33075 values needs a "
+               "LAPACK workspace of " +
+               std::to_string(1 + 6 * std::uint64_t{33075} + 2 * std::uint64_t{33075} * 33075)),
+        std::string::npos)
+        << m;
+    EXPECT_NE(m.find("--mode zca-patch"), std::string::npos) << m;
+  }
+  // The top 10 by dsyevr need a small workspace: a memory question only.
+  EXPECT_NO_THROW(check_full_fit_memory(33075, 10, "pca", kNoLimit, true));
+}
+
 }  // namespace
 }  // namespace imgnorm

@@ -64,6 +64,8 @@ check(p.returncode != 0 and "D = 1728 values needs 108 MiB (3 x a (D+1)x(D+1) mo
       and "fewer --threads" in p.stderr, f"--fit: its accumulators first: {p.stderr}")
 pca10 = figure("--stats", stats, "--components", "10", mode="pca")
 check(pca10 < need * 0.6, f"pca --components 10 (dsyevr) needs less: {pca10} of {need}")
+# D/8 < K < D: dsyevd for all, then the top K kept (its workspace freed before the K×D copy).
+pca1000 = figure("--stats", stats, "--components", "1000", mode="pca")
 
 # The check runs before the sidecar is read: a missing one is not even looked for.
 os.makedirs(path("nosidecar"))
@@ -71,8 +73,9 @@ shutil.copy(stats, path("nosidecar", "stats.json"))
 check(figure("--stats", path("nosidecar", "stats.json")) == need, "refused before the sidecar is read")
 
 # One byte under: refused; the figure: accepted; and the measured peak agrees with it.
-for mode, want, extra in (("zca", need, []), ("pca", pca10, ["--components", "10"])):
-    out = path(mode)
+for mode, want, extra in (("zca", need, []), ("pca", pca10, ["--components", "10"]),
+                          ("pca", pca1000, ["--components", "1000"])):
+    out = path(mode + "".join(extra[1:]))
     p = run("normalize", data, "--stats", stats, "--mode", mode, *extra, "--max-memory", want - 1,
             "-o", out, "-q", expect=None)
     check(p.returncode != 0 and f"({want} bytes: " in p.stderr and not os.path.exists(out),
