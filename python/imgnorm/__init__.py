@@ -208,10 +208,11 @@ _STATS_DOCS = {
                    "image) when stats(patch=K), else None.",
     "patch_mean": "(K, K, C) float64 mean of the KxK patches, 0-255 units, indexed [dy, dx, c] as "
                   "img[y:y+K, x:x+K, :] (its reshape(-1) is the order of patch_covariance) when "
-                  "stats(patch=K), else None.",
+                  "stats(patch=K) counted at least one patch, else None.",
     "patch_covariance": "(D, D) float64 covariance of the KxK patches, D = K*K*C in patch_mean's "
                         "flattened order, 0-255 units, the same ddof as std (what "
-                        "mode='zca-patch' whitens with), when stats(patch=K), else None.",
+                        "mode='zca-patch' whitens with), when stats(patch=K) counted more patches "
+                        "than ddof, else None.",
     "mean_ci": "(C, 2) 95% confidence interval of each mean for a sample, else None.",
     "std_ci": "(C, 2) 95% confidence interval of each std for a sample, else None.",
     "images": "Images used.",

@@ -329,14 +329,16 @@ void bind_stats_values(py::class_<PyStats, std::shared_ptr<PyStats>>& c) {
     return py::int_(s.file->acc.patch_count());
   });
   c.def_property_readonly("patch_mean", [](const PyStats& s) -> py::object {
-    if (s.file->acc.patch_size() == 0) return py::none();
+    if (s.file->acc.patch_size() == 0 || s.file->acc.patch_count() == 0) return py::none();
     const PatchSummary p = summarize_patches(s.file->acc, 0);  // the mean has no ddof
     py::array_t<double> out({py::ssize_t(p.size), py::ssize_t(p.size), py::ssize_t(p.channels)});
     std::copy(p.mean.begin(), p.mean.end(), out.mutable_data());
     return out;
   });
   c.def_property_readonly("patch_covariance", [](const PyStats& s) -> py::object {
-    if (s.file->acc.patch_size() == 0) return py::none();
+    if (s.file->acc.patch_size() == 0 ||
+        s.file->acc.patch_count() <= static_cast<std::uint64_t>(s.file->ddof))
+      return py::none();
     const PatchSummary p = summarize_patches(s.file->acc, s.file->ddof);
     const auto d = static_cast<py::ssize_t>(p.mean.size());
     py::array_t<double> out({d, d});

@@ -90,3 +90,18 @@ def test_patch_covariance_is_what_zca_patch_whitens(folder, tmp_path):
 def test_without_patch_moments_they_are_none(flowers):
     s = imgnorm.stats(flowers, size=8)
     assert (s.patch, s.patch_count, s.patch_mean, s.patch_covariance) == (None, None, None, None)
+
+
+def test_one_patch_has_no_sample_covariance(tmp_path):
+    """One 3×3 image and K = 3: a single patch, so its mean exists but a ddof-1 covariance does
+    not: None, not an exception (ddof 0: the zero matrix)."""
+    one = tmp_path / "one"
+    os.makedirs(one / "a")
+    rng = np.random.default_rng(3)
+    img = rng.integers(0, 256, (3, 3, 3), dtype=np.uint8)
+    assert cv2.imwrite(str(one / "a" / "0.png"), img)
+    s = imgnorm.stats(str(one), resize="none", patch=3, ddof=1)
+    assert s.patch_count == 1 and s.patch_covariance is None
+    np.testing.assert_array_equal(s.patch_mean, img[..., ::-1].astype(np.float64))
+    s = imgnorm.stats(str(one), resize="none", patch=3, ddof=0)
+    assert s.patch_covariance.shape == (27, 27) and not s.patch_covariance.any()
