@@ -396,6 +396,10 @@ void Normalization::prepare(
           "= {}; normalize at the size of the statistics (--size) or recompute them",
           job_.stats_path.empty() ? std::string("the statistics") : job_.stats_path,
           job_.stats->pixel_covariance->dimension, recipe_.size.width, recipe_.size.height, nc, d));
+    // An argument error before the memory figure: a --components typo is not a memory problem.
+    if (spec.mode == Mode::pca && static_cast<std::uint64_t>(spec.components) > d)
+      invalid("--components " + std::to_string(spec.components) +
+              ": between 1 and D = " + std::to_string(d) + " (the values per image)");
     const std::uint64_t components =
         spec.mode == Mode::zca
             ? 0

@@ -1,0 +1,62 @@
+"""Loose ends of the full-image whitening (issue 13; docs/design.md, "Whitening loose ends"):
+the pixel-covariance sidecar read only by the modes that use it, the image size (not only D)
+checked against the statistics', --components checked before the fit's memory, Loader's
+components=/whiten=, and limits (too_large) raised as imgnorm.Error, not FileError."""
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+import imgnorm
+import util
+
+
+def _stats(tmp_path, folder, size, name="stats.json", *extra):
+    """stats --pixel-covariance at `size` in a folder of its own: (stats.json, its sidecar)."""
+    d = tmp_path / name.replace(".json", "")
+    d.mkdir()
+    path = str(d / name)
+    util.cli("stats", folder, "--size", size, "--pixel-covariance", "-o", path, "-q", *extra)
+    side = path[: -len(".json")] + ".pixel-covariance.npy"
+    assert os.path.exists(side)
+    return path, side
+
+
+def _images(out):
+    return np.load(os.path.join(out, "images.npy"))
+
+
+def test_pca_components_beyond_d_refused_before_the_memory_check(photos, tmp_path):
+    stats, _ = _stats(tmp_path, photos, 16)  # D = 768
+    with pytest.raises(imgnorm.ArgumentError, match=r"--components 1000: between 1 and D = 768"):
+        imgnorm.normalize(photos, stats=stats, mode="pca", components=1000, max_memory="100K",
+                          labels=False)
+    out = str(tmp_path / "typo")
+    p = util.cli("normalize", photos, "--stats", stats, "--mode", "pca", "--components", 1000,
+                 "--max-memory", "100K", "-o", out, expect=None)
+    assert p.returncode != 0 and "--components 1000: between 1 and D = 768" in p.stderr, p.stderr
+    assert "memory" not in p.stderr, p.stderr
+    # With --fit too: the statistics of the fit are not computed for a typo.
+    p = util.cli("normalize", photos, "--fit", "--size", 16, "--mode", "pca", "--components",
+                 1000, "--max-memory", "100K", "-o", out, expect=None)
+    assert p.returncode != 0 and "--components 1000: between 1 and D = 768" in p.stderr, p.stderr
+
+
+def test_loader_components_and_whiten_as_normalize(photos, tmp_path):
+    stats, _ = _stats(tmp_path, photos, 8)  # D = 192
+    for kw in (dict(components=5), dict(components=7, whiten=False), dict()):
+        ref, _ = imgnorm.normalize(photos, stats=stats, mode="pca", labels=False, **kw)
+        ref = np.asarray(ref)
+        got = np.concatenate([b for b, _ in imgnorm.Loader(photos, stats=stats, mode="pca",
+                                                           batch_size=16, **kw)])
+        assert got.shape == ref.shape == (len(ref), kw.get("components", 192))
+        assert np.array_equal(got, ref), kw
+    ref, _ = imgnorm.normalize(photos, stats=stats, mode="zca", labels=False, layout="nchw")
+    got = np.concatenate([b for b, _ in imgnorm.Loader(photos, stats=stats, mode="zca",
+                                                       layout="nchw", batch_size=16)])
+    assert got.shape == (len(got), 3, 8, 8) and np.array_equal(got, np.asarray(ref))
+    with pytest.raises(imgnorm.ArgumentError, match="--components 500: between 1 and D = 192"):
+        imgnorm.Loader(photos, stats=stats, mode="pca", components=500)
+    with pytest.raises(imgnorm.ArgumentError, match="--components applies to --mode pca, not zca"):
+        imgnorm.Loader(photos, stats=stats, mode="zca", components=5)
