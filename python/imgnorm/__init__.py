@@ -12,8 +12,10 @@ The same library calls as the ``imgnorm`` command line, with the same arguments 
 
 Keyword names are the CLI's long flags with ``_`` for ``-``. Errors raise :class:`imgnorm.Error`:
 :class:`ArgumentError` (also a ``ValueError``) for bad arguments and empty inputs,
-:class:`FileError` (also an ``OSError``) for files that cannot be read, written or parsed; the
-message is the CLI's, and ``e.code`` is its kind ("invalid_argument", "io", "format", ...).
+:class:`FileError` (also an ``OSError``) for files that cannot be read, written or parsed, and
+the base class itself for limits of the run (``e.code`` "too_large": over ``max_memory``,
+``max_pixels`` or a counter's range; "out_of_memory": an allocation failed); the message is the
+CLI's, and ``e.code`` is its kind ("invalid_argument", "io", "format", "too_large", ...).
 Ctrl-C stops a running job promptly and raises ``KeyboardInterrupt``; no partial output is left.
 The GIL is released while imgnorm decodes, resizes, accumulates and normalizes.
 

@@ -40,10 +40,10 @@ void raise_error(const Error& e) {
     return;
   }
   const bool argument = e.code() == ErrorCode::invalid_argument || e.code() == ErrorCode::empty;
-  // Running out of memory is not about a file: the base class.
-  PyObject* type = argument                               ? g_argument_error
-                   : e.code() == ErrorCode::out_of_memory ? g_error
-                                                          : g_file_error;
+  // Running out of memory, or over a limit (--max-memory, --max-pixels, 2^48 pixels), is not about
+  // a broken file nor a bad argument: the base class (docs/design.md, "Whitening loose ends").
+  const bool limit = e.code() == ErrorCode::out_of_memory || e.code() == ErrorCode::too_large;
+  PyObject* type = argument ? g_argument_error : limit ? g_error : g_file_error;
   // One line, valid UTF-8: the CLI's message (names that are not UTF-8 shown as \xNN).
   PyObject* inst = PyObject_CallFunction(type, "s", printable(e.what()).c_str());
   if (!inst) return;

@@ -43,6 +43,15 @@ def test_pca_components_beyond_d_refused_before_the_memory_check(photos, tmp_pat
     assert p.returncode != 0 and "--components 1000: between 1 and D = 768" in p.stderr, p.stderr
 
 
+def test_too_large_is_the_base_error_not_a_file_error(photos, tmp_path):
+    stats, _ = _stats(tmp_path, photos, 16)
+    with pytest.raises(imgnorm.Error, match="more than the memory limit of 100 KiB") as e:
+        imgnorm.normalize(photos, stats=stats, mode="zca", max_memory="100K", labels=False)
+    assert e.value.code == "too_large"
+    assert type(e.value) is imgnorm.Error
+    assert not isinstance(e.value, (OSError, ValueError, MemoryError))
+
+
 def test_loader_components_and_whiten_as_normalize(photos, tmp_path):
     stats, _ = _stats(tmp_path, photos, 8)  # D = 192
     for kw in (dict(components=5), dict(components=7, whiten=False), dict()):
