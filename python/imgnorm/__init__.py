@@ -394,7 +394,7 @@ class Loader:
     statistics from it first, with ``ddof=`` as for :func:`normalize`, ``save_stats=PATH`` writes
     them as a stats.json, an existing file only with ``force=True``; ``max_memory`` bounds the
     images in flight, in the fit pass and in every epoch, as for :func:`normalize`; the batches
-    come on top) plus:
+    come on top; ``components`` and ``whiten`` of ``mode="pca"`` as for :func:`normalize`) plus:
 
     batch_size; shuffle (a new permutation each epoch, a function of (seed, epoch) only; without
     it the manifest order); set_epoch(e) before each epoch; drop_last (drop the last, smaller
@@ -416,7 +416,8 @@ class Loader:
     def __init__(self, dataset=None, *, list=None, follow_links=False, stats=None, fit=False,
                  save_stats=None, ddof=None, force=False, mode="standardize", range=None, unit=None,
                  mean=None, std=None, mean_image=None, divide_std=False, eps=None, patch=None,
-                 layout="nhwc", dtype="float32", channels=None, labels=True,
+                 components=None, whiten=True, layout="nhwc", dtype="float32", channels=None,
+                 labels=True,
                  size=None, resize=None, interp=None, pad_value=None, exact_decode=None,
                  max_pixels=None, alpha=None, batch_size=64, shuffle=False, seed=0, drop_last=False,
                  threads=0, max_memory=None, prefetch=2, rank=None, world_size=None,
@@ -426,6 +427,8 @@ class Loader:
             mode = "scale"
         kw = _job_kwargs(stats, mode, range, unit, mean, std, mean_image, divide_std, eps, layout,
                          "float32" if raw else dtype, channels, patch=patch)
+        if not raw:
+            kw.update(components=components, whiten=whiten)
         kw.update(list=_path(list), follow_links=follow_links, fit=fit,
                   save_stats=_path(save_stats), ddof=ddof, force=force, max_memory=max_memory, labels=labels,
                   size=size, resize=resize,

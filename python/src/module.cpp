@@ -885,12 +885,10 @@ py::object epoch_next(PyEpoch& self) {
   }
   if (!b) return py::none();
   const Normalization& n = *self.job->job;
-  const Recipe& r = n.recipe();
-  const py::ssize_t rows = static_cast<py::ssize_t>(b->rows), h = r.size.height, w = r.size.width,
-                    c = channel_count(r.channels);
-  const Layout layout = n.normalizer().format().layout;
-  std::vector<py::ssize_t> shape = layout == Layout::nhwc ? std::vector<py::ssize_t>{rows, h, w, c}
-                                                          : std::vector<py::ssize_t>{rows, c, h, w};
+  const py::ssize_t rows = static_cast<py::ssize_t>(b->rows);
+  // The job's shape: images in its layout, or N×K for pca (uint8 batches are mode scale's).
+  std::vector<py::ssize_t> shape;
+  for (std::uint64_t v : n.shape(b->rows)) shape.push_back(static_cast<py::ssize_t>(v));
   const bool raw = self.raw;
   // The capsule owns the buffer; when numpy frees the array, the buffer returns to the
   // loader's pool (or to the allocator), never earlier.
