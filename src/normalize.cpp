@@ -469,6 +469,16 @@ void Normalization::prepare(
             "= {}; normalize at the size of the statistics (--size) or recompute them",
             job_.stats_path.empty() ? std::string("the statistics") : job_.stats_path,
             pc.dimension(), recipe_.size.width, recipe_.size.height, nc, d));
+      // The same D is not enough: 6x8 images are not the 8x6 the pixel statistics are about.
+      const Size ss = stats->recipe.size;
+      if (ss.width > 0 && !(ss == recipe_.size))
+        invalid(fmt::format(
+            "{}: the pixel covariance is for {}x{} images, the images are {}x{}; normalize at the "
+            "size of the statistics (--size {}x{}) or recompute them",
+            job_.fit ? std::string("--fit")
+                     : (job_.stats_path.empty() ? std::string("the statistics") : job_.stats_path),
+            ss.width, ss.height, recipe_.size.width, recipe_.size.height, ss.width, ss.height));
+      spec.pixel_size = ss;
       if (pc.images() < d)
         warnings_.push_back(fmt::format(
             "--mode {}: {} images for D = {} values per image: the pixel covariance is singular "

@@ -943,6 +943,12 @@ void Normalizer::centre_full(Get get, int width, int height, double* z) const {
   const int nc = channels_;
   const std::size_t dims = spec_.pixel_mean.size();
   const std::size_t w = static_cast<std::size_t>(width), h = static_cast<std::size_t>(height);
+  const Size ps = spec_.pixel_size;
+  if (ps.width > 0 && (ps.width != width || ps.height != height))
+    invalid("image is " + std::to_string(width) + "x" + std::to_string(height) +
+            ", but the whitening matrix of --mode " + to_string(spec_.mode) + " is for " +
+            std::to_string(ps.width) + "x" + std::to_string(ps.height) +
+            " images (the size of the statistics)");
   if (w * h * static_cast<std::size_t>(nc) != dims)
     invalid("image is " + std::to_string(width) + "x" + std::to_string(height) + "x" +
             std::to_string(nc) + " = " + std::to_string(w * h * nc) +

@@ -139,6 +139,10 @@ struct TransformSpec {
   /// ε is `eps`, as for zca_channels. The Normalizer consumes pixel_covariance (see its
   /// constructor).
   std::vector<double> pixel_mean, pixel_covariance;
+  /// zca, pca: the width × height the pixel statistics were computed at (stats.json's size);
+  /// images of another size are refused even when H·W·C equals D (6×8 is not 8×6). {0, 0}:
+  /// unknown, only D is compared.
+  Size pixel_size{};
   /// pca: K, the number of components (0: all D); other modes refuse it.
   int components = 0;
   /// pca: divide each component by √(λ+ε) (false: `--no-whiten`, U_Kᵀ·(x − μ)); other modes

@@ -27,6 +27,25 @@ def _images(out):
     return np.load(os.path.join(out, "images.npy"))
 
 
+def test_zca_pca_refuse_images_of_another_size_with_the_same_d(photos, tmp_path):
+    stats, _ = _stats(tmp_path, photos, "8x6")  # 8 wide, 6 high: D = 144
+    x = np.random.default_rng(0).integers(0, 256, (3, 6, 8, 3), dtype=np.uint8)
+    for mode in ("zca", "pca"):
+        y, _ = imgnorm.normalize(x, stats=stats, mode=mode)
+        assert np.asarray(y).shape[0] == 3
+        with pytest.raises(imgnorm.ArgumentError, match=r"pixel covariance is for 8x6 images, the "
+                                                        r"images are 6x8.*--size 8x6"):
+            imgnorm.normalize(np.ascontiguousarray(x.transpose(0, 2, 1, 3)), stats=stats,
+                              mode=mode)
+        out = str(tmp_path / ("swapped-" + mode))
+        p = util.cli("normalize", photos, "--stats", stats, "--mode", mode, "--size", "6x8", "-o",
+                     out, expect=None)
+        assert p.returncode != 0 and \
+            f"{stats}: the pixel covariance is for 8x6 images, the images are 6x8" in p.stderr, \
+            p.stderr
+        assert not os.path.exists(out)
+
+
 def test_pca_components_beyond_d_refused_before_the_memory_check(photos, tmp_path):
     stats, _ = _stats(tmp_path, photos, 16)  # D = 768
     with pytest.raises(imgnorm.ArgumentError, match=r"--components 1000: between 1 and D = 768"):
