@@ -195,10 +195,10 @@ void Normalization::check_job() {
         "--fit");
 
   // The recipe: the training stats' unless overridden (with a warning), else the defaults'.
-  // zca/pca: the pixel-covariance sidecar is loaded by prepare(), after its memory check.
+  // zca/pca: the pixel-covariance sidecar is loaded by prepare(), after its memory check; the
+  // other modes never read it (75 MB at 32x32: neither read nor hashed, and not needed to exist).
   if (!job_.stats && !job_.stats_path.empty())
-    job_.stats = is_full_image(spec.mode) ? detail::read_stats_json(job_.stats_path)
-                                          : read_stats_file(job_.stats_path);
+    job_.stats = detail::read_stats_json(job_.stats_path);
   const std::optional<StatsFile>& stats = job_.stats;
   const std::string stats_name = job_.stats_path.empty() ? "the statistics" : job_.stats_path;
   if (job_.ddof && stats)
@@ -910,7 +910,8 @@ Normalizer make_normalizer(const NormalizeJob& job, Size size, std::vector<std::
   if (size.width <= 0 || size.height <= 0) invalid("image size must be at least 1x1");
   NormalizeJob j = job;
   j.labels = false;
-  if (!j.stats && !j.stats_path.empty()) j.stats = read_stats_file(j.stats_path);
+  // The sidecar, if any, is loaded by prepare() for zca/pca only.
+  if (!j.stats && !j.stats_path.empty()) j.stats = detail::read_stats_json(j.stats_path);
   const bool gray =
       j.stats ? j.stats->recipe.channels == ChannelOrder::gray : j.channels == ChannelOrder::gray;
   // zca, pca: images of the statistics' size only (the covariance is of their D values).

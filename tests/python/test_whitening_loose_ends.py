@@ -27,6 +27,57 @@ def _images(out):
     return np.load(os.path.join(out, "images.npy"))
 
 
+# ---- the sidecar: read by zca/pca (and merge, Stats.load) only ---------------------------------
+
+
+def test_modes_without_the_pixel_covariance_do_not_need_its_sidecar(photos, tmp_path):
+    stats, side = _stats(tmp_path, photos, 8)
+    before = str(tmp_path / "before")
+    util.cli("normalize", photos, "--stats", stats, "--mode", "standardize", "--no-labels", "-o",
+             before, "-q")
+    os.remove(side)
+    for mode in ("standardize", "zca-channels"):
+        out = str(tmp_path / ("after-" + mode))
+        util.cli("normalize", photos, "--stats", stats, "--mode", mode, "--no-labels", "-o", out,
+                 "-q")
+        if mode == "standardize":
+            assert np.array_equal(_images(before), _images(out))
+        x, _ = imgnorm.normalize(photos, stats=stats, mode=mode, labels=False)
+        assert np.array_equal(np.asarray(x), _images(out))
+    x = np.random.default_rng(1).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
+    y, _ = imgnorm.normalize(x, stats=stats, mode="standardize")
+    assert np.asarray(y).shape == (2, 8, 8, 3)
+    # The modes that whiten with it refuse, naming the file.
+    for mode in ("zca", "pca"):
+        p = util.cli("normalize", photos, "--stats", stats, "--mode", mode, "-o",
+                     str(tmp_path / mode), expect=None)
+        assert p.returncode != 0 and side in p.stderr and "missing or unreadable" in p.stderr, \
+            p.stderr
+        assert not os.path.exists(str(tmp_path / mode))
+        with pytest.raises(imgnorm.FileError, match="missing or unreadable") as e:
+            imgnorm.normalize(photos, stats=stats, mode=mode, labels=False)
+        assert side in str(e.value)
+    # Stats.load keeps the moments it describes: the sidecar is read (and refused when missing).
+    with pytest.raises(imgnorm.FileError, match="missing or unreadable") as e:
+        imgnorm.Stats.load(stats)
+    assert side in str(e.value)
+
+
+def test_merge_reads_the_sidecars(photos, tmp_path):
+    a, side_a = _stats(tmp_path, photos, 8, "a.json", "--shard", "0/2")
+    b, _ = _stats(tmp_path, photos, 8, "b.json", "--shard", "1/2")
+    util.cli("merge", a, b, "-o", str(tmp_path / "ab.json"))
+    os.remove(side_a)
+    out = str(tmp_path / "merged.json")
+    p = util.cli("merge", a, b, "-o", out, expect=None)
+    assert p.returncode != 0 and side_a in p.stderr and "missing or unreadable" in p.stderr, \
+        p.stderr
+    assert not os.path.exists(out)
+
+
+# ---- the size of the images, not only D -----------------------------------------------------------
+
+
 def test_zca_pca_refuse_images_of_another_size_with_the_same_d(photos, tmp_path):
     stats, _ = _stats(tmp_path, photos, "8x6")  # 8 wide, 6 high: D = 144
     x = np.random.default_rng(0).integers(0, 256, (3, 6, 8, 3), dtype=np.uint8)
@@ -46,6 +97,9 @@ def test_zca_pca_refuse_images_of_another_size_with_the_same_d(photos, tmp_path)
         assert not os.path.exists(out)
 
 
+# ---- argument errors before the memory check ------------------------------------------------------
+
+
 def test_pca_components_beyond_d_refused_before_the_memory_check(photos, tmp_path):
     stats, _ = _stats(tmp_path, photos, 16)  # D = 768
     with pytest.raises(imgnorm.ArgumentError, match=r"--components 1000: between 1 and D = 768"):
@@ -62,6 +116,9 @@ def test_pca_components_beyond_d_refused_before_the_memory_check(photos, tmp_pat
     assert p.returncode != 0 and "--components 1000: between 1 and D = 768" in p.stderr, p.stderr
 
 
+# ---- limits raise imgnorm.Error --------------------------------------------------------------------
+
+
 def test_too_large_is_the_base_error_not_a_file_error(photos, tmp_path):
     stats, _ = _stats(tmp_path, photos, 16)
     with pytest.raises(imgnorm.Error, match="more than the memory limit of 100 KiB") as e:
@@ -69,6 +126,9 @@ def test_too_large_is_the_base_error_not_a_file_error(photos, tmp_path):
     assert e.value.code == "too_large"
     assert type(e.value) is imgnorm.Error
     assert not isinstance(e.value, (OSError, ValueError, MemoryError))
+
+
+# ---- Loader ----------------------------------------------------------------------------------------
 
 
 def test_loader_components_and_whiten_as_normalize(photos, tmp_path):
