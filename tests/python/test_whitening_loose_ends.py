@@ -88,6 +88,11 @@ def test_zca_pca_refuse_images_of_another_size_with_the_same_d(photos, tmp_path)
                                                         r"images are 6x8.*--size 8x6"):
             imgnorm.normalize(np.ascontiguousarray(x.transpose(0, 2, 1, 3)), stats=stats,
                               mode=mode)
+        norm = imgnorm.Normalizer(stats, mode=mode)
+        assert np.array_equal(norm(x), np.asarray(y))
+        with pytest.raises(imgnorm.ArgumentError,
+                           match=r"is of 8x6x3 images \(D = 144\), not 6x8x3"):
+            norm(np.ascontiguousarray(x.transpose(0, 2, 1, 3)))
         out = str(tmp_path / ("swapped-" + mode))
         p = util.cli("normalize", photos, "--stats", stats, "--mode", mode, "--size", "6x8", "-o",
                      out, expect=None)
