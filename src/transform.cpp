@@ -943,17 +943,18 @@ void Normalizer::centre_full(Get get, int width, int height, double* z) const {
   const int nc = channels_;
   const std::size_t dims = spec_.pixel_mean.size();
   const std::size_t w = static_cast<std::size_t>(width), h = static_cast<std::size_t>(height);
+  if (w * h * static_cast<std::size_t>(nc) != dims)
+    invalid("image is " + std::to_string(width) + "x" + std::to_string(height) + "x" +
+            std::to_string(nc) + " = " + std::to_string(w * h * nc) +
+            " values, but the whitening matrix of --mode " + to_string(spec_.mode) + " is for " +
+            std::to_string(dims));
+  // The same D is not enough: 6x8 is not the 8x6 the statistics are about.
   const Size ps = spec_.pixel_size;
   if (ps.width > 0 && (ps.width != width || ps.height != height))
     invalid("image is " + std::to_string(width) + "x" + std::to_string(height) +
             ", but the whitening matrix of --mode " + to_string(spec_.mode) + " is for " +
             std::to_string(ps.width) + "x" + std::to_string(ps.height) +
             " images (the size of the statistics)");
-  if (w * h * static_cast<std::size_t>(nc) != dims)
-    invalid("image is " + std::to_string(width) + "x" + std::to_string(height) + "x" +
-            std::to_string(nc) + " = " + std::to_string(w * h * nc) +
-            " values, but the whitening matrix of --mode " + to_string(spec_.mode) + " is for " +
-            std::to_string(dims));
   for (int yy = 0; yy < height; ++yy)
     for (int xx = 0; xx < width; ++xx)
       for (int c = 0; c < nc; ++c) {
