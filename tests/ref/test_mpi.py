@@ -14,25 +14,10 @@ import subprocess
 import sys
 import time
 
-from common import CLI, WORK, check, finish, image_files, photos, run
+from common import mpi_env, CLI, WORK, check, finish, image_files, photos, run
 
 MPIRUN = shutil.which("mpirun")
-MPI_ENV = dict(
-    os.environ,
-    OMPI_ALLOW_RUN_AS_ROOT="1",
-    OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-    OMPI_MCA_plm="isolated",  # this node only: no ssh/rsh agent needed
-    OMPI_MCA_rmaps_base_oversubscribe="1",  # more ranks than the 2 cores
-    OMPI_MCA_btl="self,vader",  # shared memory, no network
-    OMPI_MCA_btl_vader_single_copy_mechanism="none",  # no ptrace/CMA in containers
-)
-MPI_ENV.pop("SLURM_NTASKS", None)
-# Under ASan (make test-sanitize): Open MPI's components (dlopen()ed MCA and PMIx plug-ins, unloaded
-# at MPI_Finalize) keep allocations to exit that LeakSanitizer reports with unknown frames, so no
-# suppression can name them; leak checking is off for the MPI runs only (address and UB checks stay
-# on; the distributed code itself is leak-checked by distributed_test, which runs without MPI).
-if "ASAN_OPTIONS" in MPI_ENV:
-    MPI_ENV["ASAN_OPTIONS"] += ":detect_leaks=0"
+MPI_ENV = mpi_env()
 
 
 class Launch:

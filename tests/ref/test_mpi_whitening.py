@@ -14,21 +14,10 @@ import sys
 
 import numpy as np
 
-from common import CLI, WORK, check, finish, photos, run
+from common import mpi_env, CLI, WORK, check, finish, photos, run
 
 MPIRUN = shutil.which("mpirun")
-MPI_ENV = dict(
-    os.environ,
-    OMPI_ALLOW_RUN_AS_ROOT="1",
-    OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-    OMPI_MCA_plm="isolated",
-    OMPI_MCA_rmaps_base_oversubscribe="1",
-    OMPI_MCA_btl="self,vader",
-    OMPI_MCA_btl_vader_single_copy_mechanism="none",
-)
-MPI_ENV.pop("SLURM_NTASKS", None)
-if "ASAN_OPTIONS" in MPI_ENV:
-    MPI_ENV["ASAN_OPTIONS"] += ":detect_leaks=0"  # Open MPI's plug-ins (see test_mpi.py)
+MPI_ENV = mpi_env()
 
 work = os.path.join(WORK, "mpi-whitening")
 count = 0

@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 
-from common import CLI, WORK, check, finish, photos, run
+from common import mpi_env, CLI, WORK, check, finish, photos, run
 
 work = os.path.join(WORK, "pixcov")
 shutil.rmtree(work, ignore_errors=True)
@@ -107,12 +107,7 @@ check(p.returncode != 0 and "missing" in p.stderr and "stats.pixel-covariance.np
 # Under mpirun (issue 14: every exact accumulator is reduced): the same bytes as one process.
 MPIRUN = shutil.which("mpirun")
 if MPIRUN:
-    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMPI_MCA_plm="isolated",
-               OMPI_MCA_rmaps_base_oversubscribe="1", OMPI_MCA_btl="self,vader",
-               OMPI_MCA_btl_vader_single_copy_mechanism="none", OMPI_MCA_orte_tmpdir_base=out("mpi-session"))
-    env.pop("SLURM_NTASKS", None)
-    # Open MPI's plug-ins keep allocations to exit that LeakSanitizer reports (see test_mpi.py).
-    env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":detect_leaks=0"
+    env = mpi_env(OMPI_MCA_orte_tmpdir_base=out("mpi-session"))
     probe = subprocess.run([MPIRUN, "-q", "-np", "1", CLI, "--version"], capture_output=True, text=True, env=env)
     if probe.returncode == 0:
         p3 = os.path.join(out("mpi3"), "stats.json")
