@@ -1062,14 +1062,11 @@ std::uint64_t normalize_rows(const Normalizer& norm, const ImageArray& array, vo
 
 namespace {
 
-// One zca row back to u8 (input channel order, HWC): y in the output layout, dtype and channel
-// order; x = round(255·(W⁻¹·y + μ)), clamped (NaN → 0).
-void invert_zca(const std::uint8_t* in, Layout layout, DType dtype, bool swap_rb,
-                const std::vector<double>& inverse, const std::vector<double>& mean, int width,
-                int height, int nc, std::uint8_t* out) {
+// One zca row's values y (in the output layout, dtype and channel order) as doubles in the input
+// channel order, HWC: what W⁻¹ is applied to.
+void zca_output_values(const std::uint8_t* in, Layout layout, DType dtype, bool swap_rb, int width,
+                       int height, int nc, double* y) {
   const std::size_t w = static_cast<std::size_t>(width), h = static_cast<std::size_t>(height);
-  const std::size_t n = mean.size();
-  std::vector<double> y(n), x(n);
   for (std::size_t yy = 0; yy < h; ++yy)
     for (std::size_t xx = 0; xx < w; ++xx)
       for (int o = 0; o < nc; ++o) {
@@ -1088,13 +1085,6 @@ void invert_zca(const std::uint8_t* in, Layout layout, DType dtype, bool swap_rb
         }
         y[(yy * w + xx) * nc + ic] = v;
       }
-  const int d = static_cast<int>(n);
-  cblas_dgemv(CblasRowMajor, CblasNoTrans, d, d, 1.0, inverse.data(), d, y.data(), 1, 0.0, x.data(),
-              1);
-  for (std::size_t i = 0; i < n; ++i) {
-    const double v = std::round(255.0 * (x[i] + mean[i]));
-    out[i] = !(v > 0) ? 0 : v >= 255 ? 255 : static_cast<std::uint8_t>(v);
-  }
 }
 
 }  // namespace
@@ -1259,21 +1249,50 @@ Manifest denormalize(const std::string& images, const std::string& manifest_path
   NpyWriter writer(output, DType::uint8, {sh[0], h, w, std::uint64_t(nc)});
   std::vector<std::uint8_t> in(static_cast<std::size_t>(reader.header().row_bytes()));
   std::vector<std::uint8_t> px(static_cast<std::size_t>(w * h) * nc);
-  // zca/pca: one dgemv per row on one BLAS thread, so the bits never depend on OpenBLAS's count.
+  if (m.mode == Mode::zca) {
+    // x = round(255·(W⁻¹·y + μ)), clamped (NaN → 0), in batches through the whitening kernel (one
+    // fixed fma sequence per value: the same bits in any batch, on any CPU; one dgemv per row
+    // streamed all of W⁻¹ from memory for every image).
+    const std::size_t n = zca_mean.size();
+    const detail::WhiteningKernel kernel(zca_inverse.data(), n, n);
+    std::vector<double>().swap(zca_inverse);
+    const std::size_t cap = static_cast<std::size_t>(std::max<std::uint64_t>(
+        1, std::min<std::uint64_t>(detail::FullImageBatch::kDefaultCapacity, sh[0])));
+    const std::size_t rb = in.size();
+    std::vector<std::uint8_t> rows(cap * rb), pxs(cap * px.size());
+    std::vector<double> y(n), zp(detail::WhiteningKernel::packed_size(cap, n), 0.0),
+        xs(cap * kernel.stride());
+    for (std::uint64_t r0 = 0; r0 < sh[0]; r0 += cap) {
+      check_cancel(cancel);
+      const std::size_t b = static_cast<std::size_t>(std::min<std::uint64_t>(cap, sh[0] - r0));
+      reader.read_rows(r0, b, rows.data());
+      for (std::size_t i = 0; i < b; ++i) {
+        zca_output_values(rows.data() + i * rb, m.layout, m.dtype, swap_rb, static_cast<int>(w),
+                          static_cast<int>(h), nc, y.data());
+        detail::WhiteningKernel::pack_row(y.data(), i, n, zp.data());
+      }
+      kernel.run(zp.data(), b, xs.data());
+      for (std::size_t i = 0; i < b; ++i) {
+        std::uint8_t* o = pxs.data() + i * px.size();
+        for (std::size_t k = 0; k < n; ++k) {
+          const double v = std::round(255.0 * (xs[i * kernel.stride() + k] + zca_mean[k]));
+          o[k] = !(v > 0) ? 0 : v >= 255 ? 255 : static_cast<std::uint8_t>(v);
+        }
+        if (swap_rb)
+          for (std::size_t k = 0; k < px.size(); k += 3) std::swap(o[k], o[k + 2]);
+      }
+      writer.write_rows(r0, pxs.data(), b);
+      if (progress) progress(static_cast<std::size_t>(r0 + b), static_cast<std::size_t>(sh[0]));
+    }
+    writer.commit();
+    return m;
+  }
+  // pca: one dgemv per row on one BLAS thread, so the bits never depend on OpenBLAS's count.
   std::optional<detail::BlasThreads> serial_blas;
   if (is_full_image(m.mode)) serial_blas.emplace(1);
   for (std::uint64_t r = 0; r < sh[0]; ++r) {
     check_cancel(cancel);
     reader.read_rows(r, 1, in.data());
-    if (m.mode == Mode::zca) {
-      invert_zca(in.data(), m.layout, m.dtype, swap_rb, zca_inverse, zca_mean, static_cast<int>(w),
-                 static_cast<int>(h), nc, px.data());
-      if (swap_rb)
-        for (std::size_t i = 0; i < px.size(); i += 3) std::swap(px[i], px[i + 2]);
-      writer.write_rows(r, px.data(), 1);
-      if (progress) progress(static_cast<std::size_t>(r + 1), static_cast<std::size_t>(sh[0]));
-      continue;
-    }
     const PixelMap& map = m.maps ? *m.maps : m.per_image_maps[first_row + r];
     try {
       invert(in.data(), m.layout, m.dtype, swap_rb, map, static_cast<int>(w), static_cast<int>(h),
