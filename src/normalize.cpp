@@ -17,6 +17,7 @@
 #include <cstring>
 #include <exception>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -524,6 +525,42 @@ void Normalization::prepare(
   normalizer_->check_image_size(recipe_.size);
 }
 
+namespace {
+
+// zca, pca over an array: the rows in batches of `capacity` for the whitening kernel, centred on
+// the calling thread, the kernel over `threads`; write(r, row) in row order. Each row's bits are
+// those of Normalizer::apply (src/whitening_kernel.hpp). Error(interrupted) on cancel; a row's
+// error names it.
+void whiten_rows(const Normalizer& norm, const ImageArray& a, std::size_t capacity, int threads,
+                 const std::atomic<bool>* cancel,
+                 const std::function<void(std::uint64_t, const void*)>& write) {
+  detail::FullImageBatch batch(norm, capacity);
+  std::uint64_t first = 0;  // the row of the batch's first image
+  auto flush = [&] { batch.flush([&](std::size_t i, const void* row) { write(first + i, row); }); };
+  detail::JobArena arena(effective_threads(threads));
+  arena.execute([&] {
+    a.for_each_row(
+        [&](std::uint64_t r, const ArrayRow& row) {
+          try {
+            if (row.values)
+              batch.add_values(row.values, a.width(), a.height());
+            else
+              batch.add(row.u8);
+          } catch (const Error& e) {
+            throw Error(e.code(), a.name() + ": row " + std::to_string(r) + ": " + e.what());
+          }
+          if (batch.full()) {
+            flush();
+            first = r + 1;
+          }
+        },
+        cancel);
+    flush();
+  });
+}
+
+}  // namespace
+
 NormalizeResult Normalization::run(RowSink& sink, const PipelineOptions& options) const {
   if (!normalizer_) invalid("Normalization::run: call prepare() first");
   const Normalizer& norm = *normalizer_;
@@ -533,35 +570,14 @@ NormalizeResult Normalization::run(RowSink& sink, const PipelineOptions& options
   sink.begin(planned_rows(), rb);
 
   if (input_.array && is_full_image(job_.spec.mode)) {
-    // zca, pca: rows in batches for the whitening kernel, run over the job's threads; each row's
-    // bits are those of Normalizer::apply (src/whitening_kernel.hpp).
     const ImageArray& a = *input_.array;
-    detail::FullImageBatch batch(
-        norm, detail::FullImageBatch::capacity_for(norm, effective_max_memory(options) / 4,
-                                                   static_cast<std::size_t>(a.rows())));
-    auto flush = [&] {
-      batch.flush([&](std::size_t, const void* row) {
-        sink.write_row(res.rows, row);
-        ++res.rows;
-      });
-    };
-    detail::JobArena arena(effective_threads(options.threads));
-    arena.execute([&] {
-      a.for_each_row(
-          [&](std::uint64_t r, const ArrayRow& row) {
-            try {
-              if (row.values)
-                batch.add_values(row.values, a.width(), a.height());
-              else
-                batch.add(row.u8);
-            } catch (const Error& e) {
-              throw Error(e.code(), a.name() + ": row " + std::to_string(r) + ": " + e.what());
-            }
-            if (batch.full()) flush();
-          },
-          options.cancel);
-      if (!(options.cancel && options.cancel->load())) flush();
-    });
+    whiten_rows(norm, a,
+                detail::FullImageBatch::capacity_for(norm, effective_max_memory(options) / 4,
+                                                     static_cast<std::size_t>(a.rows())),
+                options.threads, options.cancel, [&](std::uint64_t, const void* row) {
+                  sink.write_row(res.rows, row);
+                  ++res.rows;
+                });
   } else if (input_.array) {
     const ImageArray& a = *input_.array;
     std::vector<std::uint8_t> buf(rb);
@@ -945,43 +961,17 @@ Normalizer make_normalizer(const NormalizeJob& job, Size size, std::vector<std::
 
 namespace {
 
-// normalize_rows for zca and pca: the rows in batches of the whitening kernel, centred on the
-// calling thread, the kernel over `threads`; each row's bits are those of Normalizer::apply.
+// normalize_rows for zca and pca: the rows in batches of the whitening kernel.
 std::uint64_t normalize_rows_full(const Normalizer& norm, const ImageArray& array, void* out,
                                   int threads, const std::atomic<bool>* cancel) {
   const std::size_t rb =
       detail::FullImageAccess::kernel(norm).rows() * dtype_size(norm.format().dtype);
   auto* dst = static_cast<std::uint8_t*>(out);
-  detail::FullImageBatch batch(norm, static_cast<std::size_t>(std::min<std::uint64_t>(
-                                         detail::FullImageBatch::kDefaultCapacity, array.rows())));
-  std::uint64_t first = 0;  // the row of the batch's first image
-  auto flush = [&] {
-    batch.flush(
-        [&](std::size_t i, const void* row) { std::memcpy(dst + (first + i) * rb, row, rb); });
-  };
-  detail::JobArena arena(effective_threads(threads));
-  arena.execute([&] {
-    std::vector<std::uint8_t> raw;
-    std::vector<double> values;
-    for (std::uint64_t r = 0; r < array.rows(); ++r) {
-      if (cancel && cancel->load()) return;
-      try {
-        const ArrayRow row = array.row(r, raw, values);
-        if (row.values)
-          batch.add_values(row.values, array.width(), array.height());
-        else
-          batch.add(row.u8);
-      } catch (const Error& e) {
-        throw Error(e.code(), array.name() + ": row " + std::to_string(r) + ": " + e.what());
-      }
-      if (batch.full()) {
-        flush();
-        first = r + 1;
-      }
-    }
-    flush();
-  });
-  if (cancel && cancel->load()) throw Error(ErrorCode::interrupted, "interrupted");
+  whiten_rows(norm, array,
+              static_cast<std::size_t>(
+                  std::min<std::uint64_t>(detail::FullImageBatch::kDefaultCapacity, array.rows())),
+              threads, cancel,
+              [&](std::uint64_t r, const void* row) { std::memcpy(dst + r * rb, row, rb); });
   return 0;
 }
 
@@ -1087,6 +1077,50 @@ void zca_output_values(const std::uint8_t* in, Layout layout, DType dtype, bool 
       }
 }
 
+// x = round(255·(A·y + μ)), clamped to 0–255 (NaN → 0), for every row of `reader` into `writer`,
+// in batches through the whitening kernel: one fixed fma sequence per value, so the same bits in
+// any batch and on any CPU (one dgemv per row streamed all of A from memory for every image).
+// values(row bytes, y) gives a row's D values y in the input channel order; swap_rb swaps R and B
+// of the u8 result. A: D×D row-major, consumed.
+void unwhiten_rows(const NpyReader& reader, NpyWriter& writer, std::vector<double>& a,
+                   const std::vector<double>& mean, bool swap_rb,
+                   const std::function<void(const std::uint8_t*, double*)>& values,
+                   const std::atomic<bool>* cancel,
+                   const std::function<void(std::size_t, std::size_t)>& progress) {
+  const std::size_t n = mean.size();
+  const std::uint64_t rows = reader.header().shape[0];
+  const detail::WhiteningKernel kernel(a.data(), n, n);
+  std::vector<double>().swap(a);
+  const std::size_t cap = static_cast<std::size_t>(std::max<std::uint64_t>(
+      1, std::min<std::uint64_t>(detail::FullImageBatch::kDefaultCapacity, rows)));
+  const std::size_t rb = static_cast<std::size_t>(reader.header().row_bytes());
+  std::vector<std::uint8_t> in(cap * rb), px(cap * n);
+  std::vector<double> y(n), zp(detail::WhiteningKernel::packed_size(cap, n), 0.0),
+      x(cap * kernel.stride());
+  for (std::uint64_t r0 = 0; r0 < rows; r0 += cap) {
+    check_cancel(cancel);
+    const std::size_t b = static_cast<std::size_t>(std::min<std::uint64_t>(cap, rows - r0));
+    reader.read_rows(r0, b, in.data());
+    for (std::size_t i = 0; i < b; ++i) {
+      values(in.data() + i * rb, y.data());
+      detail::WhiteningKernel::pack_row(y.data(), i, n, zp.data());
+    }
+    kernel.run(zp.data(), b, x.data());
+    for (std::size_t i = 0; i < b; ++i) {
+      std::uint8_t* o = px.data() + i * n;
+      for (std::size_t k = 0; k < n; ++k) {
+        const double v = std::round(255.0 * (x[i * kernel.stride() + k] + mean[k]));
+        o[k] = !(v > 0) ? 0 : v >= 255 ? 255 : static_cast<std::uint8_t>(v);
+      }
+      if (swap_rb)
+        for (std::size_t k = 0; k + 2 < n; k += 3) std::swap(o[k], o[k + 2]);
+    }
+    writer.write_rows(r0, px.data(), b);
+    if (progress) progress(static_cast<std::size_t>(r0 + b), static_cast<std::size_t>(rows));
+  }
+  writer.commit();
+}
+
 }  // namespace
 
 Manifest denormalize(const std::string& images, const std::string& manifest_path,
@@ -1140,33 +1174,24 @@ Manifest denormalize(const std::string& images, const std::string& manifest_path
     m.shape = {sh[0], h, w, std::uint64_t(nc)};
     m.layout = Layout::nhwc;
     NpyWriter writer(output, DType::uint8, {sh[0], h, w, std::uint64_t(nc)});
-    std::vector<std::uint8_t> in(static_cast<std::size_t>(reader.header().row_bytes()));
-    std::vector<double> y(n), x(n);
-    std::vector<std::uint8_t> px(n);
-    for (std::uint64_t r = 0; r < sh[0]; ++r) {
-      check_cancel(cancel);
-      reader.read_rows(r, 1, in.data());
-      for (std::size_t i = 0; i < n; ++i) {
-        if (m.dtype == DType::float32) {
-          float f;
-          std::memcpy(&f, in.data() + i * 4, 4);
-          y[i] = f;
-        } else {
-          std::uint16_t b;
-          std::memcpy(&b, in.data() + i * 2, 2);
-          y[i] = half_to_float(b);
-        }
-      }
-      cblas_dgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(n), static_cast<int>(n), 1.0,
-                  inv.data(), static_cast<int>(n), y.data(), 1, 0.0, x.data(), 1);
-      for (std::size_t i = 0; i < n; ++i) {
-        const double v = std::round(255.0 * (x[i] + all[i]));
-        px[i] = !(v > 0) ? 0 : v >= 255 ? 255 : static_cast<std::uint8_t>(v);
-      }
-      writer.write_rows(r, px.data(), 1);
-      if (progress) progress(static_cast<std::size_t>(r + 1), static_cast<std::size_t>(sh[0]));
-    }
-    writer.commit();
+    const std::vector<double> mean(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(n));
+    std::vector<double>().swap(all);
+    unwhiten_rows(
+        reader, writer, inv, mean, false,
+        [&](const std::uint8_t* row, double* y) {  // the K = D components, in order
+          for (std::size_t i = 0; i < n; ++i) {
+            if (m.dtype == DType::float32) {
+              float f;
+              std::memcpy(&f, row + i * 4, 4);
+              y[i] = f;
+            } else {
+              std::uint16_t b;
+              std::memcpy(&b, row + i * 2, 2);
+              y[i] = half_to_float(b);
+            }
+          }
+        },
+        cancel, progress);
     return m;
   }
   if (reader.header().dtype != m.dtype || sh.size() != 4)
@@ -1250,46 +1275,15 @@ Manifest denormalize(const std::string& images, const std::string& manifest_path
   std::vector<std::uint8_t> in(static_cast<std::size_t>(reader.header().row_bytes()));
   std::vector<std::uint8_t> px(static_cast<std::size_t>(w * h) * nc);
   if (m.mode == Mode::zca) {
-    // x = round(255·(W⁻¹·y + μ)), clamped (NaN → 0), in batches through the whitening kernel (one
-    // fixed fma sequence per value: the same bits in any batch, on any CPU; one dgemv per row
-    // streamed all of W⁻¹ from memory for every image).
-    const std::size_t n = zca_mean.size();
-    const detail::WhiteningKernel kernel(zca_inverse.data(), n, n);
-    std::vector<double>().swap(zca_inverse);
-    const std::size_t cap = static_cast<std::size_t>(std::max<std::uint64_t>(
-        1, std::min<std::uint64_t>(detail::FullImageBatch::kDefaultCapacity, sh[0])));
-    const std::size_t rb = in.size();
-    std::vector<std::uint8_t> rows(cap * rb), pxs(cap * px.size());
-    std::vector<double> y(n), zp(detail::WhiteningKernel::packed_size(cap, n), 0.0),
-        xs(cap * kernel.stride());
-    for (std::uint64_t r0 = 0; r0 < sh[0]; r0 += cap) {
-      check_cancel(cancel);
-      const std::size_t b = static_cast<std::size_t>(std::min<std::uint64_t>(cap, sh[0] - r0));
-      reader.read_rows(r0, b, rows.data());
-      for (std::size_t i = 0; i < b; ++i) {
-        zca_output_values(rows.data() + i * rb, m.layout, m.dtype, swap_rb, static_cast<int>(w),
-                          static_cast<int>(h), nc, y.data());
-        detail::WhiteningKernel::pack_row(y.data(), i, n, zp.data());
-      }
-      kernel.run(zp.data(), b, xs.data());
-      for (std::size_t i = 0; i < b; ++i) {
-        std::uint8_t* o = pxs.data() + i * px.size();
-        for (std::size_t k = 0; k < n; ++k) {
-          const double v = std::round(255.0 * (xs[i * kernel.stride() + k] + zca_mean[k]));
-          o[k] = !(v > 0) ? 0 : v >= 255 ? 255 : static_cast<std::uint8_t>(v);
-        }
-        if (swap_rb)
-          for (std::size_t k = 0; k < px.size(); k += 3) std::swap(o[k], o[k + 2]);
-      }
-      writer.write_rows(r0, pxs.data(), b);
-      if (progress) progress(static_cast<std::size_t>(r0 + b), static_cast<std::size_t>(sh[0]));
-    }
-    writer.commit();
+    unwhiten_rows(
+        reader, writer, zca_inverse, zca_mean, swap_rb,
+        [&](const std::uint8_t* row, double* y) {
+          zca_output_values(row, m.layout, m.dtype, swap_rb, static_cast<int>(w),
+                            static_cast<int>(h), nc, y);
+        },
+        cancel, progress);
     return m;
   }
-  // pca: one dgemv per row on one BLAS thread, so the bits never depend on OpenBLAS's count.
-  std::optional<detail::BlasThreads> serial_blas;
-  if (is_full_image(m.mode)) serial_blas.emplace(1);
   for (std::uint64_t r = 0; r < sh[0]; ++r) {
     check_cancel(cancel);
     reader.read_rows(r, 1, in.data());

@@ -141,8 +141,8 @@ def test_zca_denormalize_gives_back_the_pixels(photos, tmp_path):
         assert np.array_equal(b.reshape(len(x), -1).astype(np.float64), x)
 
 
-def test_zca_denormalize_in_batches_gives_back_every_row(photos, tmp_path):
-    """300 rows (two full batches of the kernel and a ragged tail of 44): every row exactly back,
+def test_denormalize_in_batches_gives_back_every_row(photos, tmp_path):
+    """zca and pca, 300 rows (two full batches of the kernel and a ragged tail of 44): every row exactly back,
     so no row depends on the batch it was inverted in."""
     x = _pixels(photos, 8, tmp_path)
     stats = _stats(tmp_path, photos, 8)
@@ -150,11 +150,12 @@ def test_zca_denormalize_in_batches_gives_back_every_row(photos, tmp_path):
     rows = x[rng.integers(0, len(x), 300)].astype(np.uint8).reshape(300, 8, 8, 3)
     arr = str(tmp_path / "rows.npy")
     np.save(arr, rows)
-    out = str(tmp_path / "z")
-    util.cli("normalize", arr, "--stats", stats, "--mode", "zca", "-o", out, "-q")
-    back = str(tmp_path / "back.npy")
-    util.cli("denormalize", os.path.join(out, "images.npy"), "-o", back, "-q")
-    assert np.array_equal(np.load(back), rows)
+    for mode in ("zca", "pca"):  # pca with all D components is invertible too
+        out = str(tmp_path / mode)
+        util.cli("normalize", arr, "--stats", stats, "--mode", mode, "-o", out, "-q")
+        back = str(tmp_path / (mode + ".npy"))
+        util.cli("denormalize", os.path.join(out, "images.npy"), "-o", back, "-q")
+        assert np.array_equal(np.load(back), rows), mode
 
 
 def test_zca_fit_equals_stats_and_warns_when_singular(photos, tmp_path):
